@@ -1,0 +1,123 @@
+"""`python -m monitor` / `bipn-monitor`: the command line of CONTRACT.md."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import pathlib
+import sys
+from collections.abc import Sequence
+from typing import IO
+
+from monitor.policy_file import load_pack
+from monitor.timeline import read_timeline
+from policies.engine import evaluate
+from policies.packs import BUILTIN_PACKS, PackError
+
+EXIT_INVALID = 2
+
+
+def _aware_time(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an RFC 3339 date-time (e.g. 2026-05-06T09:00:00Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset: give one, e.g. {text}Z or {text}+01:00"
+        )
+    return moment
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--policy",
+        choices=sorted(BUILTIN_PACKS),
+        default=None,
+        help="built-in policy pack (default: default)",
+    )
+    parser.add_argument(
+        "--policy-file",
+        type=pathlib.Path,
+        default=None,
+        help='a site\'s pack as TOML: base = "default" and threshold overrides',
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m monitor",
+        description="Bortezomib-induced peripheral neuropathy monitor.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    replay = commands.add_parser(
+        "replay",
+        help="decisions from an events file, offline",
+        description=(
+            "Read events (JSON lines, any order; '-' for standard input), drop exact "
+            "duplicates, fire timers up to --until and print the decisions as JSON lines "
+            "sorted by `at`, then `decision_id`. Invalid input: every problem on stderr as "
+            "'line N: field: message', exit 2, nothing printed."
+        ),
+    )
+    replay.add_argument("file", help="events, one JSON object per line ('-' for stdin)")
+    _add_policy_options(replay)
+    replay.add_argument(
+        "--until",
+        type=_aware_time,
+        default=None,
+        help="the clock: fire timers up to this time (default: the latest event's time)",
+    )
+
+    bench = commands.add_parser(
+        "bench",
+        help="measure replay speed on generated timelines",
+        description="Replay throughput and per-event cost (see README, Performance).",
+    )
+    bench.add_argument("--patients", type=int, default=10_000)
+    bench.add_argument("--events-per-patient", type=int, default=20)
+    bench.add_argument("--long", type=int, default=2_000, help="events of the long patient")
+    bench.add_argument("--repeat", type=int, default=3, help="runs per figure (best is kept)")
+    bench.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        pack = load_pack(args.policy, args.policy_file)
+    except PackError as exc:
+        for pack_problem in exc.problems:
+            print(f"policy: {pack_problem}", file=err)
+        return EXIT_INVALID
+    try:
+        if args.file == "-":
+            timeline = read_timeline(sys.stdin.buffer)
+        else:
+            with open(args.file, "rb") as handle:
+                timeline = read_timeline(handle)
+    except OSError as exc:
+        print(f"{args.file}: cannot be read: {exc.strerror}", file=err)
+        return EXIT_INVALID
+    if timeline.problems:
+        for problem in timeline.problems:
+            print(problem, file=err)
+        return EXIT_INVALID
+    until = args.until or timeline.latest
+    decisions = evaluate(pack, timeline.events, until)
+    out.writelines(d.model_dump_json(exclude_none=True) + "\n" for d in decisions)
+    out.flush()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "replay":
+        return run_replay(args, sys.stdout, sys.stderr)
+    if args.command == "bench":
+        from monitor.bench import run_bench
+
+        return int(run_bench(args, sys.stdout))
+    raise AssertionError(args.command)  # argparse rejects unknown commands

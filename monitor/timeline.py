@@ -1,0 +1,66 @@
+"""Reading event files (JSON lines): validate every line, drop duplicates, report conflicts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from policies.events import Event, EventValidationError, canonical_body, parse_event
+
+
+@dataclass(frozen=True, slots=True)
+class LineProblem:
+    line: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.field}: {self.message}"
+
+
+@dataclass(slots=True)
+class Timeline:
+    """The valid, unique events of a file, and every problem found on its lines."""
+
+    events: list[Event] = field(default_factory=list)
+    problems: list[LineProblem] = field(default_factory=list)
+    duplicates: int = 0
+
+    @property
+    def latest(self) -> dt.datetime | None:
+        return max((e.occurred_at for e in self.events), default=None)
+
+
+def read_timeline(lines: Iterable[bytes | str]) -> Timeline:
+    """Validate each non-blank line; exact duplicates are dropped, conflicting ids reported."""
+    timeline = Timeline()
+    first_seen: dict[str, tuple[int, Event]] = {}
+    saw_content = False
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        saw_content = True
+        try:
+            event = parse_event(line)
+        except EventValidationError as exc:
+            timeline.problems.extend(LineProblem(number, p.field, p.message) for p in exc.problems)
+            continue
+        earlier = first_seen.get(event.event_id)
+        if earlier is None:
+            first_seen[event.event_id] = (number, event)
+            timeline.events.append(event)
+        elif earlier[1] == event or canonical_body(earlier[1]) == canonical_body(event):
+            timeline.duplicates += 1
+        else:
+            timeline.problems.append(
+                LineProblem(
+                    number,
+                    "event_id",
+                    f"{event.event_id!r} was already used on line {earlier[0]} with a different "
+                    "body (an event id may only be re-sent unchanged)",
+                )
+            )
+    if not saw_content:
+        timeline.problems.append(LineProblem(1, "file", "is empty: there are no events to read"))
+    return timeline

@@ -1,0 +1,247 @@
+"""`evaluate(pack, events, until) -> decisions`: a fold over each patient's time-ordered events.
+
+Pure: no I/O, no clock, no database. The same function serves `replay`, the workers and the
+tests. Events are sorted by (`occurred_at`, `event_id`); the two timers
+(`reassessment_overdue`, `escalation_unanswered`) fire in time order between events, up to
+`until`; an event at the same instant as a timer is applied first. Each patient's fold is one
+pass over its events with O(1) work per event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from policies.decisions import Decision
+from policies.events import (
+    Administration,
+    Assessment,
+    CourseEnd,
+    Enrollment,
+    Event,
+    Immunotherapy,
+    TreatmentChange,
+    canonical_body,
+)
+from policies.fold import Fold
+from policies.packs import PolicyPack
+from policies.rules.adherence import d6_adherence
+from policies.rules.enrolment import d0_enrolment
+from policies.rules.no_course import d7_no_active_course
+from policies.rules.reassessment import (
+    DAY,
+    d5_reassessment_overdue,
+    next_cycle_due,
+    overdue_at,
+    schedule_reassessment,
+)
+from policies.rules.treatment import default_on_treatment, label_on_treatment
+from policies.rules.watch import (
+    d3_d4_after_stop,
+    d3_start_watch,
+    d4_escalation_unanswered,
+    escalation_deadline,
+)
+from policies.state import Course, CourseStatus, GradeSet, PatientState
+
+
+class ConflictingEventError(ValueError):
+    """The same `event_id` was given twice with different bodies."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event_id {event_id!r} is used by two events with different bodies")
+        self.event_id = event_id
+
+
+@dataclass(frozen=True, slots=True)
+class PatientOutcome:
+    """One patient's decisions (in fold order) and the state at the end of the fold."""
+
+    decisions: list[Decision]
+    state: PatientState
+
+
+def timeline_order(event: Event) -> tuple[dt.datetime, str]:
+    return (event.occurred_at, event.event_id)
+
+
+def unique_events(events: Iterable[Event]) -> list[Event]:
+    """Drop exact duplicates (same id, same body); a reused id with another body is an error."""
+    seen: dict[str, Event] = {}
+    for event in events:
+        earlier = seen.get(event.event_id)
+        if earlier is None:
+            seen[event.event_id] = event
+        elif earlier != event and canonical_body(earlier) != canonical_body(event):
+            raise ConflictingEventError(event.event_id)
+    return list(seen.values())
+
+
+def evaluate(
+    pack: PolicyPack, events: Iterable[Event], until: dt.datetime | None = None
+) -> list[Decision]:
+    """All decisions of the timeline, sorted by `at` then `decision_id`.
+
+    `until` (aware) is the clock: timers fire at times <= until. Default: the latest event.
+    """
+    unique = unique_events(events)
+    if not unique:
+        return []
+    if until is None:
+        until = max(e.occurred_at for e in unique)
+    by_patient: dict[str, list[Event]] = {}
+    for event in unique:
+        by_patient.setdefault(event.patient_id, []).append(event)
+    decisions: list[Decision] = []
+    for patient_id, patient_events in by_patient.items():
+        decisions += evaluate_patient(pack, patient_id, patient_events, until).decisions
+    decisions.sort(key=lambda d: (d.at, d.decision_id))
+    return decisions
+
+
+def evaluate_patient(
+    pack: PolicyPack, patient_id: str, events: Sequence[Event], until: dt.datetime
+) -> PatientOutcome:
+    """Fold one patient's (unique) events in timeline order, firing timers up to `until`."""
+    fold = Fold(pack=pack, patient=PatientState(patient_id=patient_id))
+    for event in sorted(events, key=timeline_order):
+        _fire_timers(
+            fold, before=min(event.occurred_at, until), inclusive=event.occurred_at > until
+        )
+        _apply(fold, event)
+    _fire_timers(fold, before=until, inclusive=True)
+    return PatientOutcome(decisions=fold.decisions, state=fold.patient)
+
+
+def next_timer(fold: Fold) -> tuple[dt.datetime, str] | None:
+    """The earliest pending timer of the patient's course, as (time, kind)."""
+    course = fold.patient.course
+    if course is None:
+        return None
+    candidates = []
+    overdue = overdue_at(fold, course)
+    if overdue is not None:
+        candidates.append((overdue, "reassessment_overdue"))
+    deadline = escalation_deadline(fold, course)
+    if deadline is not None:
+        candidates.append((deadline, "escalation_unanswered"))
+    return min(candidates) if candidates else None
+
+
+def _fire_timers(fold: Fold, *, before: dt.datetime, inclusive: bool) -> None:
+    """Fire due timers in time order: those strictly before `before` (or at it, if inclusive)."""
+    while (timer := next_timer(fold)) is not None:
+        at, kind = timer
+        if at > before or (at == before and not inclusive):
+            return
+        course = fold.patient.course
+        assert course is not None
+        if kind == "reassessment_overdue":
+            d5_reassessment_overdue(fold, course, at)
+        else:
+            d4_escalation_unanswered(fold, course, at)
+
+
+def _apply(fold: Fold, event: Event) -> None:
+    course = fold.patient.course
+    match event:
+        case Enrollment():
+            if course is not None:
+                fold.patient.ended_courses += 1
+            fold.patient.course = d0_enrolment(fold, event)
+        case Assessment() | Administration() if course is None:
+            d7_no_active_course(fold, event)
+        case Assessment() if course is not None:
+            _assessment(fold, course, event)
+        case Administration() if course is not None:
+            d6_adherence(fold, course, event)
+        case TreatmentChange() if course is not None:
+            _treatment_change(fold, course, event)
+        case Immunotherapy() if course is not None:
+            _immunotherapy(course, event)
+        case CourseEnd() if course is not None:
+            fold.patient.course = None  # drops the pending reassessment and both timers
+            fold.patient.ended_courses += 1
+        case _:
+            pass  # a treatment change, therapy or course end with no course: stored, no rule
+
+
+def _immunotherapy(course: Course, event: Immunotherapy) -> None:
+    """Therapy at or after the escalation answers it (D4); earlier therapy does not."""
+    if course.escalated_at is not None and event.occurred_at >= course.escalated_at:
+        course.escalation_answered = True
+
+
+def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
+    """Each assessment satisfies the pending reassessment and schedules the next (D5)."""
+    grades = GradeSet.of(event.grades)
+    course.pending = None
+    if course.stopped:
+        d3_d4_after_stop(fold, course, event, grades)
+    else:
+        course.last_grades = grades
+        if fold.pack.rules == "default":
+            default_on_treatment(fold, course, event, grades)
+        else:
+            label_on_treatment(fold, course, event, grades)
+        at = event.occurred_at
+        if course.stopped:
+            days = fold.pack.watch_interval_days
+            due, why = at + days * DAY, "first reassessment of the coasting watch"
+        else:
+            due, why = next_cycle_due(course, at, event.cycle), "before the next cycle"
+        schedule_reassessment(
+            fold, course, due_at=due, trigger=event.event_id, at=at, rule="D5", why=why
+        )
+    course.last_grades = grades
+    course.previous_grades = grades
+
+
+def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> None:
+    """What the clinicians recorded: sets the dose, hold state or the stop (D3)."""
+    action = event.action
+    if action == "dose_reduced":
+        if event.dose_mg_m2 is not None:
+            course.dose_mg_m2 = event.dose_mg_m2
+        course.schedule = event.schedule or course.schedule
+        course.route = event.route or course.route
+        grades = course.last_grades or course.baseline
+        if fold.pack.rules == "default":
+            course.reference = grades.overall
+        else:
+            course.reference = grades.label_tier(fold.pack.severe_autonomic_grade)
+    elif action == "held":
+        if not course.stopped:
+            course.status = "held"
+    elif action == "resumed":
+        if course.status == "held":
+            course.status = "active"
+            if event.dose_mg_m2 is not None:
+                course.dose_mg_m2 = event.dose_mg_m2
+            course.schedule = event.schedule or course.schedule
+            course.route = event.route or course.route
+    else:  # discontinued or completed: the drug stops, the watch starts (the earlier stop wins)
+        status: CourseStatus = "discontinued" if action == "discontinued" else "completed"
+        if course.stopped:
+            if status == "discontinued":
+                course.status = status
+            return
+        at = event.occurred_at
+        d3_start_watch(
+            fold,
+            course,
+            at=at,
+            trigger=event.event_id,
+            status=status,
+            why=f"treatment {action} recorded",
+        )
+        schedule_reassessment(
+            fold,
+            course,
+            due_at=at + fold.pack.watch_interval_days * DAY,
+            trigger=event.event_id,
+            at=at,
+            rule="D5",
+            why="first reassessment of the coasting watch",
+        )

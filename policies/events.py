@@ -1,0 +1,309 @@
+"""The contract's events as pydantic models (CONTRACT.md, "Events").
+
+Shared by `replay`, the HTTP API and the workers, so this module imports nothing but the
+standard library and pydantic. Models are strict (no silent coercion of "2" to 2) and reject
+unknown fields, except inside `findings` and `extra`. Validation errors are turned into
+`FieldProblem`s that say which field, which value and why (see `describe_errors`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+Route = Literal["IV", "SC"]
+Schedule = Literal["twice_weekly", "weekly"]
+RiskFactor = Literal[
+    "diabetes",
+    "baseline_neuropathy",
+    "prior_thalidomide",
+    "renal_insufficiency",
+    "hypothyroidism",
+    "vitamin_b12_deficiency",
+    "alcohol",
+]
+TreatmentAction = Literal["dose_reduced", "held", "resumed", "discontinued", "completed"]
+Therapy = Literal["ivig", "corticosteroids", "plasma_exchange", "rituximab", "other"]
+CourseEndReason = Literal["completed", "death", "transferred", "other"]
+NcsPattern = Literal["axonal", "demyelinating", "mixed", "normal"]
+AssessmentSource = Literal["clinician", "nurse", "patient"]
+
+EVENT_TYPES = (
+    "enrollment",
+    "assessment",
+    "administration",
+    "treatment_change",
+    "immunotherapy",
+    "course_end",
+)
+
+
+def _require_datetime_text(value: Any) -> Any:
+    """Accept RFC 3339 text (or a datetime built in code), never a bare number."""
+    if isinstance(value, str | dt.datetime):
+        return value
+    raise ValueError("must be an RFC 3339 date-time string with an offset")
+
+
+ClinicalTime = Annotated[
+    AwareDatetime, BeforeValidator(_require_datetime_text), Field(strict=False)
+]
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+PatientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+DoseMgM2 = Annotated[float, Field(gt=0, le=1.6)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Grades(_Strict):
+    """CTCAE v5 grades of one assessment; an absent domain means grade 0."""
+
+    sensory: Annotated[int, Field(ge=0, le=4)] | None = None
+    motor: Annotated[int, Field(ge=0, le=4)] | None = None
+    pain: Annotated[int, Field(ge=0, le=3)] | None = None
+    autonomic: Annotated[int, Field(ge=0, le=4)] | None = None
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> Grades:
+        if (
+            self.sensory is None
+            and self.motor is None
+            and self.pain is None
+            and self.autonomic is None
+        ):
+            raise ValueError("at least one of sensory, motor, pain, autonomic must be given")
+        return self
+
+
+class Findings(BaseModel):
+    """Optional findings; extra keys are kept (sites record more than we interpret)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    ncs_pattern: NcsPattern | None = None
+    csf_albuminocytologic_dissociation: bool | None = None
+    asymmetric_weakness: bool | None = None
+    mrc_sum_score: Annotated[int, Field(ge=0, le=60)] | None = None
+    rankin: Annotated[int, Field(ge=0, le=5)] | None = None
+
+
+class _EventBase(_Strict):
+    event_id: EventId
+    patient_id: PatientId
+    occurred_at: ClinicalTime
+    extra: dict[str, Any] | None = None
+
+
+class Enrollment(_EventBase):
+    type: Literal["enrollment"]
+    drug: Literal["bortezomib"]
+    dose_mg_m2: DoseMgM2
+    route: Route
+    schedule: Schedule
+    cycle_length_days: Annotated[int, Field(ge=7, le=56)] = 21
+    age: Annotated[int, Field(ge=0, le=120)] | None = None
+    risk_factors: list[RiskFactor] = Field(default_factory=list)
+    concomitant: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
+        default_factory=list
+    )
+    baseline: Grades | None = None
+    unit: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
+class Assessment(_EventBase):
+    type: Literal["assessment"]
+    grades: Grades
+    cycle: Annotated[int, Field(ge=1)] | None = None
+    findings: Findings | None = None
+    source: AssessmentSource | None = None
+    assessor: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class Administration(_EventBase):
+    type: Literal["administration"]
+    dose_mg_m2: DoseMgM2
+    route: Route
+    cycle: Annotated[int, Field(ge=1)] | None = None
+    day: Annotated[int, Field(ge=1, le=56)] | None = None
+
+
+class TreatmentChange(_EventBase):
+    type: Literal["treatment_change"]
+    action: TreatmentAction
+    dose_mg_m2: DoseMgM2 | None = None
+    schedule: Schedule | None = None
+    route: Route | None = None
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    decision_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+
+
+class Immunotherapy(_EventBase):
+    type: Literal["immunotherapy"]
+    therapy: Therapy
+    dose: Annotated[str, StringConstraints(max_length=200)] | float | None = None
+
+
+class CourseEnd(_EventBase):
+    type: Literal["course_end"]
+    reason: CourseEndReason
+
+
+Event = Annotated[
+    Enrollment | Assessment | Administration | TreatmentChange | Immunotherapy | CourseEnd,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class FieldProblem(BaseModel):
+    """One specific validation problem: which field, and why (the value is in the message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class EventValidationError(ValueError):
+    """Raised by `parse_event` with every problem of one event."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
+    """Validate one event (JSON text or an already-decoded object)."""
+    try:
+        if isinstance(raw, dict):
+            return EVENT_ADAPTER.validate_python(raw)
+        return EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as exc:
+        raise EventValidationError(describe_errors(exc)) from None
+
+
+def canonical_body(event: Event) -> str:
+    """The event as canonical JSON: two bodies are "the same" when these strings are equal.
+
+    Times keep their offsets, so the same instant written with another offset is another body.
+    """
+    import json
+
+    return json.dumps(event.model_dump(mode="json", exclude_none=True), sort_keys=True)
+
+
+# --- error messages -------------------------------------------------------------------------
+
+_RANGE_HINTS = {
+    "grades.sensory": "CTCAE v5 sensory neuropathy is graded 0-4",
+    "grades.motor": "CTCAE v5 motor neuropathy is graded 0-4; grade 5 (death) is a course_end",
+    "grades.pain": "CTCAE v5 neuralgia is graded 0-3",
+    "grades.autonomic": "autonomic severity is graded 0-4",
+    "baseline.sensory": "CTCAE v5 sensory neuropathy is graded 0-4",
+    "baseline.motor": "CTCAE v5 motor neuropathy is graded 0-4",
+    "baseline.pain": "CTCAE v5 neuralgia is graded 0-3",
+    "baseline.autonomic": "autonomic severity is graded 0-4",
+}
+
+
+def _field_name(loc: tuple[int | str, ...], tagged: bool) -> str:
+    parts = [str(p) for p in (loc[1:] if tagged and loc else loc)]
+    return ".".join(parts) if parts else "event"
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(err: Any, field: str) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    shown = _show(value)
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return f"unknown field (value {shown}); check the spelling against the contract"
+    if kind == "union_tag_invalid":
+        return f"unknown event type {ctx.get('tag')!r}: expected one of " + ", ".join(EVENT_TYPES)
+    if kind == "union_tag_not_found":
+        return "is required: one of " + ", ".join(EVENT_TYPES)
+    if kind == "timezone_aware":
+        return (
+            f"{shown} has no UTC offset: clinical times must carry one "
+            "(e.g. 2026-03-02T08:40:00+01:00 or ...Z)"
+        )
+    if kind in {"datetime_from_date_parsing", "datetime_parsing", "datetime_type"}:
+        return f"{shown} is not an RFC 3339 date-time with an offset"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        bound = {
+            "greater_than_equal": f"at least {ctx.get('ge')}",
+            "less_than_equal": f"at most {ctx.get('le')}",
+            "greater_than": f"greater than {ctx.get('gt')}",
+            "less_than": f"less than {ctx.get('lt')}",
+        }[kind]
+        hint = _RANGE_HINTS.get(field)
+        return f"{shown} is out of range: must be {bound}" + (f" ({hint})" if hint else "")
+    if kind == "literal_error":
+        expected = ctx.get("expected", "")
+        if field == "drug":
+            return f"{shown} is not supported: v1 monitors bortezomib courses only"
+        return f"{shown} is not allowed: expected {expected}"
+    if kind == "string_pattern_mismatch" and field == "patient_id":
+        return f"{shown} is not a valid id: 1-64 characters of A-Z a-z 0-9 . _ -"
+    if kind == "string_too_short":
+        return f"{shown} is too short: at least {ctx.get('min_length')} character(s)"
+    if kind == "string_too_long":
+        return f"is too long ({len(value)} characters): at most {ctx.get('max_length')}"
+    if kind in {"int_type", "int_from_float", "int_parsing"}:
+        return f"{shown} is not a whole number"
+    if kind in {"float_type", "float_parsing"}:
+        return f"{shown} is not a number"
+    if kind == "string_type":
+        return f"{shown} is not a string"
+    if kind == "bool_type":
+        return f"{shown} is not true or false"
+    if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        return f"{shown} is not an object"
+    if kind == "list_type":
+        return f"{shown} is not a list"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return f"{shown}: {err['msg']}"
+
+
+def describe_errors(exc: ValidationError) -> list[FieldProblem]:
+    """Turn pydantic errors into `field: message` problems, one per error, in order."""
+    problems: list[FieldProblem] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        tagged = bool(loc) and isinstance(loc[0], str) and loc[0] in EVENT_TYPES
+        if err["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            field = "type"
+        elif err["type"] == "json_invalid":
+            problems.append(
+                FieldProblem(field="line", message=f"not valid JSON: {err['ctx']['error']}")
+            )
+            continue
+        else:
+            field = _field_name(loc, tagged)
+        problems.append(FieldProblem(field=field, message=_message(err, field)))
+    return problems

@@ -1,0 +1,89 @@
+"""The per-patient fold context the rules write to: pack, state, and `emit`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from policies.decisions import AUDIENCE, Action, Decision, Severity, decision_id
+from policies.packs import PolicyPack
+from policies.state import PatientState
+
+DEFAULT_SEVERITY: dict[str, Severity] = {
+    "advise_subcutaneous_weekly": "info",
+    "reduce_dose": "warning",
+    "hold": "urgent",
+    "resume": "warning",
+    "discontinue": "urgent",
+    "immune_workup": "urgent",
+    "coasting_watch_started": "info",
+    "coasting_worsening": "warning",
+    "escalate_immunotherapy": "urgent",
+    "escalation_unanswered": "urgent",
+    "schedule_reassessment": "info",
+    "reassessment_overdue": "warning",
+    "watch_closed": "info",
+    "adherence_deviation": "warning",
+    "review_required": "warning",
+}
+
+
+@dataclass(slots=True)
+class Fold:
+    """Everything a rule function may touch while one patient's timeline is folded."""
+
+    pack: PolicyPack
+    patient: PatientState
+    decisions: list[Decision] = field(default_factory=list)
+
+    def emit(
+        self,
+        action: Action,
+        *,
+        rule: str,
+        trigger: str,
+        at: dt.datetime,
+        rationale: str,
+        sources: tuple[str, ...],
+        severity: Severity | None = None,
+        dose_mg_m2: float | None = None,
+        schedule: str | None = None,
+        route: str | None = None,
+        due_at: dt.datetime | None = None,
+        window_end: dt.datetime | None = None,
+        reason: str | None = None,
+        triggers: list[str] | None = None,
+    ) -> None:
+        policy = self.pack.label
+        patient_id = self.patient.patient_id
+        self.decisions.append(
+            Decision(
+                decision_id=decision_id(
+                    policy=policy,
+                    patient_id=patient_id,
+                    rule=rule,
+                    action=action,
+                    trigger=trigger,
+                    at=at,
+                    due_at=due_at,
+                    reason=reason,
+                ),
+                patient_id=patient_id,
+                at=at,
+                trigger=trigger,
+                action=action,
+                severity=severity or DEFAULT_SEVERITY[action],
+                audience=list(AUDIENCE[action]),
+                rule=rule,
+                policy=policy,
+                rationale=rationale,
+                sources=sorted(set(sources), key=lambda s: int(s[1:])),
+                dose_mg_m2=dose_mg_m2,
+                schedule=schedule,
+                route=route,
+                due_at=due_at,
+                window_end=window_end,
+                reason=reason,
+                triggers=triggers,
+            )
+        )

@@ -1,0 +1,121 @@
+"""Policy packs: the rule family and its thresholds, as one validated settings object.
+
+`default` is the mission's policy (D0-D7); `label` replaces D1-D2 by the prescribing-information
+table (L1-L3). A site tunes thresholds by building a pack from a mapping (`pack_from_mapping`),
+e.g. read from its TOML file by the command line; unknown keys and out-of-range values are
+rejected with the key, the value and the allowed range.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from policies.events import Route, Schedule
+
+RuleFamily = Literal["default", "label"]
+
+
+class PolicyPack(BaseModel):
+    """One pack: which rules apply and every threshold they use (POLICY.md defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")]
+    version: Annotated[int, Field(ge=1, le=10_000)] = 1
+    rules: RuleFamily
+
+    dose_levels_mg_m2: tuple[float, ...] = (1.3, 1.0, 0.7)
+    dose_tolerance_mg_m2: Annotated[float, Field(ge=0, le=0.2)] = 0.05
+    reduction_schedule: Schedule = "weekly"  # default pack: D1 reduces to weekly SC
+    reduction_route: Route = "SC"
+    resume_dose_mg_m2: Annotated[float, Field(gt=0, le=1.6)] = 0.7  # label pack: L2 resume
+    resume_schedule: Schedule = "weekly"
+
+    discontinue_grade: Annotated[int, Field(ge=2, le=4)] = 3
+    severe_autonomic_grade: Annotated[int, Field(ge=1, le=4)] = 3
+    risk_age_years: Annotated[int, Field(ge=18, le=120)] = 65
+
+    coasting_window_days: Annotated[int, Field(ge=14, le=365)] = 90
+    watch_interval_days: Annotated[int, Field(ge=1, le=90)] = 14
+    followup_interval_days: Annotated[int, Field(ge=1, le=180)] = 28
+    coasting_recheck_days: Annotated[int, Field(ge=1, le=60)] = 7
+    escalation_answer_days: Annotated[int, Field(ge=1, le=60)] = 7
+    overdue_grace_days: Annotated[int, Field(ge=0, le=30)] = 2
+
+    @field_validator("dose_levels_mg_m2")
+    @classmethod
+    def _levels_descend(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        if not 2 <= len(levels) <= 6:
+            raise ValueError("needs 2 to 6 dose levels")
+        if any(not 0 < level <= 1.6 for level in levels):
+            raise ValueError("every level must be > 0 and <= 1.6 mg/m2")
+        if any(a <= b for a, b in pairwise(levels)):
+            raise ValueError("levels must strictly descend, e.g. [1.3, 1.0, 0.7]")
+        return levels
+
+    @property
+    def label(self) -> str:
+        """The `policy` field of decisions: pack name and version, e.g. `default@1`."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def lowest_dose(self) -> float:
+        return self.dose_levels_mg_m2[-1]
+
+    def next_lower_dose(self, dose: float) -> float | None:
+        """The highest level clearly below `dose`, or None at (or under) the lowest level."""
+        for level in self.dose_levels_mg_m2:
+            if level < dose - self.dose_tolerance_mg_m2 / 2:
+                return level
+        return None
+
+
+DEFAULT = PolicyPack(name="default", rules="default")
+LABEL = PolicyPack(name="label", rules="label")
+BUILTIN_PACKS: dict[str, PolicyPack] = {"default": DEFAULT, "label": LABEL}
+
+
+class PackError(ValueError):
+    """A pack definition that can't be used; `problems` are `key: why` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def builtin_pack(name: str) -> PolicyPack:
+    try:
+        return BUILTIN_PACKS[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_PACKS))
+        raise PackError([f"policy: unknown pack {name!r}: expected one of {known}"]) from None
+
+
+def pack_from_mapping(settings: dict[str, Any]) -> PolicyPack:
+    """A site pack: `base` (a built-in pack) plus overrides; `name` defaults to the base's.
+
+    Example (TOML): base = "default", name = "stmarys", version = 2, coasting_window_days = 120.
+    """
+    values = dict(settings)
+    base_name = values.pop("base", "default")
+    if not isinstance(base_name, str):
+        raise PackError([f"base: {base_name!r} is not a pack name"])
+    base = builtin_pack(base_name)
+    if "rules" in values:
+        raise PackError(["rules: set by `base`, not directly"])
+    merged = base.model_dump() | values
+    try:
+        return PolicyPack.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "pack"
+            if err["type"] == "extra_forbidden":
+                known = ", ".join(sorted({*PolicyPack.model_fields, "base"} - {"rules"}))
+                problems.append(f"{key}: unknown setting (known: {known})")
+            else:
+                problems.append(f"{key}: {err.get('input')!r}: {err['msg']}")
+        raise PackError(problems) from None

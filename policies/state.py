@@ -1,0 +1,138 @@
+"""The small explicit state the fold keeps per patient and course (ARCHITECTURE.md, "Policies")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from policies.events import Assessment, Grades
+
+CourseStatus = Literal["active", "held", "discontinued", "completed"]
+WatchState = Literal["none", "active", "closed"]
+
+
+class GradeSet(NamedTuple):
+    """The four graded domains of one assessment, absent domains as 0."""
+
+    sensory: int = 0
+    motor: int = 0
+    pain: int = 0
+    autonomic: int = 0
+
+    @classmethod
+    def of(cls, grades: Grades | None) -> GradeSet:
+        if grades is None:
+            return ZERO_GRADES
+        return cls(grades.sensory or 0, grades.motor or 0, grades.pain or 0, grades.autonomic or 0)
+
+    @property
+    def overall(self) -> int:
+        """G of POLICY.md: max(sensory, motor, pain)."""
+        return max(self.sensory, self.motor, self.pain)
+
+    def worse_than(self, other: GradeSet) -> bool:
+        """Worsening: any of the four domains higher than in `other`."""
+        return (
+            self.sensory > other.sensory
+            or self.motor > other.motor
+            or self.pain > other.pain
+            or self.autonomic > other.autonomic
+        )
+
+    def label_tier(self, severe_autonomic_grade: int) -> int:
+        """Row of the `label` pack table, N = max(sensory, motor), pain = pain >= 1.
+
+        0 continue, 1 reduce (L1), 2 hold (L2), 3 discontinue (L3); the most severe row wins.
+        """
+        n = max(self.sensory, self.motor)
+        pain = self.pain >= 1
+        if n >= 4 or self.autonomic >= severe_autonomic_grade:
+            return 3
+        if n == 3 or (n == 2 and pain):
+            return 2
+        if n == 2 or (n == 1 and pain):
+            return 1
+        return 0
+
+    def describe(self) -> str:
+        return (
+            f"sensory {self.sensory}, motor {self.motor}, pain {self.pain}, "
+            f"autonomic {self.autonomic}"
+        )
+
+
+ZERO_GRADES = GradeSet()
+
+
+def finding_red_flags(assessment: Assessment) -> list[str]:
+    """Red-flag findings that point to an immune-mediated neuropathy (D2, D4 trigger 4)."""
+    flags: list[str] = []
+    findings = assessment.findings
+    if findings is not None:
+        if findings.ncs_pattern in ("demyelinating", "mixed"):
+            flags.append(f"{findings.ncs_pattern} nerve-conduction pattern")
+        if findings.csf_albuminocytologic_dissociation:
+            flags.append("CSF albumino-cytological dissociation")
+        if findings.asymmetric_weakness:
+            flags.append("asymmetric weakness")
+    return flags
+
+
+def immune_red_flags(assessment: Assessment, grades: GradeSet) -> list[str]:
+    """D2 red flags: the findings above, or motor-predominant (motor >= 2 and >= sensory)."""
+    flags = []
+    if grades.motor >= 2 and grades.motor >= grades.sensory:
+        flags.append("motor-predominant neuropathy")
+    return flags + finding_red_flags(assessment)
+
+
+@dataclass(slots=True)
+class PendingReassessment:
+    due_at: dt.datetime
+    trigger: str
+
+
+@dataclass(slots=True)
+class Course:
+    """One bortezomib course, from its enrolment to its `course_end` (or the next enrolment)."""
+
+    enrollment_id: str
+    started_at: dt.datetime
+    cycle_length_days: int
+    dose_mg_m2: float
+    schedule: str
+    route: str
+    unit: str | None
+    baseline: GradeSet
+    reference: int  # D1: G at the last dose change; label pack: the tier at the last change
+    status: CourseStatus = "active"
+    last_grades: GradeSet | None = None  # the latest assessment of this course
+    previous_grades: GradeSet | None = None  # what the next assessment compares with
+    stopped_at: dt.datetime | None = None
+    stop_grades: GradeSet | None = None
+    window_end: dt.datetime | None = None
+    watch_closed: bool = False
+    escalated_at: dt.datetime | None = None
+    escalation_answered: bool = False
+    escalation_timer_fired: bool = False
+    pending: PendingReassessment | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
+
+    @property
+    def watch_state(self) -> WatchState:
+        if self.stopped_at is None:
+            return "none"
+        return "closed" if self.watch_closed else "active"
+
+
+@dataclass(slots=True)
+class PatientState:
+    """What the fold knows of one patient after the events so far."""
+
+    patient_id: str
+    course: Course | None = None
+    ended_courses: int = 0
