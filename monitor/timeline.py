@@ -50,7 +50,7 @@ def read_timeline(lines: Iterable[bytes | str]) -> Timeline:
         if earlier is None:
             first_seen[event.event_id] = (number, event)
             timeline.events.append(event)
-        elif earlier[1] == event or canonical_body(earlier[1]) == canonical_body(event):
+        elif canonical_body(earlier[1]) == canonical_body(event):
             timeline.duplicates += 1
         else:
             timeline.problems.append(

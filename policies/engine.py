@@ -73,7 +73,7 @@ def unique_events(events: Iterable[Event]) -> list[Event]:
         earlier = seen.get(event.event_id)
         if earlier is None:
             seen[event.event_id] = event
-        elif earlier != event and canonical_body(earlier) != canonical_body(event):
+        elif canonical_body(earlier) != canonical_body(event):
             raise ConflictingEventError(event.event_id)
     return list(seen.values())
 

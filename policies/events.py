@@ -9,6 +9,7 @@ unknown fields, except inside `findings` and `extra`. Validation errors are turn
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -54,7 +55,10 @@ def _require_datetime_text(value: Any) -> Any:
     """Accept RFC 3339 text (or a datetime built in code), never a bare number."""
     if isinstance(value, str | dt.datetime):
         return value
-    raise ValueError("must be an RFC 3339 date-time string with an offset")
+    raise ValueError(
+        f"{value!r} is not an RFC 3339 date-time string with an offset "
+        "(e.g. 2026-03-02T08:40:00+01:00)"
+    )
 
 
 ClinicalTime = Annotated[
@@ -202,10 +206,9 @@ def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
 def canonical_body(event: Event) -> str:
     """The event as canonical JSON: two bodies are "the same" when these strings are equal.
 
-    Times keep their offsets, so the same instant written with another offset is another body.
+    Times keep their offsets, so the same instant written with another offset is another body;
+    numbers compare by value (1 and 1.0 are the same dose).
     """
-    import json
-
     return json.dumps(event.model_dump(mode="json", exclude_none=True), sort_keys=True)
 
 
@@ -233,6 +236,11 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _json_kind(value: Any) -> str:
+    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else kinds.get(type(value), type(value).__name__)
+
+
 def _message(err: Any, field: str) -> str:
     kind = err["type"]
     value = err.get("input")
@@ -246,6 +254,8 @@ def _message(err: Any, field: str) -> str:
         return f"unknown event type {ctx.get('tag')!r}: expected one of " + ", ".join(EVENT_TYPES)
     if kind == "union_tag_not_found":
         return "is required: one of " + ", ".join(EVENT_TYPES)
+    if kind == "timezone_aware" and isinstance(value, str) and "T" not in value.upper():
+        return f"{shown} is a date without a time: give a date-time with an offset"
     if kind == "timezone_aware":
         return (
             f"{shown} has no UTC offset: clinical times must carry one "
@@ -274,14 +284,20 @@ def _message(err: Any, field: str) -> str:
     if kind == "string_too_long":
         return f"is too long ({len(value)} characters): at most {ctx.get('max_length')}"
     if kind in {"int_type", "int_from_float", "int_parsing"}:
+        if isinstance(value, str):
+            return f"{shown} is text, not a whole number (write it without quotes)"
         return f"{shown} is not a whole number"
     if kind in {"float_type", "float_parsing"}:
+        if isinstance(value, str):
+            return f"{shown} is text, not a number (write it without quotes)"
         return f"{shown} is not a number"
     if kind == "string_type":
         return f"{shown} is not a string"
     if kind == "bool_type":
         return f"{shown} is not true or false"
     if kind in {"model_type", "dict_type", "model_attributes_type"}:
+        if field == "event":
+            return f"a JSON {_json_kind(value)} is not an event: each line must be one JSON object"
         return f"{shown} is not an object"
     if kind == "list_type":
         return f"{shown} is not a list"
@@ -300,7 +316,7 @@ def describe_errors(exc: ValidationError) -> list[FieldProblem]:
             field = "type"
         elif err["type"] == "json_invalid":
             problems.append(
-                FieldProblem(field="line", message=f"not valid JSON: {err['ctx']['error']}")
+                FieldProblem(field="event", message=f"not valid JSON ({err['ctx']['error']})")
             )
             continue
         else:
