@@ -25,8 +25,9 @@ def _aware_time(text: str) -> dt.datetime:
             f"{text!r} is not an RFC 3339 date-time (e.g. 2026-05-06T09:00:00Z)"
         ) from None
     if moment.tzinfo is None:
+        example = text if "T" in text.upper() else f"{text}T00:00:00"
         raise argparse.ArgumentTypeError(
-            f"{text!r} has no UTC offset: give one, e.g. {text}Z or {text}+01:00"
+            f"{text!r} has no UTC offset: give one, e.g. {example}Z or {example}+01:00"
         )
     return moment
 
@@ -105,7 +106,12 @@ def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         for problem in timeline.problems:
             print(problem, file=err)
         return EXIT_INVALID
-    until = args.until or timeline.latest
+    until: dt.datetime | None = args.until or timeline.latest
+    if until is None:  # unreachable: read_timeline reports a file without events
+        raise AssertionError("a valid timeline has events")
+    later = len([e for e in timeline.events if e.occurred_at > until])
+    if later:
+        print(f"note: {later} event(s) after --until {until.isoformat()} not applied", file=err)
     decisions = evaluate(pack, timeline.events, until)
     out.writelines(d.model_dump_json(exclude_none=True) + "\n" for d in decisions)
     out.flush()

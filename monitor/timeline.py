@@ -32,12 +32,22 @@ class Timeline:
         return max((e.occurred_at for e in self.events), default=None)
 
 
+def _content(raw: bytes | str, *, first: bool) -> bytes | str:
+    """The line without its end (so JSON error positions stay on it) or a leading BOM."""
+    if isinstance(raw, bytes):
+        line = raw.rstrip(b"\r\n")
+        return line.removeprefix(b"\xef\xbb\xbf") if first else line
+    text = raw.rstrip("\r\n")
+    return text.removeprefix("\ufeff") if first else text
+
+
 def read_timeline(lines: Iterable[bytes | str]) -> Timeline:
     """Validate each non-blank line; exact duplicates are dropped, conflicting ids reported."""
     timeline = Timeline()
     first_seen: dict[str, tuple[int, Event]] = {}
     saw_content = False
-    for number, line in enumerate(lines, 1):
+    for number, raw in enumerate(lines, 1):
+        line = _content(raw, first=number == 1)
         if not line.strip():
             continue
         saw_content = True

@@ -37,6 +37,11 @@ def utc_text(moment: dt.datetime) -> str:
     return moment.strftime(pattern)
 
 
+def utc_minute(moment: dt.datetime) -> str:
+    """For rationales: `2026-03-23 07:40 UTC`, always converted to UTC first."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 UtcTime = Annotated[dt.datetime, PlainSerializer(utc_text, return_type=str)]
 
 # Who needs to hear about each action. The feed and alerting (later issues) read this.

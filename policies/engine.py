@@ -83,7 +83,8 @@ def evaluate(
 ) -> list[Decision]:
     """All decisions of the timeline, sorted by `at` then `decision_id`.
 
-    `until` (aware) is the clock: timers fire at times <= until. Default: the latest event.
+    `until` (aware) is the clock: events after it have not happened yet and are not applied;
+    timers fire at times <= until. Default: the latest event's time.
     """
     unique = unique_events(events)
     if not unique:
@@ -103,12 +104,12 @@ def evaluate(
 def evaluate_patient(
     pack: PolicyPack, patient_id: str, events: Sequence[Event], until: dt.datetime
 ) -> PatientOutcome:
-    """Fold one patient's (unique) events in timeline order, firing timers up to `until`."""
+    """Fold one patient's (unique) events up to `until` in timeline order, with its timers."""
     fold = Fold(pack=pack, patient=PatientState(patient_id=patient_id))
     for event in sorted(events, key=timeline_order):
-        _fire_timers(
-            fold, before=min(event.occurred_at, until), inclusive=event.occurred_at > until
-        )
+        if event.occurred_at > until:
+            break
+        _fire_timers(fold, before=event.occurred_at, inclusive=False)
         _apply(fold, event)
     _fire_timers(fold, before=until, inclusive=True)
     return PatientOutcome(decisions=fold.decisions, state=fold.patient)
@@ -169,6 +170,7 @@ def _apply(fold: Fold, event: Event) -> None:
 
 def _immunotherapy(course: Course, event: Immunotherapy) -> None:
     """Therapy at or after the escalation answers it (D4); earlier therapy does not."""
+    course.last_therapy_at = event.occurred_at
     if course.escalated_at is not None and event.occurred_at >= course.escalated_at:
         course.escalation_answered = True
 
@@ -177,7 +179,9 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
     """Each assessment satisfies the pending reassessment and schedules the next (D5)."""
     grades = GradeSet.of(event.grades)
     course.pending = None
-    if course.stopped:
+    if course.stopped and event.occurred_at == course.stopped_at:
+        _assessment_at_stop(fold, course, event, grades)
+    elif course.stopped:
         d3_d4_after_stop(fold, course, event, grades)
     else:
         course.last_grades = grades
@@ -196,6 +200,22 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
         )
     course.last_grades = grades
     course.previous_grades = grades
+
+
+def _assessment_at_stop(fold: Fold, course: Course, event: Assessment, grades: GradeSet) -> None:
+    """Graded at the very instant of the stop (ordered after it by id): these are the stop
+    grades ("the last assessment at or before the stop"), not a change from them."""
+    course.stop_grades = grades
+    at = event.occurred_at
+    schedule_reassessment(
+        fold,
+        course,
+        due_at=at + fold.pack.watch_interval_days * DAY,
+        trigger=event.event_id,
+        at=at,
+        rule="D5",
+        why="first reassessment of the coasting watch",
+    )
 
 
 def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> None:

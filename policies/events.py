@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -51,9 +52,12 @@ EVENT_TYPES = (
 )
 
 
+_DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def _require_datetime_text(value: Any) -> Any:
-    """Accept RFC 3339 text (or a datetime built in code), never a bare number."""
-    if isinstance(value, str | dt.datetime):
+    """Accept RFC 3339 text (or a datetime built in code), never a number, quoted or not."""
+    if isinstance(value, dt.datetime) or (isinstance(value, str) and _DATE_TIME_START.match(value)):
         return value
     raise ValueError(
         f"{value!r} is not an RFC 3339 date-time string with an offset "

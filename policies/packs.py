@@ -21,13 +21,13 @@ RuleFamily = Literal["default", "label"]
 class PolicyPack(BaseModel):
     """One pack: which rules apply and every threshold they use (POLICY.md defaults)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,39}$")]
     version: Annotated[int, Field(ge=1, le=10_000)] = 1
     rules: RuleFamily
 
-    dose_levels_mg_m2: tuple[float, ...] = (1.3, 1.0, 0.7)
+    dose_levels_mg_m2: Annotated[tuple[float, ...], Field(strict=False)] = (1.3, 1.0, 0.7)
     dose_tolerance_mg_m2: Annotated[float, Field(ge=0, le=0.2)] = 0.05
     reduction_schedule: Schedule = "weekly"  # default pack: D1 reduces to weekly SC
     reduction_route: Route = "SC"
@@ -95,27 +95,39 @@ def builtin_pack(name: str) -> PolicyPack:
 
 
 def pack_from_mapping(settings: dict[str, Any]) -> PolicyPack:
-    """A site pack: `base` (a built-in pack) plus overrides; `name` defaults to the base's.
+    """A site pack: `base` (a built-in pack), a `name`, and threshold overrides.
 
     Example (TOML): base = "default", name = "stmarys", version = 2, coasting_window_days = 120.
+    A pack whose thresholds differ from its base's must have its own name (not a built-in
+    pack's), so decisions made with tuned thresholds never pass for the built-in pack's: their
+    `policy` field and decision ids differ.
     """
     values = dict(settings)
     base_name = values.pop("base", "default")
-    if not isinstance(base_name, str):
-        raise PackError([f"base: {base_name!r} is not a pack name"])
-    base = builtin_pack(base_name)
+    if base_name not in BUILTIN_PACKS:
+        known = ", ".join(sorted(BUILTIN_PACKS))
+        raise PackError([f"base: {base_name!r} is not a built-in pack: expected one of {known}"])
+    base = BUILTIN_PACKS[base_name]
     if "rules" in values:
         raise PackError(["rules: set by `base`, not directly"])
-    merged = base.model_dump() | values
     try:
-        return PolicyPack.model_validate(merged)
+        pack = PolicyPack.model_validate(base.model_dump() | values)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "pack"
-            if err["type"] == "extra_forbidden":
-                known = ", ".join(sorted({*PolicyPack.model_fields, "base"} - {"rules"}))
-                problems.append(f"{key}: unknown setting (known: {known})")
-            else:
-                problems.append(f"{key}: {err.get('input')!r}: {err['msg']}")
-        raise PackError(problems) from None
+        raise PackError([_pack_problem(err) for err in exc.errors()]) from None
+    tuned = pack.model_copy(update={"name": base.name, "version": base.version}) != base
+    if tuned and pack.name in BUILTIN_PACKS:
+        raise PackError(
+            [
+                f"name: {pack.name!r} is a built-in pack's name, but the thresholds differ from "
+                f'pack {base.name!r}: give the site pack its own name (e.g. "stmarys")'
+            ]
+        )
+    return pack
+
+
+def _pack_problem(err: Any) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "pack"
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(sorted({*PolicyPack.model_fields, "base"} - {"rules"}))
+        return f"{key}: unknown setting (known: {known})"
+    return f"{key}: {err.get('input')!r}: {err['msg']}"

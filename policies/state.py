@@ -115,6 +115,7 @@ class Course:
     watch_closed: bool = False
     escalated_at: dt.datetime | None = None
     escalation_answered: bool = False
+    last_therapy_at: dt.datetime | None = None
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
 

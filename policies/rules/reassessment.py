@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from policies.decisions import utc_minute
 from policies.fold import Fold
 from policies.rules import sources
 from policies.state import Course, PendingReassessment
@@ -29,7 +30,7 @@ def schedule_reassessment(
         trigger=trigger,
         at=at,
         due_at=due_at,
-        rationale=f"Next neuropathy reassessment due {due_at:%Y-%m-%d %H:%M} UTC: {why}.",
+        rationale=f"Next neuropathy reassessment due {utc_minute(due_at)}: {why}.",
         sources=sources.D5,
     )
 
@@ -67,7 +68,7 @@ def d5_reassessment_overdue(fold: Fold, course: Course, at: dt.datetime) -> None
         at=at,
         due_at=pending.due_at,
         rationale=(
-            f"The neuropathy reassessment due {pending.due_at:%Y-%m-%d %H:%M} UTC was not "
+            f"The neuropathy reassessment due {utc_minute(pending.due_at)} was not "
             f"recorded within the {fold.pack.overdue_grace_days}-day grace period: "
             "grade the patient before the next dose."
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from policies.decisions import utc_minute
 from policies.events import Assessment
 from policies.fold import Fold
 from policies.rules import sources
@@ -42,7 +43,7 @@ def d3_start_watch(
         window_end=course.window_end,
         rationale=(
             f"Bortezomib stopped ({why}): neuropathy may keep worsening for about 3 months "
-            f"(coasting); watch until {course.window_end:%Y-%m-%d} with reassessments every "
+            f"(coasting); watch until {utc_minute(course.window_end)} with reassessments every "
             f"{fold.pack.watch_interval_days} days."
         ),
         sources=sources.D3,
@@ -132,6 +133,8 @@ def d4_escalate(
     red_flags: list[str],
 ) -> None:
     course.escalated_at = event.occurred_at
+    # therapy recorded at the same instant (but ordered first by its id) answers it too
+    course.escalation_answered = course.last_therapy_at == event.occurred_at
     reasons = "; ".join(TRIGGER_TEXT[t] for t in triggers)
     if red_flags:
         reasons += f" ({', '.join(red_flags)})"
@@ -167,7 +170,7 @@ def d4_escalation_unanswered(fold: Fold, course: Course, at: dt.datetime) -> Non
         trigger="timer:escalation_unanswered",
         at=at,
         rationale=(
-            f"Escalation to immunotherapy of {course.escalated_at:%Y-%m-%d %H:%M} UTC has no "
+            f"Escalation to immunotherapy of {utc_minute(course.escalated_at)} has no "
             f"immunotherapy recorded within {fold.pack.escalation_answer_days} days: "
             f"review now; {OPTIONS}."
         ),
