@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import IO
 
 from monitor.policy_file import load_pack
-from monitor.timeline import read_timeline
+from monitor.timeline import batch_mode, read_timeline
 from policies.engine import evaluate
-from policies.packs import BUILTIN_PACKS, PackError
+from policies.packs import BUILTIN_PACKS, PackError, PolicyPack
 
 EXIT_INVALID = 2
 
@@ -93,6 +93,11 @@ def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         for pack_problem in exc.problems:
             print(f"policy: {pack_problem}", file=err)
         return EXIT_INVALID
+    with batch_mode():
+        return _replay(pack, args, out, err)
+
+
+def _replay(pack: PolicyPack, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
         if args.file == "-":
             timeline = read_timeline(sys.stdin.buffer)

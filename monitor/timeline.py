@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from policies.events import Event, EventValidationError, canonical_body, parse_event
@@ -30,6 +32,24 @@ class Timeline:
     @property
     def latest(self) -> dt.datetime | None:
         return max((e.occurred_at for e in self.events), default=None)
+
+
+@contextlib.contextmanager
+def batch_mode() -> Iterator[None]:
+    """Pause the cyclic garbage collector for one batch (replay, benchmark).
+
+    Events and decisions hold no reference cycles, so the collector only rescans a growing heap:
+    about 30% of a 200,000-event replay (tests/perf figures in the README). Memory is freed by
+    reference counting as usual; one collection runs at the end.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
 
 
 def _content(raw: bytes | str, *, first: bool) -> bytes | str:

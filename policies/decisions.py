@@ -32,9 +32,7 @@ TimerKind = Literal["reassessment_overdue", "escalation_unanswered"]
 
 def utc_text(moment: dt.datetime) -> str:
     """RFC 3339 in UTC with a `Z`, seconds precision unless the time has a fraction."""
-    moment = moment.astimezone(dt.UTC)
-    pattern = "%Y-%m-%dT%H:%M:%S.%fZ" if moment.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return moment.strftime(pattern)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def utc_minute(moment: dt.datetime) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 from policies.decisions import AUDIENCE, Action, Decision, Severity, decision_id
@@ -26,6 +27,16 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "adherence_deviation": "warning",
     "review_required": "warning",
 }
+
+
+@functools.cache
+def _cited(sources: tuple[str, ...]) -> tuple[str, ...]:
+    """Source ids once each, in numeric order (S1 ... S8)."""
+    return tuple(sorted(set(sources), key=lambda s: int(s[1:])))
+
+
+def _utc(moment: dt.datetime | None) -> dt.datetime | None:
+    return None if moment is None else moment.astimezone(dt.UTC)
 
 
 @dataclass(slots=True)
@@ -56,6 +67,8 @@ class Fold:
     ) -> None:
         policy = self.pack.label
         patient_id = self.patient.patient_id
+        at = at.astimezone(dt.UTC)  # decisions hold UTC times; event times keep their offsets
+        due_at, window_end = _utc(due_at), _utc(window_end)
         self.decisions.append(
             Decision(
                 decision_id=decision_id(
@@ -77,7 +90,7 @@ class Fold:
                 rule=rule,
                 policy=policy,
                 rationale=rationale,
-                sources=sorted(set(sources), key=lambda s: int(s[1:])),
+                sources=list(_cited(sources)),
                 dose_mg_m2=dose_mg_m2,
                 schedule=schedule,
                 route=route,
