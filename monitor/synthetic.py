@@ -20,7 +20,9 @@ import datetime as dt
 import json
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
+
+from policies.events import RiskFactor
 
 DOSE_LEVELS = (1.3, 1.0, 0.7)
 # Infusion units and the offset their feeds write (a feed may also send UTC `Z`).
@@ -31,15 +33,7 @@ UNIT_ZONES = {
     "day-hosp-1": dt.UTC,
 }
 UNITS = tuple(UNIT_ZONES)
-RISK_FACTORS = (
-    "diabetes",
-    "baseline_neuropathy",
-    "prior_thalidomide",
-    "renal_insufficiency",
-    "hypothyroidism",
-    "vitamin_b12_deficiency",
-    "alcohol",
-)
+RISK_FACTORS: tuple[str, ...] = get_args(RiskFactor)
 CONCOMITANT = ("dexamethasone", "lenalidomide", "thalidomide", "acyclovir", "daratumumab")
 EPOCH = dt.datetime(2025, 1, 6, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)

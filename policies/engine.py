@@ -30,7 +30,6 @@ from policies.rules.adherence import d6_adherence
 from policies.rules.enrolment import d0_enrolment
 from policies.rules.no_course import d7_no_active_course
 from policies.rules.reassessment import (
-    DAY,
     d5_reassessment_overdue,
     next_cycle_due,
     overdue_at,
@@ -39,6 +38,7 @@ from policies.rules.reassessment import (
 from policies.rules.treatment import default_on_treatment, label_on_treatment
 from policies.rules.watch import (
     d3_d4_after_stop,
+    d3_first_watch_reassessment,
     d3_start_watch,
     d4_escalation_unanswered,
     escalation_deadline,
@@ -193,13 +193,17 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
             label_on_treatment(fold, course, event, grades)
         at = event.occurred_at
         if course.stopped:
-            days = fold.pack.watch_interval_days
-            due, why = at + days * DAY, "first reassessment of the coasting watch"
+            d3_first_watch_reassessment(fold, course, at=at, trigger=event.event_id)
         else:
-            due, why = next_cycle_due(course, at, event.cycle), "before the next cycle"
-        schedule_reassessment(
-            fold, course, due_at=due, trigger=event.event_id, at=at, rule="D5", why=why
-        )
+            schedule_reassessment(
+                fold,
+                course,
+                due_at=next_cycle_due(course, at, event.cycle),
+                trigger=event.event_id,
+                at=at,
+                rule="D5",
+                why="before the next cycle",
+            )
     course.last_grades = grades
     course.previous_grades = grades
 
@@ -208,16 +212,7 @@ def _assessment_at_stop(fold: Fold, course: Course, event: Assessment, grades: G
     """Graded at the very instant of the stop (ordered after it by id): these are the stop
     grades ("the last assessment at or before the stop"), not a change from them."""
     course.stop_grades = grades
-    at = event.occurred_at
-    schedule_reassessment(
-        fold,
-        course,
-        due_at=at + fold.pack.watch_interval_days * DAY,
-        trigger=event.event_id,
-        at=at,
-        rule="D5",
-        why="first reassessment of the coasting watch",
-    )
+    d3_first_watch_reassessment(fold, course, at=event.occurred_at, trigger=event.event_id)
 
 
 def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> None:
@@ -258,12 +253,4 @@ def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> Non
             status=status,
             why=f"treatment {action} recorded",
         )
-        schedule_reassessment(
-            fold,
-            course,
-            due_at=at + fold.pack.watch_interval_days * DAY,
-            trigger=event.event_id,
-            at=at,
-            rule="D5",
-            why="first reassessment of the coasting watch",
-        )
+        d3_first_watch_reassessment(fold, course, at=at, trigger=event.event_id)

@@ -50,6 +50,21 @@ def d3_start_watch(
     )
 
 
+def d3_first_watch_reassessment(
+    fold: Fold, course: Course, *, at: dt.datetime, trigger: str
+) -> None:
+    """The stop (or the grading at it) schedules the first watch reassessment, +14 days."""
+    schedule_reassessment(
+        fold,
+        course,
+        due_at=at + fold.pack.watch_interval_days * DAY,
+        trigger=trigger,
+        at=at,
+        rule="D5",
+        why="first reassessment of the coasting watch",
+    )
+
+
 def d4_triggers(
     grades: GradeSet, stop: GradeSet, *, worse: bool, red_flags: list[str], after_window: bool
 ) -> list[str]:
