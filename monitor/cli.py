@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
 from typing import IO
 
 from monitor.policy_file import load_pack
+from monitor.roles import ROLES
 from monitor.timeline import batch_mode, read_timeline
 from policies.engine import evaluate
 from policies.packs import BUILTIN_PACKS, PackError, PolicyPack
@@ -73,6 +75,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="the clock: fire timers up to this time (default: the latest event's time)",
     )
 
+    for name, text in (
+        ("serve", "the embedded all-in-one service: API + worker + scheduler, SQLite by default"),
+        ("api", "the production API process (MONITOR_DATABASE_URL, MONITOR_BROKER_URL)"),
+    ):
+        server = commands.add_parser(name, help=text, description=text)
+        server.add_argument("--host", default="127.0.0.1")
+        server.add_argument("--port", type=int, default=8000)
+    worker = commands.add_parser("worker", help="a production Celery worker process")
+    worker.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's Prometheus counters on this port",
+    )
+    commands.add_parser("scheduler", help="the production scheduler process (periodic jobs)")
+    commands.add_parser("migrate", help="bring the database schema up to date (Alembic)")
+
+    token = commands.add_parser("token", help="API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token; prints only the token")
+    create.add_argument("--role", required=True, choices=ROLES)
+    create.add_argument("--name", default=None, help="who or what uses it (default: the role)")
+
+    audit = commands.add_parser("audit", help="the access audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    audit_commands.add_parser("verify", help="check the hash chain; exit 1 if broken")
+
+    ingest = commands.add_parser("ingest", help="send an events file to a running service")
+    ingest.add_argument("file", type=pathlib.Path)
+    ingest.add_argument("--url", default=os.environ.get("MONITOR_URL", "http://127.0.0.1:8000"))
+    ingest.add_argument(
+        "--token",
+        default=os.environ.get("MONITOR_TOKEN"),
+        help="an ingest (or admin) token; default: $MONITOR_TOKEN",
+    )
+    ingest.add_argument("--no-progress", action="store_true")
+
     bench = commands.add_parser(
         "bench",
         help="measure replay speed on generated timelines",
@@ -131,4 +171,72 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monitor.bench import run_bench
 
         return int(run_bench(args, sys.stdout))
+    if args.command == "ingest":
+        return run_ingest(args)
+    return run_service_command(args)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    from monitor.ingest_client import ingest_file
+
+    if not args.token:
+        print("ingest: a token is required (--token or MONITOR_TOKEN)", file=sys.stderr)
+        return EXIT_INVALID
+    report = ingest_file(args.file, args.url, args.token, sys.stderr, progress=not args.no_progress)
+    for line in report.rejected:
+        print(line, file=sys.stderr)
+    print(
+        f"{report.accepted} accepted, {report.duplicates} duplicates, "
+        f"{len(report.rejected)} rejected"
+    )
+    return 1 if report.rejected else 0
+
+
+def run_service_command(args: argparse.Namespace) -> int:
+    """Commands that use the configured database (MONITOR_* settings)."""
+    from pydantic import ValidationError
+
+    from monitor import runtime
+    from monitor.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = "MONITOR_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"settings: {key}: {err['msg']}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.command == "serve":
+        return runtime.serve(settings, args.host, args.port)
+    if args.command == "api":
+        return runtime.api(settings, args.host, args.port)
+    if args.command == "worker":
+        return runtime.worker(settings, args.concurrency, args.metrics_port)
+    if args.command == "scheduler":
+        return runtime.scheduler(settings)
+    from monitor.auth import create_token, verify_chain
+    from monitor.services import build_services
+    from monitor.storage.migrate import upgrade
+
+    services = build_services(settings)
+    try:
+        if args.command == "migrate":
+            upgrade(services.engine)
+            print("database schema is up to date")
+            return 0
+        if args.command == "token":
+            upgrade(services.engine)
+            print(
+                create_token(services.sessions, args.role, args.name or args.role, settings.now())
+            )
+            return 0
+        if args.command == "audit":
+            report = verify_chain(services.sessions)
+            if report.broken_at is None:
+                print(f"audit log intact: {report.rows} rows")
+                return 0
+            print(f"audit log broken at row {report.broken_at}: {report.reason}", file=sys.stderr)
+            return 1
+    finally:
+        services.close()
     raise AssertionError(args.command)  # argparse rejects unknown commands

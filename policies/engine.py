@@ -180,7 +180,7 @@ def _immunotherapy(course: Course, event: Immunotherapy) -> None:
 def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
     """Each assessment satisfies the pending reassessment and schedules the next (D5)."""
     grades = GradeSet.of(event.grades)
-    course.pending = None
+    course.pending = course.overdue = None
     if course.stopped and event.occurred_at == course.stopped_at:
         _assessment_at_stop(fold, course, event, grades)
     elif course.stopped:

@@ -197,12 +197,12 @@ class EventValidationError(ValueError):
         self.problems = problems
 
 
-def parse_event(raw: str | bytes | dict[str, Any]) -> Event:
-    """Validate one event (JSON text or an already-decoded object)."""
+def parse_event(raw: object) -> Event:
+    """Validate one event: JSON text (str or bytes), or an already-decoded JSON value."""
     try:
-        if isinstance(raw, dict):
-            return EVENT_ADAPTER.validate_python(raw)
-        return EVENT_ADAPTER.validate_json(raw)
+        if isinstance(raw, str | bytes):
+            return EVENT_ADAPTER.validate_json(raw)
+        return EVENT_ADAPTER.validate_python(raw)
     except ValidationError as exc:
         raise EventValidationError(describe_errors(exc)) from None
 

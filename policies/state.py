@@ -118,6 +118,7 @@ class Course:
     last_therapy_at: dt.datetime | None = None
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
+    overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
 
     @property
     def stopped(self) -> bool:

@@ -61,6 +61,7 @@ def d5_reassessment_overdue(fold: Fold, course: Course, at: dt.datetime) -> None
     pending = course.pending
     assert pending is not None
     course.pending = None
+    course.overdue = pending
     fold.emit(
         "reassessment_overdue",
         rule="D5",

@@ -1,0 +1,413 @@
+"""The HTTP API of CONTRACT.md (FastAPI). Handlers are thin: validate, call a service, audit."""
+
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, generate_latest
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import func, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import col, select
+from starlette.routing import Match
+
+from monitor import auth
+from monitor.auth import Principal
+from monitor.ingest import EventConflictError, store_events
+from monitor.metrics import (
+    EVENTS_ACCEPTED,
+    EVENTS_DUPLICATE,
+    EVENTS_REJECTED,
+    REGISTRY,
+    DatabaseCollector,
+)
+from monitor.roles import Role
+from monitor.services import Services
+from monitor.storage.models import DeadLetterRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from policies.events import Event, EventValidationError, parse_event
+
+log = logging.getLogger("monitor.api")
+PATIENT_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)]
+JSON_TYPES = ("application/json",)
+
+
+class EventBatch(BaseModel):
+    """`{"events": [...]}`: up to 1,000 events, stored all or nothing."""
+
+    events: list[Event]
+
+
+def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, **extra})
+
+
+def _route_template(request: Request) -> str:
+    """`/v1/patients/{patient_id}`: logs name the route, never the patient."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", request.url.path))
+    return "unmatched"
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="bipn-monitor",
+        version="0.1.0",
+        description="Bortezomib-induced peripheral neuropathy monitor (CONTRACT.md).",
+    )
+    bearer = HTTPBearer(auto_error=False)
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(DatabaseCollector(services))
+
+    def now() -> dt.datetime:
+        return services.settings.now()
+
+    def require(*roles: Role) -> Callable[..., Principal]:
+        allowed = (*roles, "admin")
+
+        def dependency(
+            request: Request,
+            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        ) -> Principal:
+            if credentials is None or credentials.scheme.lower() != "bearer":
+                raise HTTPException(
+                    401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+                )
+            principal = auth.authenticate(services.sessions, credentials.credentials)
+            if principal is None:
+                raise HTTPException(
+                    401, "the token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+                )
+            if principal.role not in allowed:
+                action = f"{request.method} {_route_template(request)}"
+                auth.record(services.sessions, principal, action, "denied", 403, now())
+                raise HTTPException(
+                    403,
+                    f"role {principal.role!r} may not {action}; allowed: {', '.join(allowed)}",
+                )
+            return principal
+
+        return dependency
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p not in ("path", "query")),
+                "message": f"{err.get('input')!r}: {err['msg']}",
+            }
+            for err in exc.errors()
+        ]
+        return _problem(422, "invalid request", errors=problems)
+
+    @app.middleware("http")
+    async def _access_log(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        log.info(
+            "request",
+            extra={
+                "method": request.method,
+                "route": _route_template(request),
+                "status": response.status_code,
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+        return response
+
+    # --- ingest ---------------------------------------------------------------------------
+
+    batch_schema = TypeAdapter(Event | EventBatch).json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        summary="Accept one event or a batch (durable before 202)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"anyOf": batch_schema["anyOf"]}}},
+            }
+        },
+        responses={
+            409: {"description": "an event_id reused with another body"},
+            413: {"description": "body too large"},
+            415: {"description": "not JSON"},
+            422: {"description": "invalid events, every problem listed"},
+        },
+    )
+    async def post_events(
+        request: Request, principal: Annotated[Principal, Depends(require("ingest"))]
+    ) -> JSONResponse:
+        settings = services.settings
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in JSON_TYPES:
+            return _problem(415, f"Content-Type must be application/json, not {content_type!r}")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
+            return _problem(413, f"body over {settings.max_body_bytes} bytes")
+        raw = await request.body()
+        if len(raw) > settings.max_body_bytes:
+            return _problem(413, f"body over {settings.max_body_bytes} bytes")
+        try:
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _problem(400, f"the body is not valid JSON: {exc}")
+        items, problems = _events_of(payload, settings.max_batch_events)
+        if problems is not None:
+            EVENTS_REJECTED.inc(max(len(items), 1))
+            auth.record(services.sessions, principal, "POST /v1/events", "events", 422, now())
+            return _problem(422, "invalid events: nothing was stored", errors=problems)
+        try:
+            result = store_events(services.sessions, items, now())
+        except EventConflictError as exc:
+            EVENTS_REJECTED.inc(len(items))
+            auth.record(services.sessions, principal, "POST /v1/events", "events", 409, now())
+            return _problem(
+                409,
+                "event_id already used with a different body: nothing was stored",
+                conflicts=exc.event_ids,
+            )
+        accepted = sum(1 for _, status in result.statuses if status == "accepted")
+        EVENTS_ACCEPTED.inc(accepted)
+        EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)
+        auth.record(
+            services.sessions, principal, "POST /v1/events", f"{len(items)} events", 202, now()
+        )
+        if result.patients and services.dispatcher is not None:
+            services.dispatcher.enqueue(result.patients)  # after the commit (outbox)
+        return JSONResponse(
+            status_code=202,
+            content={
+                "accepted": accepted,
+                "duplicates": len(result.statuses) - accepted,
+                "results": [{"event_id": i, "status": s} for i, s in result.statuses],
+            },
+        )
+
+    # --- patients -------------------------------------------------------------------------
+
+    def _patient(patient_id: str, principal: Principal, what: str) -> tuple[PatientRow, int]:
+        with services.sessions() as session:
+            row = session.get(PatientRow, patient_id)
+            pending = session.execute(
+                select(func.count(col(OutboxRow.id))).where(
+                    col(OutboxRow.patient_id) == patient_id,
+                    col(OutboxRow.processed_at).is_(None),
+                )
+            ).scalar_one()
+            known = (
+                row is not None
+                or session.execute(
+                    select(col(EventRow.id)).where(col(EventRow.patient_id) == patient_id).limit(1)
+                ).first()
+            )
+        status = 200 if known else 404
+        auth.record(services.sessions, principal, what, f"patient:{patient_id}", status, now())
+        if not known:
+            raise HTTPException(404, f"no events for patient {patient_id!r}")
+        return row or PatientRow(patient_id=patient_id), pending
+
+    @app.get("/v1/patients/{patient_id}", summary="Course state")
+    def get_patient(
+        patient_id: PATIENT_ID,
+        principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
+    ) -> dict[str, Any]:
+        row, pending = _patient(patient_id, principal, "GET /v1/patients/{id}")
+        return {
+            "patient_id": patient_id,
+            **json.loads(row.state),
+            "pending_events": pending,
+            "evaluated_at": row.evaluated_at.isoformat() if row.evaluated_at else None,
+        }
+
+    @app.get("/v1/patients/{patient_id}/decisions", summary="Current decisions")
+    def get_decisions(
+        patient_id: PATIENT_ID,
+        principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
+        include: Annotated[str | None, Query(pattern="^superseded$")] = None,
+    ) -> dict[str, Any]:
+        _patient(patient_id, principal, "GET /v1/patients/{id}/decisions")
+        query = select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+        if include != "superseded":
+            query = query.where(col(DecisionRow.superseded_at).is_(None))
+        with services.sessions() as session:
+            rows = list(session.execute(query).scalars())
+        rows.sort(key=lambda r: (r.at, r.decision_id))
+        decisions = []
+        for row in rows:
+            body = json.loads(row.body)
+            if row.superseded_at is not None:
+                body["superseded_at"] = row.superseded_at.isoformat().replace("+00:00", "Z")
+            decisions.append(body)
+        return {"patient_id": patient_id, "decisions": decisions}
+
+    @app.get("/v1/patients/{patient_id}/clearance", summary="May the dose be given today?")
+    def get_clearance(
+        patient_id: PATIENT_ID,
+        principal: Annotated[Principal, Depends(require("infusion"))],
+    ) -> dict[str, Any]:
+        row, pending = _patient(patient_id, principal, "GET /v1/patients/{id}/clearance")
+        return clearance(json.loads(row.state), pending, now())
+
+    # --- admin ----------------------------------------------------------------------------
+
+    @app.get("/v1/admin/dead-letters", summary="Work that failed for good")
+    def list_dead_letters(
+        _principal: Annotated[Principal, Depends(require("admin"))],
+        include_retried: bool = False,
+    ) -> dict[str, Any]:
+        query = select(DeadLetterRow).order_by(col(DeadLetterRow.id))
+        if not include_retried:
+            query = query.where(col(DeadLetterRow.retried_at).is_(None))
+        with services.sessions() as session:
+            rows = list(session.execute(query).scalars())
+        return {"dead_letters": [row.model_dump(mode="json") for row in rows]}
+
+    @app.post("/v1/admin/dead-letters/{dead_letter_id}/retry", status_code=202)
+    def retry_dead_letter(
+        dead_letter_id: int,
+        principal: Annotated[Principal, Depends(require("admin"))],
+    ) -> dict[str, Any]:
+        with services.sessions.begin() as session:
+            row = session.get(DeadLetterRow, dead_letter_id)
+            if row is None:
+                raise HTTPException(404, f"no dead letter {dead_letter_id}")
+            row.retried_at = now()
+            session.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.dead_letter_id) == dead_letter_id)
+                .values(dead_letter_id=None)
+            )
+            patient_id = row.patient_id
+        auth.record(
+            services.sessions,
+            principal,
+            "POST /v1/admin/dead-letters/{id}/retry",
+            f"dead_letter:{dead_letter_id}",
+            202,
+            now(),
+        )
+        if patient_id and services.dispatcher is not None:
+            services.dispatcher.enqueue([patient_id])
+        return {"dead_letter_id": dead_letter_id, "status": "requeued"}
+
+    # --- operations -----------------------------------------------------------------------
+
+    @app.get("/healthz", summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: database and queue reachable")
+    def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            with services.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except SQLAlchemyError as exc:  # reported, not raised: this endpoint is the report
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        dispatcher = services.dispatcher
+        checks["queue"] = "ok" if dispatcher is not None and dispatcher.ping() else "unreachable"
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    def metrics() -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(scrape)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original_openapi()
+        schema.setdefault("components", {}).setdefault("schemas", {}).update(
+            batch_schema.get("$defs", {})
+        )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # the documented way to extend it
+    return app
+
+
+def _events_of(payload: Any, max_batch: int) -> tuple[list[Event], list[dict[str, Any]] | None]:
+    """One event or `{"events": [...]}`, validated; every problem of every event listed."""
+    if isinstance(payload, dict) and "events" in payload and "type" not in payload:
+        extra = sorted(set(payload) - {"events"})
+        raw = payload["events"]
+        if extra:
+            return [], [
+                {
+                    "index": None,
+                    "problems": [
+                        {"field": k, "message": "unknown field of a batch"} for k in extra
+                    ],
+                }
+            ]
+        if not isinstance(raw, list) or not 1 <= len(raw) <= max_batch:
+            return [], [
+                {
+                    "index": None,
+                    "problems": [
+                        {
+                            "field": "events",
+                            "message": f"must be a list of 1 to {max_batch} events",
+                        }
+                    ],
+                }
+            ]
+    else:
+        raw = [payload]
+    events: list[Event] = []
+    problems: list[dict[str, Any]] = []
+    for index, item in enumerate(raw):
+        try:
+            events.append(parse_event(item))
+        except EventValidationError as exc:
+            problems.append(
+                {
+                    "index": index,
+                    "event_id": item.get("event_id") if isinstance(item, dict) else None,
+                    "problems": [{"field": p.field, "message": p.message} for p in exc.problems],
+                }
+            )
+    return events, (problems or None)
+
+
+def clearance(state: dict[str, Any], pending_events: int, now: dt.datetime) -> dict[str, Any]:
+    """For the infusion chair: may a dose be given now, which one, and why (not)."""
+    status = state.get("status", "none")
+    reasons: list[str] = []
+    if status in ("none", "ended"):
+        reasons.append("no active bortezomib course on record")
+    elif status == "held":
+        reasons.append("bortezomib is on hold")
+    elif status in ("discontinued", "completed"):
+        reasons.append(f"bortezomib was {status}")
+    due = state.get("reassessment_overdue_since") or state.get("next_reassessment_due")
+    if status in ("active", "held") and due is not None and dt.datetime.fromisoformat(due) <= now:
+        reasons.append(f"neuropathy reassessment due {due} has not been recorded: grade first")
+    if pending_events:
+        reasons.append(f"{pending_events} recent event(s) still being processed: retry shortly")
+    cleared = not reasons
+    return {
+        "cleared": cleared,
+        "dose_mg_m2": state.get("dose_mg_m2") if cleared else None,
+        "schedule": state.get("schedule") if cleared else None,
+        "route": state.get("route") if cleared else None,
+        "status": status,
+        "reasons": reasons or ["active course, no pending reassessment or hold"],
+    }

@@ -1,0 +1,104 @@
+"""Accepting events: event + outbox row in one transaction; idempotent by `event_id`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, col, select
+
+from monitor.storage.models import EventRow, OutboxRow
+from policies.events import Event, canonical_body
+
+IngestStatus = Literal["accepted", "duplicate"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Per event, in request order; `patients` holds the ids that have new work."""
+
+    statuses: list[tuple[str, IngestStatus]]
+    patients: list[str]
+
+
+class EventConflictError(Exception):
+    """Event ids already stored with another body; nothing of the batch was stored."""
+
+    def __init__(self, event_ids: list[str]) -> None:
+        super().__init__(", ".join(event_ids))
+        self.event_ids = event_ids
+
+
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def store_events(
+    sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
+) -> IngestResult:
+    """Store new events with their outbox rows, atomically; report duplicates; reject conflicts.
+
+    Two requests racing on one id: the unique constraint makes one of them fail; it retries
+    once and then sees the other's row (duplicate or conflict).
+    """
+    try:
+        return _store(sessions, events, now)
+    except IntegrityError:
+        return _store(sessions, events, now)
+
+
+def _store(
+    sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
+) -> IngestResult:
+    bodies = {e.event_id: canonical_body(e) for e in events}
+    with sessions.begin() as session:
+        stored: dict[str, str] = dict(
+            session.execute(
+                select(col(EventRow.event_id), col(EventRow.body_hash)).where(
+                    col(EventRow.event_id).in_(list(bodies))
+                )
+            ).all()
+        )
+        conflicts: list[str] = []
+        statuses: list[tuple[str, IngestStatus]] = []
+        new: list[Event] = []
+        seen_in_request: dict[str, str] = {}
+        for event in events:
+            digest = body_hash(bodies[event.event_id])
+            known = stored.get(event.event_id) or seen_in_request.get(event.event_id)
+            if known is None:
+                seen_in_request[event.event_id] = digest
+                statuses.append((event.event_id, "accepted"))
+                new.append(event)
+            elif known == digest:
+                statuses.append((event.event_id, "duplicate"))
+            else:
+                conflicts.append(event.event_id)
+        if conflicts:
+            raise EventConflictError(conflicts)
+        rows = [
+            EventRow(
+                event_id=e.event_id,
+                patient_id=e.patient_id,
+                type=e.type,
+                occurred_at=e.occurred_at,
+                received_at=now,
+                body=bodies[e.event_id],
+                body_hash=seen_in_request[e.event_id],
+            )
+            for e in new
+        ]
+        session.add_all(rows)
+        session.flush()
+        session.add_all(
+            OutboxRow(event_pk=row.id, patient_id=row.patient_id, created_at=now)
+            for row in rows
+            if row.id is not None
+        )
+    patients = list(dict.fromkeys(e.patient_id for e in new))
+    return IngestResult(statuses=statuses, patients=patients)

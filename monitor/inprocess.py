@@ -1,0 +1,97 @@
+"""The embedded default's worker: a thread in the serving process, no broker needed.
+
+Durability does not depend on it: accepted events are in the database with their outbox rows,
+and the scheduler's re-drive hands open rows to this worker again after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from monitor.jobs import backoff_seconds, dead_letter, is_transient, run_process_patient
+from monitor.services import Services
+
+log = logging.getLogger("monitor.inprocess")
+
+
+class InProcessWorker:
+    """A `Dispatcher` that runs `process_patient` on its own thread, one patient at a time."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._busy = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="monitor-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def enqueue(self, patient_ids: list[str]) -> int:
+        with self._lock:
+            fresh = [p for p in patient_ids if p not in self._pending]
+            self._pending.update(fresh)
+        for patient_id in fresh:
+            self._queue.put(patient_id)
+        return len(patient_ids)
+
+    def ping(self) -> bool:
+        return self._thread.is_alive()
+
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._busy.is_set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """For tests and shutdown: wait until nothing is queued or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.idle():
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                patient_id = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._busy.set()
+            with self._lock:
+                self._pending.discard(patient_id)  # events arriving from now on queue it again
+            try:
+                self._process(patient_id)
+            finally:
+                self._busy.clear()
+
+    def _process(self, patient_id: str) -> None:
+        max_retries = self._services.settings.task_max_retries
+        for attempt in range(max_retries + 1):
+            try:
+                run_process_patient(self._services, patient_id)
+                return
+            except Exception as exc:  # noqa: BLE001  (classified: retried, or dead-lettered)
+                if is_transient(exc) and attempt < max_retries:
+                    delay = backoff_seconds(self._services, attempt)
+                    log.warning(
+                        "transient error, retrying",
+                        extra={
+                            "attempt": attempt + 1,
+                            "delay_s": round(delay, 2),
+                            "error_type": type(exc).__name__,
+                        },
+                    )
+                    if self._stop.wait(delay):
+                        return  # shutting down: the outbox keeps the work
+                    continue
+                dead_letter(self._services, patient_id, exc, attempt + 1)
+                return

@@ -1,0 +1,72 @@
+"""Prometheus metrics: counters of this process, and gauges read from the database at scrape.
+
+Counters count what this process did (the API counts accepted events; a worker process counts
+processed ones and serves them on `MONITOR_WORKER_METRICS_PORT`). The database gauges (open
+outbox, queue lag, dead letters) are the same whichever process is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from monitor.services import Services
+from monitor.storage.models import DeadLetterRow, OutboxRow
+
+EVENTS_ACCEPTED = Counter("monitor_events_accepted_total", "Events accepted (stored) by ingest")
+EVENTS_DUPLICATE = Counter("monitor_events_duplicate_total", "Events re-sent unchanged")
+EVENTS_REJECTED = Counter("monitor_events_rejected_total", "Events rejected (422/409)")
+EVENTS_PROCESSED = Counter(
+    "monitor_events_processed_total", "Accepted events folded into decisions (outbox rows done)"
+)
+TASKS_FAILED = Counter("monitor_tasks_failed_total", "process_patient runs that raised")
+DEAD_LETTERED = Counter("monitor_dead_lettered_total", "Work items dead-lettered")
+PROCESSING_LATENCY = Histogram(
+    "monitor_processing_latency_seconds",
+    "From an event's acceptance to its decisions being stored",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
+
+class DatabaseCollector(Collector):
+    """Gauges computed from the database at each scrape."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._services.settings.now()
+        with self._services.sessions() as session:
+            open_count, oldest = session.execute(
+                select(func.count(col(OutboxRow.id)), func.min(col(OutboxRow.created_at))).where(
+                    col(OutboxRow.processed_at).is_(None),
+                    col(OutboxRow.dead_letter_id).is_(None),
+                )
+            ).one()
+            dead = session.execute(
+                select(func.count(col(DeadLetterRow.id))).where(
+                    col(DeadLetterRow.retried_at).is_(None)
+                )
+            ).scalar_one()
+        if oldest is not None and oldest.tzinfo is None:
+            from datetime import UTC
+
+            oldest = oldest.replace(tzinfo=UTC)
+        lag = (now - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily(
+            "monitor_outbox_open", "Accepted events not yet processed", value=open_count
+        )
+        yield GaugeMetricFamily(
+            "monitor_queue_lag_seconds", "Age of the oldest unprocessed event", value=max(lag, 0)
+        )
+        yield GaugeMetricFamily(
+            "monitor_dead_letters_open", "Dead letters not yet retried", value=dead
+        )
+
+
+__all__ = ["REGISTRY"]

@@ -1,0 +1,231 @@
+"""Processing one patient: lock, fold the whole timeline with the pure engine, store the diff.
+
+Idempotent: running it again with no new event and the same clock changes nothing. A late event
+simply gives another fold; decisions it no longer supports are marked superseded (with a
+correction alert when an alert had gone out), so the current decisions always equal
+`replay --until <clock>` over the same events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, col, select
+
+from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
+from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from policies.decisions import Decision
+from policies.engine import PatientOutcome, evaluate_patient, next_timer
+from policies.events import EVENT_ADAPTER, Event
+from policies.fold import Fold
+from policies.packs import PolicyPack
+from policies.state import PatientState
+
+log = logging.getLogger("monitor.processing")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    patient_id: str
+    events: int
+    inserted: int
+    superseded: int
+    revived: int
+    outbox_done: int
+
+
+def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
+    """The cached course state served by `GET /v1/patients/{id}` (CONTRACT.md)."""
+    course = state.course
+    if course is None:
+        status = "ended" if state.ended_courses else "none"
+        return {"status": status, "courses_ended": state.ended_courses}
+    pending = course.pending
+    return {
+        "status": course.status,
+        "course_started_at": _utc(course.started_at),
+        "unit": course.unit,
+        "dose_mg_m2": course.dose_mg_m2,
+        "schedule": course.schedule,
+        "route": course.route,
+        "cycle_length_days": course.cycle_length_days,
+        "watch": {
+            "state": course.watch_state,
+            "stopped_at": _utc(course.stopped_at),
+            "window_end": _utc(course.window_end),
+        },
+        "escalation": {
+            "escalated_at": _utc(course.escalated_at),
+            "answered": course.escalation_answered,
+        },
+        "next_reassessment_due": _utc(pending.due_at) if pending else None,
+        "reassessment_overdue_since": _utc(course.overdue.due_at) if course.overdue else None,
+        "next_timer_at": _utc(next_due),
+        "courses_ended": state.ended_courses,
+    }
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    from policies.decisions import utc_text
+
+    return None if moment is None else utc_text(moment)
+
+
+def _lock_patient(session: Session, patient_id: str) -> PatientRow:
+    """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL); SQLite holds the write lock."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(insert(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing())
+    row: PatientRow = session.execute(
+        select(PatientRow).where(col(PatientRow.patient_id) == patient_id).with_for_update()
+    ).scalar_one()
+    return row
+
+
+def _load_events(session: Session, patient_id: str) -> tuple[list[Event], int]:
+    rows = session.execute(
+        select(col(EventRow.id), col(EventRow.body)).where(col(EventRow.patient_id) == patient_id)
+    ).all()
+    events = [EVENT_ADAPTER.validate_json(body) for _, body in rows]
+    return events, max((pk for pk, _ in rows), default=0)
+
+
+def _next_due(
+    pack: PolicyPack, outcome: PatientOutcome, events: Sequence[Event], now: dt.datetime
+) -> dt.datetime | None:
+    """When this patient must be evaluated again without a new event: its next timer, or an
+    event dated after the clock (not applied yet)."""
+    timer = next_timer(Fold(pack=pack, patient=outcome.state))
+    candidates = [timer[0]] if timer else []
+    candidates += [e.occurred_at for e in events if e.occurred_at > now]
+    return min(candidates).astimezone(dt.UTC) if candidates else None
+
+
+def process_patient(
+    sessions: sessionmaker[Session], pack: PolicyPack, patient_id: str, now: dt.datetime
+) -> ProcessOutcome:
+    """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported."""
+    with sessions.begin() as session:
+        patient = _lock_patient(session, patient_id)
+        events, max_pk = _load_events(session, patient_id)
+        outcome = evaluate_patient(pack, patient_id, events, now)
+        wanted = {d.decision_id: d for d in outcome.decisions}
+        stored = {
+            row.decision_id: row
+            for row in session.execute(
+                select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+            ).scalars()
+        }
+        inserted = superseded = revived = 0
+        unit = outcome.state.course.unit if outcome.state.course else None
+        for decision_id, decision in wanted.items():
+            row = stored.get(decision_id)
+            if row is None:
+                session.add(_decision_row(decision, now))
+                if decision.audience:
+                    session.add(_alert(decision, "new", unit, now))
+                inserted += 1
+            elif row.superseded_at is not None:
+                row.superseded_at = None  # supported again (e.g. a wrong event was corrected)
+                revived += 1
+        for decision_id, row in stored.items():
+            if decision_id not in wanted and row.superseded_at is None:
+                row.superseded_at = now
+                superseded += 1
+                _correct_alert(session, row, unit, now)
+        next_due = _next_due(pack, outcome, events, now)
+        patient.state = json.dumps(course_summary(outcome.state, next_due))
+        patient.status = json.loads(patient.state)["status"]
+        patient.next_timer_at = next_due
+        patient.processed_event_pk = max_pk
+        patient.evaluated_at = now
+        patient.version += 1
+        open_rows = (
+            col(OutboxRow.patient_id) == patient_id,
+            col(OutboxRow.event_pk) <= max_pk,
+            col(OutboxRow.processed_at).is_(None),
+        )
+        accepted = list(
+            session.execute(select(col(OutboxRow.created_at)).where(*open_rows)).scalars()
+        )
+        session.execute(update(OutboxRow).where(*open_rows).values(processed_at=now))
+    done = len(accepted)
+    EVENTS_PROCESSED.inc(done)
+    for created_at in accepted:
+        PROCESSING_LATENCY.observe(max((now - created_at).total_seconds(), 0.0))
+    log.info(
+        "patient processed",
+        extra={
+            "events": len(events),
+            "inserted": inserted,
+            "superseded": superseded,
+            "outbox_done": done,
+        },
+    )
+    return ProcessOutcome(patient_id, len(events), inserted, superseded, revived, done)
+
+
+def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
+    return DecisionRow(
+        decision_id=decision.decision_id,
+        patient_id=decision.patient_id,
+        at=decision.at,
+        action=decision.action,
+        severity=decision.severity,
+        rule=decision.rule,
+        policy=decision.policy,
+        body=decision.model_dump_json(exclude_none=True),
+        created_at=now,
+    )
+
+
+def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) -> AlertRow:
+    return AlertRow(
+        decision_id=decision.decision_id,
+        kind=kind,
+        patient_id=decision.patient_id,
+        unit=unit,
+        severity=decision.severity,
+        audience=json.dumps(decision.audience),
+        message=decision.rationale,
+        created_at=now,
+    )
+
+
+def _correct_alert(session: Session, row: DecisionRow, unit: str | None, now: dt.datetime) -> None:
+    """An alert went out for a decision that no longer holds: say so, once."""
+    sent = session.execute(
+        select(col(AlertRow.id)).where(
+            col(AlertRow.decision_id) == row.decision_id, col(AlertRow.kind) == "new"
+        )
+    ).first()
+    exists = session.execute(
+        select(col(AlertRow.id)).where(
+            col(AlertRow.decision_id) == row.decision_id, col(AlertRow.kind) == "correction"
+        )
+    ).first()
+    if sent is None or exists is not None:
+        return
+    decision = Decision.model_validate_json(row.body)
+    session.add(
+        AlertRow(
+            decision_id=row.decision_id,
+            kind="correction",
+            patient_id=row.patient_id,
+            unit=unit,
+            severity=decision.severity,
+            audience=json.dumps(decision.audience),
+            message=(
+                f"Correction: the earlier {decision.action.replace('_', ' ')} advice no longer "
+                "applies after later information; see the current decisions."
+            ),
+            created_at=now,
+        )
+    )

@@ -1,0 +1,162 @@
+"""Starting the processes: `serve` (all in one), `api`, `worker`, `scheduler`."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from monitor.services import Services, build_services
+from monitor.settings import Settings
+from monitor.storage.migrate import upgrade
+from monitor.storage.models import ApiTokenRow
+
+log = logging.getLogger("monitor")
+
+
+def configure_logging(settings: Settings) -> None:
+    """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("uvicorn.access", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def first_admin_token(services: Services) -> str | None:
+    """On a database without tokens, create an admin token (printed once, stored hashed)."""
+    from monitor.auth import create_token
+
+    with services.sessions() as session:
+        count = session.execute(select(func.count(col(ApiTokenRow.id)))).scalar_one()
+    if count:
+        return None
+    return create_token(services.sessions, "admin", "first-admin", services.settings.now())
+
+
+def serve(settings: Settings, host: str, port: int) -> int:
+    """The embedded default: API, in-process worker and scheduler in one process."""
+    import uvicorn
+
+    from monitor.api import create_app
+    from monitor.inprocess import InProcessWorker
+    from monitor.scheduler import start_background
+
+    configure_logging(settings)
+    services = build_services(settings)
+    upgrade(services.engine)
+    token = first_admin_token(services)
+    if token:
+        print(f"First start: admin token (shown once, keep it safe): {token}", flush=True)
+    worker = InProcessWorker(services)
+    services.dispatcher = worker
+    worker.start()
+    scheduler = start_background(services)
+    _enqueue_all_open(services)
+    try:
+        uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
+    finally:
+        scheduler.shutdown(wait=False)
+        worker.stop()
+        services.close()
+    return 0
+
+
+def _enqueue_all_open(services: Services) -> None:
+    """After a (re)start nothing else can be working on open outbox rows: send them all now."""
+    from monitor.storage.models import OutboxRow
+
+    assert services.dispatcher is not None
+    with services.sessions() as session:
+        patients = list(
+            session.execute(
+                select(col(OutboxRow.patient_id))
+                .where(
+                    col(OutboxRow.processed_at).is_(None),
+                    col(OutboxRow.dead_letter_id).is_(None),
+                )
+                .distinct()
+            ).scalars()
+        )
+    if patients:
+        services.dispatcher.enqueue(patients)
+        log.info("open work re-sent after start", extra={"patients": len(patients)})
+
+
+def _production_services(settings: Settings) -> Services:
+    from workers.app import CeleryDispatcher, create_celery
+
+    if settings.broker_url is None:
+        raise SystemExit("MONITOR_BROKER_URL is required for the api/worker/scheduler processes")
+    services = build_services(settings)
+    services.dispatcher = CeleryDispatcher(create_celery(settings))
+    return services
+
+
+def api(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
+    from monitor.api import create_app
+
+    configure_logging(settings)
+    services = _production_services(settings)
+    uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
+    return 0
+
+
+def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> int:
+    from workers.app import create_celery
+
+    configure_logging(settings)
+    if settings.broker_url is None:
+        raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
+
+    @functools.cache
+    def services() -> Services:  # built lazily in each worker process (after the fork)
+        return build_services(settings)
+
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port)
+    app = create_celery(settings, services)
+    app.worker_main(
+        [
+            "worker",
+            "--loglevel",
+            settings.log_level,
+            "--concurrency",
+            str(concurrency),
+            "--queues",
+            "monitor",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
+
+
+def scheduler(settings: Settings) -> int:
+    import datetime as dt
+
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    from monitor.scheduler import add_jobs
+
+    configure_logging(settings)
+    services = _production_services(settings)
+    blocking = BlockingScheduler(timezone=dt.UTC)
+    add_jobs(blocking, services)
+    log.info("scheduler started", extra={"interval_s": settings.scheduler_interval_s})
+    blocking.start()
+    return 0

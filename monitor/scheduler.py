@@ -1,0 +1,115 @@
+"""Periodic jobs (APScheduler): re-drive the outbox and fire due timers. Each is safe to run
+twice: it only enqueues `process_patient`, which is idempotent.
+
+Timers live in the database (`patient.next_timer_at`), never as Celery ETAs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from monitor.services import Services
+from monitor.storage.models import OutboxRow, PatientRow
+
+log = logging.getLogger("monitor.scheduler")
+BATCH = 1_000
+
+
+def redrive_outbox(services: Services) -> int:
+    """Enqueue patients whose accepted events are still unprocessed after the grace period."""
+    assert services.dispatcher is not None
+    now = services.settings.now()
+    stale = now - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    with services.sessions.begin() as session:
+        patients = list(
+            session.execute(
+                select(col(OutboxRow.patient_id))
+                .where(
+                    col(OutboxRow.processed_at).is_(None),
+                    col(OutboxRow.dead_letter_id).is_(None),
+                    col(OutboxRow.created_at) <= stale,
+                    or_(
+                        col(OutboxRow.enqueued_at).is_(None),
+                        col(OutboxRow.enqueued_at) <= stale,
+                    ),
+                )
+                .distinct()
+                .limit(BATCH)
+            ).scalars()
+        )
+        if patients:
+            session.execute(
+                update(OutboxRow)
+                .where(
+                    col(OutboxRow.patient_id).in_(patients),
+                    col(OutboxRow.processed_at).is_(None),
+                )
+                .values(enqueued_at=now, enqueue_count=col(OutboxRow.enqueue_count) + 1)
+            )
+    sent = services.dispatcher.enqueue(patients) if patients else 0
+    if patients:
+        log.info("outbox re-driven", extra={"patients": len(patients), "sent": sent})
+    return sent
+
+
+def fire_due_timers(services: Services) -> int:
+    """Enqueue patients whose next timer (overdue, unanswered escalation) has come."""
+    assert services.dispatcher is not None
+    now = services.settings.now()
+    stale = now - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    with services.sessions.begin() as session:
+        patients = list(
+            session.execute(
+                select(col(PatientRow.patient_id))
+                .where(
+                    col(PatientRow.next_timer_at) <= now,
+                    or_(
+                        col(PatientRow.timer_enqueued_at).is_(None),
+                        col(PatientRow.timer_enqueued_at) <= stale,
+                    ),
+                )
+                .limit(BATCH)
+            ).scalars()
+        )
+        if patients:
+            session.execute(
+                update(PatientRow)
+                .where(col(PatientRow.patient_id).in_(patients))
+                .values(timer_enqueued_at=now)
+            )
+    sent = services.dispatcher.enqueue(patients) if patients else 0
+    if patients:
+        log.info("due timers fired", extra={"patients": len(patients), "sent": sent})
+    return sent
+
+
+def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
+    interval = services.settings.scheduler_interval_s
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
+    scheduler.add_job(
+        redrive_outbox, "interval", seconds=interval, args=[services], id="redrive_outbox", **common
+    )
+    scheduler.add_job(
+        fire_due_timers,
+        "interval",
+        seconds=interval,
+        args=[services],
+        id="fire_due_timers",
+        **common,
+    )
+
+
+def start_background(services: Services) -> BackgroundScheduler:
+    """The embedded mode's scheduler thread; runs the jobs once at start (after a restart)."""
+    scheduler = BackgroundScheduler(timezone=dt.UTC)
+    add_jobs(scheduler, services)
+    scheduler.start()
+    for job in scheduler.get_jobs():
+        job.modify(next_run_time=dt.datetime.now(dt.UTC))
+    return scheduler

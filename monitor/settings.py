@@ -1,0 +1,85 @@
+"""One typed settings object, read once from `MONITOR_*` environment variables.
+
+Nothing reads configuration at import time: `get_settings()` builds it on first use, tests build
+their own `Settings(...)` and pass it down (or call `get_settings.cache_clear()`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import pathlib
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; the embedded default needs none of them."""
+
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="forbid", frozen=True)
+
+    database_url: str = Field(
+        default="sqlite:///./var/monitor.db",
+        description="SQLAlchemy URL; production: postgresql+psycopg://user@host/db",
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://host:6379/0). Unset: an in-process worker "
+        "(the embedded default; durability comes from the database outbox)",
+    )
+    policy: Literal["default", "label"] = "default"
+    policy_file: pathlib.Path | None = Field(
+        default=None, description="a site pack (TOML); its `base` then decides the rules"
+    )
+    data_dir: pathlib.Path = Field(
+        default=pathlib.Path("var"), description="where the embedded mode keeps its files"
+    )
+    max_batch_events: Annotated[int, Field(ge=1, le=10_000)] = 1_000
+    max_body_bytes: Annotated[int, Field(ge=1_024)] = 5_000_000
+    task_max_retries: Annotated[int, Field(ge=0, le=50)] = 5
+    task_retry_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    task_retry_backoff_max_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
+    outbox_redrive_after_s: Annotated[float, Field(gt=0)] = 30.0
+    scheduler_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    fixed_now: dt.datetime | None = Field(
+        default=None,
+        description="freeze the service clock (tests, demos); RFC 3339 with offset",
+    )
+
+    @field_validator("fixed_now")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-05-01T09:00:00Z")
+        return value
+
+    @field_validator("policy_file")
+    @classmethod
+    def _exists(cls, value: pathlib.Path | None) -> pathlib.Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """No broker configured: worker and scheduler run inside the serving process."""
+        return self.broker_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def now(self) -> dt.datetime:
+        """The service clock, aware UTC."""
+        if self.fixed_now is not None:
+            return self.fixed_now.astimezone(dt.UTC)
+        return dt.datetime.now(dt.UTC)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, the database engine and sessions, Alembic migrations."""

@@ -1,0 +1,123 @@
+"""The Celery app (production): Redis broker, JSON only, late acks, one message at a time.
+
+Thin: the task takes a patient id and calls `monitor.jobs.run_process_patient` (load, fold with
+the pure engine, persist). Transient errors retry with exponential backoff up to
+`task_max_retries`; then, or at once for any other error, a dead-letter row records the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kombu.exceptions
+import redis.exceptions
+from celery import Celery, Task
+
+from monitor.jobs import (
+    TASK_NAME,
+    backoff_seconds,
+    dead_letter,
+    is_transient,
+    run_process_patient,
+)
+from monitor.services import Services
+from monitor.settings import Settings
+
+log = logging.getLogger("workers")
+
+# What a publish or a ping raises when the broker is unreachable.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.exceptions.RedisError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def create_celery(settings: Settings, services: Callable[[], Services] | None = None) -> Celery:
+    """The app; `services` (built lazily, once per worker process) is needed only to consume."""
+    app = Celery("bipn_monitor", broker=settings.broker_url or "memory://", set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="monitor",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600},
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    if services is not None:
+        _register_tasks(app, services)
+    return app
+
+
+def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def process_patient(self: Task, patient_id: Any) -> dict[str, int]:
+        svc = services()
+        try:
+            outcome = run_process_patient(svc, patient_id)
+        except Exception as exc:  # classified: retried, or dead-lettered and re-raised
+            attempts = self.request.retries + 1
+            if is_transient(exc) and self.request.retries < svc.settings.task_max_retries:
+                delay = backoff_seconds(svc, self.request.retries)
+                log.warning(
+                    "transient error, retrying",
+                    extra={
+                        "attempt": attempts,
+                        "delay_s": round(delay, 2),
+                        "error_type": type(exc).__name__,
+                    },
+                )
+                raise self.retry(exc=exc, countdown=delay) from exc
+            dead_letter(svc, patient_id, exc, attempts)
+            raise
+        return {"inserted": outcome.inserted, "superseded": outcome.superseded}
+
+
+class CeleryDispatcher:
+    """Publishes `process_patient(patient_id)` to the broker, after the database commit."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def enqueue(self, patient_ids: list[str]) -> int:
+        sent = 0
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for patient_id in patient_ids:
+                    self._app.send_task(
+                        TASK_NAME,
+                        args=[patient_id],
+                        producer=producer,
+                        retry=True,
+                        retry_policy={
+                            "max_retries": 2,
+                            "interval_start": 0.1,
+                            "interval_step": 0.2,
+                            "interval_max": 0.5,
+                        },
+                    )
+                    sent += 1
+        except BROKER_ERRORS as exc:  # the broker is down: the outbox re-drive sends these
+            log.warning(
+                "enqueue failed; the outbox re-drive will retry",
+                extra={"not_sent": len(patient_ids) - sent, "error_type": type(exc).__name__},
+            )
+        return sent
+
+    def ping(self) -> bool:
+        try:
+            with self._app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+            return True
+        except BROKER_ERRORS:
+            return False
