@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make run    set up .venv and replay the bundled example timeline (the service's main job)
+#   make run    set up .venv and start the service (embedded default: API, worker, scheduler)
 #   make test   set up .venv and run the whole test suite (lint, types, tests, shared scenarios)
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/python -m monitor replay examples/timeline.jsonl
+	$(BIN)/python -m monitor serve
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
