@@ -1,9 +1,9 @@
 """The HTTP API of CONTRACT.md (FastAPI). Handlers are thin: validate, call a service, audit."""
 
-
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import func, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from monitor import auth
@@ -49,6 +50,43 @@ def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, **extra})
 
 
+class InvalidJsonError(ValueError):
+    """A body that is not strict JSON (RFC 8259) of valid Unicode."""
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJsonError(f"{name} is not a JSON value")
+
+
+def _parse_json(raw: bytes) -> Any:
+    """`json.loads`, but every way a body can fail is an `InvalidJsonError` (a 400, never a
+    500): bad syntax or encoding, NaN/Infinity, nesting too deep, integers too long to convert,
+    and unpaired UTF-16 surrogates (`"\\ud800"`), which no database or JSON parser downstream
+    accepts, so a stored event holding one could never be processed."""
+    try:
+        payload = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidJsonError("nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
+        raise InvalidJsonError(str(exc)) from None
+    if _SURROGATE_ESCAPE.search(raw):
+        stack = [payload]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(value.keys())
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif isinstance(value, str) and _SURROGATE.search(value):
+                raise InvalidJsonError("a string holds an unpaired UTF-16 surrogate (\\ud8xx)")
+    return payload
+
+
 def _route_template(request: Request) -> str:
     """`/v1/patients/{patient_id}`: logs name the route, never the patient."""
     for route in request.app.router.routes:
@@ -72,7 +110,7 @@ def create_app(services: Services) -> FastAPI:
         return services.settings.now()
 
     def require(*roles: Role) -> Callable[..., Principal]:
-        allowed = (*roles, "admin")
+        allowed = tuple(dict.fromkeys((*roles, "admin")))  # require("admin"): listed once
 
         def dependency(
             request: Request,
@@ -163,12 +201,17 @@ def create_app(services: Services) -> FastAPI:
         if len(raw) > settings.max_body_bytes:
             return _problem(413, f"body over {settings.max_body_bytes} bytes")
         try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            payload = _parse_json(raw)
+        except InvalidJsonError as exc:
             return _problem(400, f"the body is not valid JSON: {exc}")
-        items, problems = _events_of(payload, settings.max_batch_events)
+        # validation, the database and the enqueue block: keep them off the event loop
+        return await run_in_threadpool(accept_events, payload, principal)
+
+    def accept_events(payload: Any, principal: Principal) -> JSONResponse:
+        items, problems = _events_of(payload, services.settings.max_batch_events)
         if problems is not None:
-            EVENTS_REJECTED.inc(max(len(items), 1))
+            # the whole request is rejected: its valid events too (a batch-level problem: 1)
+            EVENTS_REJECTED.inc(max(len(items) + sum(p["index"] is not None for p in problems), 1))
             auth.record(services.sessions, principal, "POST /v1/events", "events", 422, now())
             return _problem(422, "invalid events: nothing was stored", errors=problems)
         try:
@@ -226,12 +269,15 @@ def create_app(services: Services) -> FastAPI:
         patient_id: PATIENT_ID,
         principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
     ) -> dict[str, Any]:
-        row, pending = _patient(patient_id, principal, "GET /v1/patients/{id}")
+        row, pending = _patient(patient_id, principal, "GET /v1/patients/{patient_id}")
+        evaluated = row.evaluated_at
         return {
             "patient_id": patient_id,
+            "status": "none",  # events stored, none folded yet: no course on record so far
             **json.loads(row.state),
             "pending_events": pending,
-            "evaluated_at": row.evaluated_at.isoformat() if row.evaluated_at else None,
+            # UTC `Z` form, as every other time the API serves
+            "evaluated_at": evaluated.isoformat().replace("+00:00", "Z") if evaluated else None,
         }
 
     @app.get("/v1/patients/{patient_id}/decisions", summary="Current decisions")
@@ -240,7 +286,7 @@ def create_app(services: Services) -> FastAPI:
         principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
         include: Annotated[str | None, Query(pattern="^superseded$")] = None,
     ) -> dict[str, Any]:
-        _patient(patient_id, principal, "GET /v1/patients/{id}/decisions")
+        _patient(patient_id, principal, "GET /v1/patients/{patient_id}/decisions")
         query = select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
         if include != "superseded":
             query = query.where(col(DecisionRow.superseded_at).is_(None))
@@ -260,7 +306,7 @@ def create_app(services: Services) -> FastAPI:
         patient_id: PATIENT_ID,
         principal: Annotated[Principal, Depends(require("infusion"))],
     ) -> dict[str, Any]:
-        row, pending = _patient(patient_id, principal, "GET /v1/patients/{id}/clearance")
+        row, pending = _patient(patient_id, principal, "GET /v1/patients/{patient_id}/clearance")
         return clearance(json.loads(row.state), pending, now())
 
     # --- admin ----------------------------------------------------------------------------
@@ -279,7 +325,7 @@ def create_app(services: Services) -> FastAPI:
 
     @app.post("/v1/admin/dead-letters/{dead_letter_id}/retry", status_code=202)
     def retry_dead_letter(
-        dead_letter_id: int,
+        dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
         principal: Annotated[Principal, Depends(require("admin"))],
     ) -> dict[str, Any]:
         with services.sessions.begin() as session:
@@ -296,7 +342,7 @@ def create_app(services: Services) -> FastAPI:
         auth.record(
             services.sessions,
             principal,
-            "POST /v1/admin/dead-letters/{id}/retry",
+            "POST /v1/admin/dead-letters/{dead_letter_id}/retry",
             f"dead_letter:{dead_letter_id}",
             202,
             now(),
@@ -375,7 +421,9 @@ def _events_of(payload: Any, max_batch: int) -> tuple[list[Event], list[dict[str
     problems: list[dict[str, Any]] = []
     for index, item in enumerate(raw):
         try:
-            events.append(parse_event(item))
+            # a decoded JSON string must not be parsed again as JSON text: a double-encoded
+            # body ("{\"event_id\": ...}") is a string, not an event
+            events.append(parse_event(json.dumps(item) if isinstance(item, str) else item))
         except EventValidationError as exc:
             problems.append(
                 {

@@ -55,29 +55,31 @@ def store_events(
 def _store(
     sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
 ) -> IngestResult:
-    bodies = {e.event_id: canonical_body(e) for e in events}
+    # One body per event, in request order: keyed by id, a second body for the same id would
+    # overwrite the first (stored under the first's "accepted", the conflict unseen).
+    bodies = [canonical_body(e) for e in events]
     with sessions.begin() as session:
         stored: dict[str, str] = dict(
             session.execute(
                 select(col(EventRow.event_id), col(EventRow.body_hash)).where(
-                    col(EventRow.event_id).in_(list(bodies))
+                    col(EventRow.event_id).in_({e.event_id for e in events})
                 )
             ).all()
         )
         conflicts: list[str] = []
         statuses: list[tuple[str, IngestStatus]] = []
-        new: list[Event] = []
+        new: list[tuple[Event, str, str]] = []
         seen_in_request: dict[str, str] = {}
-        for event in events:
-            digest = body_hash(bodies[event.event_id])
+        for event, body in zip(events, bodies, strict=True):
+            digest = body_hash(body)
             known = stored.get(event.event_id) or seen_in_request.get(event.event_id)
             if known is None:
                 seen_in_request[event.event_id] = digest
                 statuses.append((event.event_id, "accepted"))
-                new.append(event)
+                new.append((event, body, digest))
             elif known == digest:
                 statuses.append((event.event_id, "duplicate"))
-            else:
+            elif event.event_id not in conflicts:
                 conflicts.append(event.event_id)
         if conflicts:
             raise EventConflictError(conflicts)
@@ -88,10 +90,10 @@ def _store(
                 type=e.type,
                 occurred_at=e.occurred_at,
                 received_at=now,
-                body=bodies[e.event_id],
-                body_hash=seen_in_request[e.event_id],
+                body=body,
+                body_hash=digest,
             )
-            for e in new
+            for e, body, digest in new
         ]
         session.add_all(rows)
         session.flush()
@@ -100,5 +102,5 @@ def _store(
             for row in rows
             if row.id is not None
         )
-    patients = list(dict.fromkeys(e.patient_id for e in new))
+    patients = list(dict.fromkeys(e.patient_id for e, _, _ in new))
     return IngestResult(statuses=statuses, patients=patients)

@@ -48,7 +48,9 @@ class InProcessWorker:
         return self._thread.is_alive()
 
     def idle(self) -> bool:
-        return self._queue.empty() and not self._busy.is_set()
+        # Counted by the queue itself (put +1, task_done -1): "empty and not busy" had a gap
+        # between the thread's get() and its busy flag, where a queued patient looked done.
+        return self._queue.unfinished_tasks == 0
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """For tests and shutdown: wait until nothing is queued or running."""
@@ -70,8 +72,12 @@ class InProcessWorker:
                 self._pending.discard(patient_id)  # events arriving from now on queue it again
             try:
                 self._process(patient_id)
+            except Exception:
+                # not marked done: its outbox rows stay open and the re-drive sends it again
+                log.exception("work failed and could not be dead-lettered")
             finally:
                 self._busy.clear()
+                self._queue.task_done()
 
     def _process(self, patient_id: str) -> None:
         max_retries = self._services.settings.task_max_retries

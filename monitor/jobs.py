@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import col
 
+from monitor.metrics import DEAD_LETTERED, TASKS_FAILED
 from monitor.processing import ProcessOutcome, process_patient
 from monitor.services import Services
 from monitor.storage.models import DeadLetterRow, OutboxRow
@@ -51,9 +52,15 @@ def backoff_seconds(services: Services, attempt: int) -> float:
 
 
 def run_process_patient(services: Services, patient_id: object) -> ProcessOutcome:
-    if not isinstance(patient_id, str) or not PATIENT_ID.match(patient_id):
-        raise PoisonMessageError(f"not a patient id: {str(patient_id)[:80]!r}")
-    return process_patient(services.sessions, services.pack, patient_id, services.settings.now())
+    try:
+        if not isinstance(patient_id, str) or not PATIENT_ID.match(patient_id):
+            raise PoisonMessageError(f"not a patient id: {str(patient_id)[:80]!r}")
+        return process_patient(
+            services.sessions, services.pack, patient_id, services.settings.now()
+        )
+    except Exception:
+        TASKS_FAILED.inc()  # each failed run, retried or not
+        raise
 
 
 def dead_letter(
@@ -97,6 +104,7 @@ def dead_letter(
         # The database is down: the outbox rows stay open, so the re-drive retries later.
         log.exception("dead letter could not be stored", extra={"reason": reason})
         return None
+    DEAD_LETTERED.inc()
     log.error(
         "work dead-lettered",
         extra={"reason": reason, "dead_letter_id": dead_id, "error_type": type(exc).__name__},

@@ -7,16 +7,20 @@ outbox, queue lag, dead letters) are the same whichever process is scraped.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from monitor.services import Services
 from monitor.storage.models import DeadLetterRow, OutboxRow
+
+log = logging.getLogger("monitor.metrics")
 
 EVENTS_ACCEPTED = Counter("monitor_events_accepted_total", "Events accepted (stored) by ingest")
 EVENTS_DUPLICATE = Counter("monitor_events_duplicate_total", "Events re-sent unchanged")
@@ -41,18 +45,32 @@ class DatabaseCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self._services.settings.now()
-        with self._services.sessions() as session:
-            open_count, oldest = session.execute(
-                select(func.count(col(OutboxRow.id)), func.min(col(OutboxRow.created_at))).where(
-                    col(OutboxRow.processed_at).is_(None),
-                    col(OutboxRow.dead_letter_id).is_(None),
-                )
-            ).one()
-            dead = session.execute(
-                select(func.count(col(DeadLetterRow.id))).where(
-                    col(DeadLetterRow.retried_at).is_(None)
-                )
-            ).scalar_one()
+        try:
+            with self._services.sessions() as session:
+                open_count, oldest = session.execute(
+                    select(
+                        func.count(col(OutboxRow.id)), func.min(col(OutboxRow.created_at))
+                    ).where(
+                        col(OutboxRow.processed_at).is_(None),
+                        col(OutboxRow.dead_letter_id).is_(None),
+                    )
+                ).one()
+                dead = session.execute(
+                    select(func.count(col(DeadLetterRow.id))).where(
+                        col(DeadLetterRow.retried_at).is_(None)
+                    )
+                ).scalar_one()
+        except SQLAlchemyError as exc:
+            # The scrape still serves the process's counters (a 500 would hide them just when
+            # they matter); the database's gauges are left out and this one says why.
+            log.warning("metrics: database unreachable", extra={"error_type": type(exc).__name__})
+            yield GaugeMetricFamily(
+                "monitor_database_up", "The database answered this scrape's queries", value=0
+            )
+            return
+        yield GaugeMetricFamily(
+            "monitor_database_up", "The database answered this scrape's queries", value=1
+        )
         if oldest is not None and oldest.tzinfo is None:
             from datetime import UTC
 

@@ -30,6 +30,7 @@ from policies.packs import PolicyPack
 from policies.state import PatientState
 
 log = logging.getLogger("monitor.processing")
+OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class ProcessOutcome:
     superseded: int
     revived: int
     outbox_done: int
+    revised: int = 0  # kept ids whose content changed (a late event)
 
 
 def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
@@ -114,6 +116,16 @@ def process_patient(
     """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported."""
     with sessions.begin() as session:
         patient = _lock_patient(session, patient_id)
+        # The open outbox rows first, then the events: each row was committed with its event,
+        # so every event of these rows is in the fold. Only these rows are marked done: a row
+        # committed after this read (PostgreSQL reads each statement at a fresh snapshot, and
+        # ids are not committed in order) may belong to an event the fold did not see; its
+        # own task folds it.
+        accepted = session.execute(
+            select(col(OutboxRow.id), col(OutboxRow.created_at)).where(
+                col(OutboxRow.patient_id) == patient_id, col(OutboxRow.processed_at).is_(None)
+            )
+        ).all()
         events, max_pk = _load_events(session, patient_id)
         outcome = evaluate_patient(pack, patient_id, events, now)
         wanted = {d.decision_id: d for d in outcome.decisions}
@@ -123,7 +135,7 @@ def process_patient(
                 select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
             ).scalars()
         }
-        inserted = superseded = revived = 0
+        inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
@@ -132,9 +144,12 @@ def process_patient(
                 if decision.audience:
                     session.add(_alert(decision, "new", unit, now))
                 inserted += 1
-            elif row.superseded_at is not None:
+                continue
+            if row.superseded_at is not None:
                 row.superseded_at = None  # supported again (e.g. a wrong event was corrected)
                 revived += 1
+            if _revise(session, row, decision, unit, now):
+                revised += 1
         for decision_id, row in stored.items():
             if decision_id not in wanted and row.superseded_at is None:
                 row.superseded_at = now
@@ -147,18 +162,16 @@ def process_patient(
         patient.processed_event_pk = max_pk
         patient.evaluated_at = now
         patient.version += 1
-        open_rows = (
-            col(OutboxRow.patient_id) == patient_id,
-            col(OutboxRow.event_pk) <= max_pk,
-            col(OutboxRow.processed_at).is_(None),
-        )
-        accepted = list(
-            session.execute(select(col(OutboxRow.created_at)).where(*open_rows)).scalars()
-        )
-        session.execute(update(OutboxRow).where(*open_rows).values(processed_at=now))
+        row_ids = [row_id for row_id, _ in accepted]
+        for start in range(0, len(row_ids), OUTBOX_CHUNK):
+            session.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id).in_(row_ids[start : start + OUTBOX_CHUNK]))
+                .values(processed_at=now)
+            )
     done = len(accepted)
     EVENTS_PROCESSED.inc(done)
-    for created_at in accepted:
+    for _, created_at in accepted:
         PROCESSING_LATENCY.observe(max((now - created_at).total_seconds(), 0.0))
     log.info(
         "patient processed",
@@ -166,10 +179,35 @@ def process_patient(
             "events": len(events),
             "inserted": inserted,
             "superseded": superseded,
+            "revised": revised,
             "outbox_done": done,
         },
     )
-    return ProcessOutcome(patient_id, len(events), inserted, superseded, revived, done)
+    return ProcessOutcome(patient_id, len(events), inserted, superseded, revived, done, revised)
+
+
+def _revise(
+    session: Session, row: DecisionRow, decision: Decision, unit: str | None, now: dt.datetime
+) -> bool:
+    """The same decision id with other content: a late event changed what the decision says
+    (the dose a reduction goes to, its rationale) but not what identifies it. The stored row
+    follows the fold, as replay does; when more than the wording changed, whoever was alerted
+    to the old content gets the correction alert."""
+    body = decision.model_dump_json(exclude_none=True)
+    if row.body == body:
+        return False
+    if _without_rationale(row.body) != _without_rationale(body):
+        _correct_alert(session, row, unit, now)
+    fresh = _decision_row(decision, row.created_at)
+    for name in ("at", "action", "severity", "rule", "policy", "body"):
+        setattr(row, name, getattr(fresh, name))
+    return True
+
+
+def _without_rationale(body: str) -> dict[str, object]:
+    content: dict[str, object] = json.loads(body)
+    content.pop("rationale", None)
+    return content
 
 
 def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 
 from pythonjsonlogger.json import JsonFormatter
@@ -115,20 +116,18 @@ def api(settings: Settings, host: str, port: int) -> int:
 
 
 def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> int:
-    from workers.app import create_celery
-
     configure_logging(settings)
     if settings.broker_url is None:
         raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
+    if metrics_port is not None:
+        _serve_pool_metrics(metrics_port)
+
+    from workers.app import create_celery  # imports the metrics: after _serve_pool_metrics
 
     @functools.cache
     def services() -> Services:  # built lazily in each worker process (after the fork)
         return build_services(settings)
 
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port)
     app = create_celery(settings, services)
     app.worker_main(
         [
@@ -141,9 +140,35 @@ def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> in
             "monitor",
             "--without-gossip",
             "--without-mingle",
+            "--hostname",
+            f"monitor-{os.getpid()}@%h",  # unique per process, even with several per host
         ]
     )
     return 0
+
+
+def _serve_pool_metrics(port: int) -> None:
+    """Serve the counters of the whole worker: tasks run in prefork pool children, so each
+    process writes its values to files in PROMETHEUS_MULTIPROC_DIR (prometheus_client's
+    multiprocess mode, chosen when the library is first imported: hence before any metric
+    exists) and this process's server adds them up."""
+    import atexit
+    import os
+    import shutil
+    import sys
+    import tempfile
+
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        if "prometheus_client" in sys.modules:
+            raise RuntimeError("prometheus_client was imported before its multiprocess mode")
+        values = tempfile.mkdtemp(prefix="monitor-worker-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = values
+        atexit.register(shutil.rmtree, values, ignore_errors=True)
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(port, registry=registry)
 
 
 def scheduler(settings: Settings) -> int:

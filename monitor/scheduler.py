@@ -22,23 +22,26 @@ BATCH = 1_000
 
 
 def redrive_outbox(services: Services) -> int:
-    """Enqueue patients whose accepted events are still unprocessed after the grace period."""
+    """Enqueue patients whose accepted events are still unprocessed after the grace period.
+
+    The grace period runs on the wall clock from when this job first saw a row open (it stamps
+    `enqueued_at` then), not from `created_at`: that is the service clock, which `fixed_now`
+    freezes (tests, demos), and then no row would ever look stale.
+    """
     assert services.dispatcher is not None
-    now = services.settings.now()
-    stale = now - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    wall = dt.datetime.now(dt.UTC)
+    stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    still_open = (col(OutboxRow.processed_at).is_(None), col(OutboxRow.dead_letter_id).is_(None))
     with services.sessions.begin() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(*still_open, col(OutboxRow.enqueued_at).is_(None))
+            .values(enqueued_at=wall)
+        )
         patients = list(
             session.execute(
                 select(col(OutboxRow.patient_id))
-                .where(
-                    col(OutboxRow.processed_at).is_(None),
-                    col(OutboxRow.dead_letter_id).is_(None),
-                    col(OutboxRow.created_at) <= stale,
-                    or_(
-                        col(OutboxRow.enqueued_at).is_(None),
-                        col(OutboxRow.enqueued_at) <= stale,
-                    ),
-                )
+                .where(*still_open, col(OutboxRow.enqueued_at) <= stale)
                 .distinct()
                 .limit(BATCH)
             ).scalars()
@@ -46,11 +49,8 @@ def redrive_outbox(services: Services) -> int:
         if patients:
             session.execute(
                 update(OutboxRow)
-                .where(
-                    col(OutboxRow.patient_id).in_(patients),
-                    col(OutboxRow.processed_at).is_(None),
-                )
-                .values(enqueued_at=now, enqueue_count=col(OutboxRow.enqueue_count) + 1)
+                .where(col(OutboxRow.patient_id).in_(patients), *still_open)
+                .values(enqueued_at=wall, enqueue_count=col(OutboxRow.enqueue_count) + 1)
             )
     sent = services.dispatcher.enqueue(patients) if patients else 0
     if patients:
@@ -59,10 +59,14 @@ def redrive_outbox(services: Services) -> int:
 
 
 def fire_due_timers(services: Services) -> int:
-    """Enqueue patients whose next timer (overdue, unanswered escalation) has come."""
+    """Enqueue patients whose next timer (overdue, unanswered escalation) has come.
+
+    Due is judged on the service clock; a lost task is fired again after the re-drive grace
+    period on the wall clock (as in `redrive_outbox`)."""
     assert services.dispatcher is not None
     now = services.settings.now()
-    stale = now - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    wall = dt.datetime.now(dt.UTC)
+    stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     with services.sessions.begin() as session:
         patients = list(
             session.execute(
@@ -81,7 +85,7 @@ def fire_due_timers(services: Services) -> int:
             session.execute(
                 update(PatientRow)
                 .where(col(PatientRow.patient_id).in_(patients))
-                .values(timer_enqueued_at=now)
+                .values(timer_enqueued_at=wall)
             )
     sent = services.dispatcher.enqueue(patients) if patients else 0
     if patients:

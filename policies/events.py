@@ -68,7 +68,12 @@ def _require_datetime_text(value: Any) -> Any:
 ClinicalTime = Annotated[
     AwareDatetime, BeforeValidator(_require_datetime_text), Field(strict=False)
 ]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+NO_NUL = r"^[^\x00]*$"  # U+0000 can't be stored in a database text column (PostgreSQL)
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
+Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
+Name128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
+Text200 = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+Text500 = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
 PatientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 DoseMgM2 = Annotated[float, Field(gt=0, le=1.6)]
 
@@ -125,11 +130,9 @@ class Enrollment(_EventBase):
     cycle_length_days: Annotated[int, Field(ge=7, le=56)] = 21
     age: Annotated[int, Field(ge=0, le=120)] | None = None
     risk_factors: list[RiskFactor] = Field(default_factory=list)
-    concomitant: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] = Field(
-        default_factory=list
-    )
+    concomitant: list[Name128] = Field(default_factory=list)
     baseline: Grades | None = None
-    unit: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    unit: Name64 | None = None
 
 
 class Assessment(_EventBase):
@@ -138,7 +141,7 @@ class Assessment(_EventBase):
     cycle: Annotated[int, Field(ge=1)] | None = None
     findings: Findings | None = None
     source: AssessmentSource | None = None
-    assessor: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    assessor: Name128 | None = None
 
 
 class Administration(_EventBase):
@@ -155,14 +158,14 @@ class TreatmentChange(_EventBase):
     dose_mg_m2: DoseMgM2 | None = None
     schedule: Schedule | None = None
     route: Route | None = None
-    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
-    decision_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    reason: Text500 | None = None
+    decision_id: Name128 | None = None
 
 
 class Immunotherapy(_EventBase):
     type: Literal["immunotherapy"]
     therapy: Therapy
-    dose: Annotated[str, StringConstraints(max_length=200)] | float | None = None
+    dose: Text200 | float | None = None
 
 
 class CourseEnd(_EventBase):
@@ -283,6 +286,8 @@ def _message(err: Any, field: str) -> str:
         return f"{shown} is not allowed: expected {expected}"
     if kind == "string_pattern_mismatch" and field == "patient_id":
         return f"{shown} is not a valid id: 1-64 characters of A-Z a-z 0-9 . _ -"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NO_NUL:
+        return "contains the NUL character (U+0000), which cannot be stored"
     if kind == "string_too_short":
         return f"{shown} is too short: at least {ctx.get('min_length')} character(s)"
     if kind == "string_too_long":

@@ -37,6 +37,9 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+MASKED_ARGS = "[patient]"
+
+
 def create_celery(settings: Settings, services: Callable[[], Services] | None = None) -> Celery:
     """The app; `services` (built lazily, once per worker process) is needed only to consume."""
     app = Celery("bipn_monitor", broker=settings.broker_url or "memory://", set_as_current=False)
@@ -77,7 +80,7 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
                         "error_type": type(exc).__name__,
                     },
                 )
-                raise self.retry(exc=exc, countdown=delay) from exc
+                raise self.retry(exc=exc, countdown=delay, argsrepr=MASKED_ARGS) from exc
             dead_letter(svc, patient_id, exc, attempts)
             raise
         return {"inserted": outcome.inserted, "superseded": outcome.superseded}
@@ -97,6 +100,7 @@ class CeleryDispatcher:
                     self._app.send_task(
                         TASK_NAME,
                         args=[patient_id],
+                        argsrepr=MASKED_ARGS,  # Celery logs argsrepr: no patient ids in logs
                         producer=producer,
                         retry=True,
                         retry_policy={

@@ -1,0 +1,192 @@
+"""Bearer tokens and roles (CONTRACT.md: every endpoint but health needs a token whose role
+allows it; issue 3, item 5): 401 without a token or with a bad one, 403 with the wrong role,
+for every endpoint and role, table-driven from the app's own routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import text
+
+from monitor.auth import Principal, authenticate, create_token, hash_token
+from monitor.jobs import dead_letter
+from monitor.roles import ROLES, Role
+from tests import factories as f
+from tests.conftest import FIXED_NOW
+from tests.monitor.service_support import RunningService, rows, running_service
+
+# Who may call what, besides `admin` (who may do everything). Health needs no token.
+ALLOWED: dict[tuple[str, str], set[Role]] = {
+    ("POST", "/v1/events"): {"ingest"},
+    ("GET", "/v1/patients/{patient_id}"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/decisions"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/clearance"): {"infusion"},
+    ("GET", "/v1/admin/dead-letters"): set(),
+    ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): set(),
+}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+# What a permitted call answers (the fixture makes each one succeed).
+SUCCESS = {
+    ("POST", "/v1/events"): 202,
+    ("GET", "/v1/patients/{patient_id}"): 200,
+    ("GET", "/v1/patients/{patient_id}/decisions"): 200,
+    ("GET", "/v1/patients/{patient_id}/clearance"): 200,
+    ("GET", "/v1/admin/dead-letters"): 200,
+    ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): 202,
+}
+PROTECTED = sorted(ALLOWED)
+_event_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    with running_service(tmp_path_factory.mktemp("auth")) as service:
+        body = f.enrollment(f.at(0), patient="P1", event_id="auth-e0")
+        assert service.api.post_events(body).status_code == 202
+        assert service.worker.wait_idle()
+        assert dead_letter(service.services, "P1", RuntimeError("x"), 1) == 1
+        yield service
+
+
+def call(running: RunningService, method: str, path: str, headers: dict[str, str]) -> Any:
+    """One request to the route, with a body and path that succeed when allowed."""
+    concrete = path.replace("{patient_id}", "P1").replace("{dead_letter_id}", "1")
+    if method == "POST" and path == "/v1/events":
+        body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
+        return running.api.client.post(concrete, json=body, headers=headers)
+    return running.api.client.request(method, concrete, headers=headers)
+
+
+def test_the_tables_cover_exactly_the_apps_routes(running: RunningService) -> None:
+    routes = {
+        (method, route.path)
+        for route in running.api.client.app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert routes == set(ALLOWED) | PUBLIC
+    assert set(SUCCESS) == set(ALLOWED)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_every_route_and_role(running: RunningService, method: str, path: str, role: Role) -> None:
+    response = call(running, method, path, running.api.headers(role))
+    allowed = ALLOWED[(method, path)] | {"admin"}
+    if role in allowed:
+        assert response.status_code == SUCCESS[(method, path)], response.text
+        return
+    assert response.status_code == 403
+    shown = ", ".join([*sorted(ALLOWED[(method, path)], key=ROLES.index), "admin"])
+    assert response.json() == {"detail": f"role {role!r} may not {method} {path}; allowed: {shown}"}
+
+
+BAD_CREDENTIALS = {
+    "none": ({}, "a bearer token is required"),
+    "basic-scheme": ({"Authorization": "Basic dXNlcjpwYXNz"}, "a bearer token is required"),
+    "bearer-empty": ({"Authorization": "Bearer "}, "a bearer token is required"),
+    "token-without-scheme": ({"Authorization": "bm_abc"}, "a bearer token is required"),
+    "unknown-token": ({"Authorization": "Bearer bm_not-a-real-token"}, "the token is unknown"),
+    "hash-as-token": ({"Authorization": "Bearer " + "0" * 64}, "the token is unknown"),
+}
+
+
+@pytest.mark.parametrize("credentials", sorted(BAD_CREDENTIALS))
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_no_or_bad_token_is_401_with_www_authenticate(
+    running: RunningService, method: str, path: str, credentials: str
+) -> None:
+    headers, detail = BAD_CREDENTIALS[credentials]
+    before = rows(running.services, "SELECT count(*) AS n FROM event")
+    response = call(running, method, path, headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"].startswith(detail)
+    assert rows(running.services, "SELECT count(*) AS n FROM event") == before
+
+
+def test_a_revoked_token_is_401(running: RunningService) -> None:
+    sessions = running.services.sessions
+    token = create_token(sessions, "nurse", "revoked-nurse", FIXED_NOW)
+    assert authenticate(sessions, token) == Principal("revoked-nurse", "nurse")
+    with running.services.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE api_token SET revoked_at = :at WHERE token_hash = :h"),
+            {"at": "2026-10-01 12:00:00.000000", "h": hash_token(token)},
+        )
+    response = running.api.client.get(
+        "/v1/patients/P1", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "the token is unknown or revoked"}
+
+
+def test_authentication_comes_before_validation(running: RunningService) -> None:
+    """Without a token nothing about the request is looked at: no 422/415 leaks the rules."""
+    client = running.api.client
+    assert client.post("/v1/events", content=b"{broken").status_code == 401
+    assert (
+        client.post("/v1/events", content=b"x", headers={"Content-Type": "text/plain"}).status_code
+        == 401
+    )
+    assert client.get("/v1/patients/not%20valid").status_code == 401
+    assert client.get("/v1/patients/P1/decisions?include=all").status_code == 401
+    assert client.post("/v1/admin/dead-letters/abc/retry").status_code == 401
+
+
+def test_wrong_role_is_403_before_validation(running: RunningService) -> None:
+    nurse = running.api.headers("nurse")
+    response = running.api.client.post("/v1/events", content=b"{broken", headers=nurse)
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(PUBLIC), ids=[p for _, p in sorted(PUBLIC)])
+@pytest.mark.parametrize("credentials", ["none", "unknown-token", "nurse"])
+def test_health_and_metrics_need_no_token(
+    running: RunningService, method: str, path: str, credentials: str
+) -> None:
+    headers = (
+        running.api.headers("nurse") if credentials == "nurse" else BAD_CREDENTIALS[credentials][0]
+    )
+    response = running.api.client.request(method, path, headers=headers)
+    assert response.status_code == 200
+
+
+def test_token_roles_are_checked_when_created(running: RunningService) -> None:
+    with pytest.raises(ValueError, match="role 'root' is not one of ingest, nurse"):
+        create_token(running.services.sessions, "root", "x", FIXED_NOW)  # type: ignore[arg-type]
+
+
+def test_a_token_is_stored_only_as_its_hash(running: RunningService) -> None:
+    token = create_token(running.services.sessions, "auditor", "hash-check", FIXED_NOW)
+    [stored] = rows(running.services, "SELECT * FROM api_token WHERE name = 'hash-check'")
+    assert stored["token_hash"] == hash_token(token)
+    assert token not in str(stored)
+    assert token.startswith("bm_")
+
+
+def test_an_unknown_role_in_the_database_is_refused(running: RunningService) -> None:
+    """A row edited to a role that does not exist authenticates nobody."""
+    token = create_token(running.services.sessions, "nurse", "edited", FIXED_NOW)
+    with running.services.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE api_token SET role = 'superuser' WHERE token_hash = :h"),
+            {"h": hash_token(token)},
+        )
+    response = running.api.client.get(
+        "/v1/patients/P1", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+
+
+def test_tokens_do_not_expire(tmp_path: pathlib.Path) -> None:
+    """Tokens do not expire in v1: one created long ago still authenticates."""
+    with running_service(tmp_path, fixed_now=FIXED_NOW + dt.timedelta(days=3650)) as service:
+        old = create_token(service.services.sessions, "nurse", "old", FIXED_NOW)
+        assert authenticate(service.services.sessions, old) == Principal("old", "nurse")
