@@ -110,6 +110,17 @@ def _next_due(
     return min(candidates).astimezone(dt.UTC) if candidates else None
 
 
+def _fold_is_current(patient: PatientRow, pack: PolicyPack, now: dt.datetime) -> bool:
+    """No new event, no timer come, same pack: a fold now would store exactly what is stored
+    (everything time-dependent is in `next_timer_at`). Duplicate tasks end here, cheaply."""
+    timer_due = patient.next_timer_at is not None and patient.next_timer_at <= now
+    return (
+        patient.evaluated_at is not None
+        and patient.evaluated_policy == pack.label
+        and not timer_due
+    )
+
+
 def process_patient(
     sessions: sessionmaker[Session], pack: PolicyPack, patient_id: str, now: dt.datetime
 ) -> ProcessOutcome:
@@ -126,6 +137,8 @@ def process_patient(
                 col(OutboxRow.patient_id) == patient_id, col(OutboxRow.processed_at).is_(None)
             )
         ).all()
+        if not accepted and _fold_is_current(patient, pack, now):
+            return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
         events, max_pk = _load_events(session, patient_id)
         outcome = evaluate_patient(pack, patient_id, events, now)
         wanted = {d.decision_id: d for d in outcome.decisions}
@@ -161,6 +174,7 @@ def process_patient(
         patient.next_timer_at = next_due
         patient.processed_event_pk = max_pk
         patient.evaluated_at = now
+        patient.evaluated_policy = pack.label
         patient.version += 1
         row_ids = [row_id for row_id, _ in accepted]
         for start in range(0, len(row_ids), OUTBOX_CHUNK):

@@ -62,10 +62,57 @@ def create_celery(settings: Settings, services: Callable[[], Services] | None = 
     return app
 
 
+class QueuedMarks:
+    """At most one queued-and-not-started task per patient (Redis brokers only).
+
+    Under load, one task per patient per request piles up tasks that fold nothing new: the
+    first run already folds every event committed before it starts. A mark (`SET NX`, expiring)
+    says "a task for this patient is queued"; the task clears it before reading the outbox, so
+    an event committed after that enqueues a new task. Marks are an optimisation only: if Redis
+    errs, every task is sent; a lost message is re-sent by the outbox re-drive once its mark
+    has expired.
+    """
+
+    TTL_S = 60
+
+    def __init__(self, broker_url: str | None) -> None:
+        redis_broker = broker_url is not None and broker_url.startswith(("redis://", "rediss://"))
+        self._client = redis.Redis.from_url(broker_url) if redis_broker and broker_url else None
+
+    @staticmethod
+    def _key(patient_id: str) -> str:
+        return f"bipn:queued:{patient_id}"
+
+    def claim(self, patient_ids: list[str]) -> list[str]:
+        """The patients with no task queued yet (now marked)."""
+        if self._client is None:
+            return patient_ids
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for patient_id in patient_ids:
+                pipe.set(self._key(patient_id), 1, nx=True, ex=self.TTL_S)
+            fresh = pipe.execute()
+        except redis.exceptions.RedisError:
+            return patient_ids  # no dedupe: the publish reports the outage
+        return [p for p, new in zip(patient_ids, fresh, strict=True) if new]
+
+    def release(self, patient_ids: list[str]) -> None:
+        if self._client is None or not patient_ids:
+            return
+        try:
+            self._client.delete(*(self._key(p) for p in patient_ids))
+        except redis.exceptions.RedisError:
+            log.warning("queued marks not cleared; they expire", extra={"ttl_s": self.TTL_S})
+
+
 def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
+    marks = QueuedMarks(app.conf.broker_url)
+
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
     def process_patient(self: Task, patient_id: Any) -> dict[str, int]:
         svc = services()
+        if isinstance(patient_id, str):
+            marks.release([patient_id])  # before reading the outbox: see QueuedMarks
         try:
             outcome = run_process_patient(svc, patient_id)
         except Exception as exc:  # classified: retried, or dead-lettered and re-raised
@@ -80,7 +127,13 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
                         "error_type": type(exc).__name__,
                     },
                 )
-                raise self.retry(exc=exc, countdown=delay, argsrepr=MASKED_ARGS) from exc
+                raise self.retry(
+                    exc=exc,
+                    countdown=delay,
+                    # our bound, not Celery's default of 3 (past it, retry() re-raises exc)
+                    max_retries=svc.settings.task_max_retries,
+                    argsrepr=MASKED_ARGS,
+                ) from exc
             dead_letter(svc, patient_id, exc, attempts)
             raise
         return {"inserted": outcome.inserted, "superseded": outcome.superseded}
@@ -91,9 +144,11 @@ class CeleryDispatcher:
 
     def __init__(self, app: Celery) -> None:
         self._app = app
+        self._marks = QueuedMarks(app.conf.broker_url)
 
     def enqueue(self, patient_ids: list[str]) -> int:
         sent = 0
+        patient_ids = self._marks.claim(patient_ids)
         try:
             with self._app.producer_or_acquire() as producer:
                 for patient_id in patient_ids:
@@ -112,6 +167,7 @@ class CeleryDispatcher:
                     )
                     sent += 1
         except BROKER_ERRORS as exc:  # the broker is down: the outbox re-drive sends these
+            self._marks.release(patient_ids[sent:])
             log.warning(
                 "enqueue failed; the outbox re-drive will retry",
                 extra={"not_sent": len(patient_ids) - sent, "error_type": type(exc).__name__},

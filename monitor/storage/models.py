@@ -56,6 +56,7 @@ class PatientRow(SQLModel, table=True):
     next_timer_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     processed_event_pk: int = 0
     evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    evaluated_policy: str | None = Field(default=None, max_length=64)
     timer_enqueued_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     version: int = 0
 

@@ -33,7 +33,7 @@ from tests.factories import at
 from tests.monitor.service_support import Api, eventually, expected_decisions, rows
 from workers.app import CeleryDispatcher, create_celery
 
-MAX_RETRIES = 3
+MAX_RETRIES = 5  # above Celery's own default of 3: our bound must be the one applied
 
 
 class Holder:
@@ -60,7 +60,13 @@ def celery_worker() -> Iterator[tuple[Celery, Holder]]:
 @pytest.fixture
 def celery_services(services: Services, celery_worker: tuple[Celery, Holder]) -> Iterator[Services]:
     app, holder = celery_worker
-    services.settings = services.settings.model_copy(update={"task_max_retries": MAX_RETRIES})
+    services.settings = services.settings.model_copy(
+        update={
+            "task_max_retries": MAX_RETRIES,
+            "task_retry_backoff_s": 0.01,
+            "task_retry_backoff_max_s": 0.05,
+        }
+    )
     services.dispatcher = CeleryDispatcher(app)
     holder.services = services
     yield services

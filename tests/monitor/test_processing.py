@@ -26,7 +26,7 @@ from monitor.inprocess import InProcessWorker
 from monitor.processing import process_patient
 from monitor.services import Services
 from monitor.storage.models import PatientRow
-from policies import builtin_pack
+from policies import LABEL, builtin_pack
 from tests import factories as f
 from tests.conftest import FIXED_NOW
 from tests.factories import at
@@ -205,10 +205,34 @@ def test_processing_a_patient_again_changes_nothing(
         assert changes == (0, 0, 0, 0)
         assert outcome.outbox_done == 0
     assert {t: rows(services, f"SELECT * FROM {t} ORDER BY id") for t in tables} == before
-    patients_after = rows(services, "SELECT * FROM patient ORDER BY patient_id")
-    # Only the row's own bookkeeping moves: one more evaluation, at the same clock.
-    for old, new in zip(patients_before, patients_after, strict=True):
-        assert new == old | {"version": old["version"] + 1}
+    # Nothing new, no timer come, same pack: the run ends before folding; not even the row's
+    # bookkeeping moves.
+    assert rows(services, "SELECT * FROM patient ORDER BY patient_id") == patients_before
+
+
+def test_a_changed_pack_or_a_due_timer_folds_again(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    bodies = own_timeline()
+    send_in_batches(api, bodies, [])
+    assert worker.wait_idle()
+    patient_id = "T3"  # has an event dated after the clock: its next timer
+    with services.sessions() as session:
+        row = session.get(PatientRow, patient_id)
+        assert row is not None
+        version, next_timer = row.version, row.next_timer_at
+    assert next_timer == FIXED_NOW + dt.timedelta(days=3)
+    label = LABEL
+    process_patient(services.sessions, label, patient_id, FIXED_NOW)
+    with services.sessions() as session:
+        row = session.get(PatientRow, patient_id)
+        assert row is not None
+        assert (row.version, row.evaluated_policy) == (version + 1, "label@1")
+    process_patient(services.sessions, label, patient_id, next_timer)  # the clock reaches it
+    with services.sessions() as session:
+        row = session.get(PatientRow, patient_id)
+        assert row is not None
+        assert row.version == version + 2
 
 
 # --- late events -----------------------------------------------------------------------------

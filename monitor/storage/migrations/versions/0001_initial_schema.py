@@ -123,6 +123,7 @@ def upgrade() -> None:
         sa.Column("next_timer_at", monitor.storage.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("processed_event_pk", sa.Integer(), nullable=False),
         sa.Column("evaluated_at", monitor.storage.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("evaluated_policy", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
         sa.Column(
             "timer_enqueued_at", monitor.storage.types.UTCDateTime(timezone=True), nullable=True
         ),
