@@ -177,12 +177,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_ingest(args: argparse.Namespace) -> int:
+    import httpx
+
     from monitor.ingest_client import ingest_file
 
     if not args.token:
         print("ingest: a token is required (--token or MONITOR_TOKEN)", file=sys.stderr)
         return EXIT_INVALID
-    report = ingest_file(args.file, args.url, args.token, sys.stderr, progress=not args.no_progress)
+    try:
+        report = ingest_file(
+            args.file, args.url, args.token, sys.stderr, progress=not args.no_progress
+        )
+    except OSError as exc:
+        print(f"ingest: {args.file}: cannot be read: {exc.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    except httpx.HTTPStatusError as exc:
+        status = exc.response.status_code
+        hint = " (check the token and its role: ingest or admin)" if status in (401, 403) else ""
+        print(
+            f"ingest: the service answered {status}{hint}; events sent before this batch "
+            "are stored",
+            file=sys.stderr,
+        )
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"ingest: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
     for line in report.rejected:
         print(line, file=sys.stderr)
     print(

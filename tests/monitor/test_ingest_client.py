@@ -301,3 +301,29 @@ def test_the_command_needs_a_token(
     path = _write(tmp_path / "events.jsonl", [enrollment(event_id="e1")])
     assert main(["ingest", str(path), "--url", "http://127.0.0.1:9", "--no-progress"]) == 2
     assert capsys.readouterr().err == "ingest: a token is required (--token or MONITOR_TOKEN)\n"
+
+
+def test_a_wrong_token_or_url_is_a_message_not_a_traceback(
+    served: tuple[str, str], tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, _token = served
+    path = _write(tmp_path / "events.jsonl", [enrollment(patient="CLI2", event_id="cli2-e")])
+    assert main(["ingest", str(path), "--url", url, "--token", "bm_wrong", "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        "ingest: the service answered 401 (check the token and its role: ingest or admin); "
+        "events sent before this batch are stored\n"
+    )
+    port = _free_port()  # nothing listens there
+    code = main(
+        [
+            "ingest",
+            str(path),
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--token",
+            "bm_x",
+            "--no-progress",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().err.startswith(f"ingest: cannot reach http://127.0.0.1:{port}: ")
