@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 
-from monitor.jobs import backoff_seconds, dead_letter, is_transient, run_process_patient
+from monitor.jobs import dead_letter, retry_delay, run_process_patient
 from monitor.services import Services
 
 log = logging.getLogger("monitor.inprocess")
@@ -80,24 +80,16 @@ class InProcessWorker:
                 self._queue.task_done()
 
     def _process(self, patient_id: str) -> None:
-        max_retries = self._services.settings.task_max_retries
-        for attempt in range(max_retries + 1):
+        retries = 0
+        while True:
             try:
                 run_process_patient(self._services, patient_id)
                 return
             except Exception as exc:  # noqa: BLE001  (classified: retried, or dead-lettered)
-                if is_transient(exc) and attempt < max_retries:
-                    delay = backoff_seconds(self._services, attempt)
-                    log.warning(
-                        "transient error, retrying",
-                        extra={
-                            "attempt": attempt + 1,
-                            "delay_s": round(delay, 2),
-                            "error_type": type(exc).__name__,
-                        },
-                    )
-                    if self._stop.wait(delay):
-                        return  # shutting down: the outbox keeps the work
-                    continue
-                dead_letter(self._services, patient_id, exc, attempt + 1)
-                return
+                delay = retry_delay(self._services, exc, retries)
+                if delay is None:
+                    dead_letter(self._services, patient_id, exc, retries + 1)
+                    return
+                if self._stop.wait(delay):
+                    return  # shutting down: the outbox keeps the work
+                retries += 1

@@ -51,6 +51,23 @@ def backoff_seconds(services: Services, attempt: int) -> float:
     return float(ceiling * random.uniform(0.5, 1.0))
 
 
+def retry_delay(services: Services, exc: BaseException, retries_done: int) -> float | None:
+    """Seconds to wait before retrying after `exc`, or None when the work must be
+    dead-lettered (not transient, or the retry bound is reached)."""
+    if not is_transient(exc) or retries_done >= services.settings.task_max_retries:
+        return None
+    delay = backoff_seconds(services, retries_done)
+    log.warning(
+        "transient error, retrying",
+        extra={
+            "attempt": retries_done + 1,
+            "delay_s": round(delay, 2),
+            "error_type": type(exc).__name__,
+        },
+    )
+    return delay
+
+
 def run_process_patient(services: Services, patient_id: object) -> ProcessOutcome:
     try:
         if not isinstance(patient_id, str) or not PATIENT_ID.match(patient_id):

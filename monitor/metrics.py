@@ -7,6 +7,7 @@ outbox, queue lag, dead letters) are the same whichever process is scraped.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Iterator
 
@@ -72,9 +73,7 @@ class DatabaseCollector(Collector):
             "monitor_database_up", "The database answered this scrape's queries", value=1
         )
         if oldest is not None and oldest.tzinfo is None:
-            from datetime import UTC
-
-            oldest = oldest.replace(tzinfo=UTC)
+            oldest = oldest.replace(tzinfo=dt.UTC)
         lag = (now - oldest).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily(
             "monitor_outbox_open", "Accepted events not yet processed", value=open_count

@@ -22,10 +22,9 @@ from sqlmodel import Session, col, select
 
 from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
-from policies.decisions import Decision
+from policies.decisions import Decision, utc_text
 from policies.engine import PatientOutcome, evaluate_patient, next_timer
 from policies.events import EVENT_ADAPTER, Event
-from policies.fold import Fold
 from policies.packs import PolicyPack
 from policies.state import PatientState
 
@@ -76,8 +75,6 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
 
 
 def _utc(moment: dt.datetime | None) -> str | None:
-    from policies.decisions import utc_text
-
     return None if moment is None else utc_text(moment)
 
 
@@ -104,7 +101,7 @@ def _next_due(
 ) -> dt.datetime | None:
     """When this patient must be evaluated again without a new event: its next timer, or an
     event dated after the clock (not applied yet)."""
-    timer = next_timer(Fold(pack=pack, patient=outcome.state))
+    timer = next_timer(pack, outcome.state)
     candidates = [timer[0]] if timer else []
     candidates += [e.occurred_at for e in events if e.occurred_at > now]
     return min(candidates).astimezone(dt.UTC) if candidates else None
@@ -169,8 +166,9 @@ def process_patient(
                 superseded += 1
                 _correct_alert(session, row, unit, now)
         next_due = _next_due(pack, outcome, events, now)
-        patient.state = json.dumps(course_summary(outcome.state, next_due))
-        patient.status = json.loads(patient.state)["status"]
+        summary = course_summary(outcome.state, next_due)
+        patient.state = json.dumps(summary)
+        patient.status = str(summary["status"])
         patient.next_timer_at = next_due
         patient.processed_event_pk = max_pk
         patient.evaluated_at = now
@@ -253,17 +251,12 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
 
 def _correct_alert(session: Session, row: DecisionRow, unit: str | None, now: dt.datetime) -> None:
     """An alert went out for a decision that no longer holds: say so, once."""
-    sent = session.execute(
-        select(col(AlertRow.id)).where(
-            col(AlertRow.decision_id) == row.decision_id, col(AlertRow.kind) == "new"
-        )
-    ).first()
-    exists = session.execute(
-        select(col(AlertRow.id)).where(
-            col(AlertRow.decision_id) == row.decision_id, col(AlertRow.kind) == "correction"
-        )
-    ).first()
-    if sent is None or exists is not None:
+    kinds = set(
+        session.execute(
+            select(col(AlertRow.kind)).where(col(AlertRow.decision_id) == row.decision_id)
+        ).scalars()
+    )
+    if "new" not in kinds or "correction" in kinds:
         return
     decision = Decision.model_validate_json(row.body)
     session.add(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import os
@@ -51,7 +52,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     from monitor.api import create_app
     from monitor.inprocess import InProcessWorker
-    from monitor.scheduler import start_background
+    from monitor.scheduler import enqueue_all_open, start_background
 
     configure_logging(settings)
     services = build_services(settings)
@@ -63,7 +64,7 @@ def serve(settings: Settings, host: str, port: int) -> int:
     services.dispatcher = worker
     worker.start()
     scheduler = start_background(services)
-    _enqueue_all_open(services)
+    enqueue_all_open(services)
     try:
         uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
     finally:
@@ -71,27 +72,6 @@ def serve(settings: Settings, host: str, port: int) -> int:
         worker.stop()
         services.close()
     return 0
-
-
-def _enqueue_all_open(services: Services) -> None:
-    """After a (re)start nothing else can be working on open outbox rows: send them all now."""
-    from monitor.storage.models import OutboxRow
-
-    assert services.dispatcher is not None
-    with services.sessions() as session:
-        patients = list(
-            session.execute(
-                select(col(OutboxRow.patient_id))
-                .where(
-                    col(OutboxRow.processed_at).is_(None),
-                    col(OutboxRow.dead_letter_id).is_(None),
-                )
-                .distinct()
-            ).scalars()
-        )
-    if patients:
-        services.dispatcher.enqueue(patients)
-        log.info("open work re-sent after start", extra={"patients": len(patients)})
 
 
 def _production_services(settings: Settings) -> Services:
@@ -153,9 +133,7 @@ def _serve_pool_metrics(port: int) -> None:
     multiprocess mode, chosen when the library is first imported: hence before any metric
     exists) and this process's server adds them up."""
     import atexit
-    import os
     import shutil
-    import sys
     import tempfile
 
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
@@ -172,8 +150,6 @@ def _serve_pool_metrics(port: int) -> None:
 
 
 def scheduler(settings: Settings) -> int:
-    import datetime as dt
-
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from monitor.scheduler import add_jobs

@@ -11,7 +11,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import or_, update
+from sqlalchemy import ColumnElement, or_, update
 from sqlmodel import col, select
 
 from monitor.services import Services
@@ -19,6 +19,28 @@ from monitor.storage.models import OutboxRow, PatientRow
 
 log = logging.getLogger("monitor.scheduler")
 BATCH = 1_000
+
+
+def _still_open() -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Outbox rows not yet folded and not parked by a dead letter."""
+    return col(OutboxRow.processed_at).is_(None), col(OutboxRow.dead_letter_id).is_(None)
+
+
+def enqueue_all_open(services: Services) -> int:
+    """After a (re)start of the embedded mode nothing else can be working on open outbox rows:
+    send them all now, whatever their age."""
+    assert services.dispatcher is not None
+    with services.sessions() as session:
+        patients = list(
+            session.execute(
+                select(col(OutboxRow.patient_id)).where(*_still_open()).distinct()
+            ).scalars()
+        )
+    if not patients:
+        return 0
+    sent = services.dispatcher.enqueue(patients)
+    log.info("open work re-sent after start", extra={"patients": len(patients)})
+    return sent
 
 
 def redrive_outbox(services: Services) -> int:
@@ -31,7 +53,7 @@ def redrive_outbox(services: Services) -> int:
     assert services.dispatcher is not None
     wall = dt.datetime.now(dt.UTC)
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
-    still_open = (col(OutboxRow.processed_at).is_(None), col(OutboxRow.dead_letter_id).is_(None))
+    still_open = _still_open()
     with services.sessions.begin() as session:
         session.execute(
             update(OutboxRow)

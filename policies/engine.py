@@ -117,16 +117,16 @@ def evaluate_patient(
     return PatientOutcome(decisions=fold.decisions, state=fold.patient)
 
 
-def next_timer(fold: Fold) -> tuple[dt.datetime, str] | None:
+def next_timer(pack: PolicyPack, patient: PatientState) -> tuple[dt.datetime, str] | None:
     """The earliest pending timer of the patient's course, as (time, kind)."""
-    course = fold.patient.course
+    course = patient.course
     if course is None:
         return None
     candidates = []
-    overdue = overdue_at(fold, course)
+    overdue = overdue_at(pack, course)
     if overdue is not None:
         candidates.append((overdue, "reassessment_overdue"))
-    deadline = escalation_deadline(fold, course)
+    deadline = escalation_deadline(pack, course)
     if deadline is not None:
         candidates.append((deadline, "escalation_unanswered"))
     return min(candidates) if candidates else None
@@ -134,7 +134,7 @@ def next_timer(fold: Fold) -> tuple[dt.datetime, str] | None:
 
 def _fire_timers(fold: Fold, *, before: dt.datetime, inclusive: bool) -> None:
     """Fire due timers in time order: those strictly before `before` (or at it, if inclusive)."""
-    while (timer := next_timer(fold)) is not None:
+    while (timer := next_timer(fold.pack, fold.patient)) is not None:
         at, kind = timer
         if at > before or (at == before and not inclusive):
             return

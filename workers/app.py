@@ -15,13 +15,7 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
 
-from monitor.jobs import (
-    TASK_NAME,
-    backoff_seconds,
-    dead_letter,
-    is_transient,
-    run_process_patient,
-)
+from monitor.jobs import TASK_NAME, dead_letter, retry_delay, run_process_patient
 from monitor.services import Services
 from monitor.settings import Settings
 
@@ -116,17 +110,8 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
         try:
             outcome = run_process_patient(svc, patient_id)
         except Exception as exc:  # classified: retried, or dead-lettered and re-raised
-            attempts = self.request.retries + 1
-            if is_transient(exc) and self.request.retries < svc.settings.task_max_retries:
-                delay = backoff_seconds(svc, self.request.retries)
-                log.warning(
-                    "transient error, retrying",
-                    extra={
-                        "attempt": attempts,
-                        "delay_s": round(delay, 2),
-                        "error_type": type(exc).__name__,
-                    },
-                )
+            delay = retry_delay(svc, exc, self.request.retries)
+            if delay is not None:
                 raise self.retry(
                     exc=exc,
                     countdown=delay,
@@ -134,7 +119,7 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
                     max_retries=svc.settings.task_max_retries,
                     argsrepr=MASKED_ARGS,
                 ) from exc
-            dead_letter(svc, patient_id, exc, attempts)
+            dead_letter(svc, patient_id, exc, self.request.retries + 1)
             raise
         return {"inserted": outcome.inserted, "superseded": outcome.superseded}
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 from policies.decisions import utc_minute
 from policies.fold import Fold
+from policies.packs import PolicyPack
 from policies.rules import sources
 from policies.state import Course, PendingReassessment
 
@@ -50,10 +51,10 @@ def next_cycle_due(course: Course, at: dt.datetime, cycle: int | None) -> dt.dat
     return at + length
 
 
-def overdue_at(fold: Fold, course: Course) -> dt.datetime | None:
+def overdue_at(pack: PolicyPack, course: Course) -> dt.datetime | None:
     if course.pending is None:
         return None
-    return course.pending.due_at + fold.pack.overdue_grace_days * DAY
+    return course.pending.due_at + pack.overdue_grace_days * DAY
 
 
 def d5_reassessment_overdue(fold: Fold, course: Course, at: dt.datetime) -> None:

@@ -7,6 +7,7 @@ import datetime as dt
 from policies.decisions import utc_minute
 from policies.events import Assessment
 from policies.fold import Fold
+from policies.packs import PolicyPack
 from policies.rules import sources
 from policies.rules.reassessment import DAY, schedule_reassessment
 from policies.state import ZERO_GRADES, Course, CourseStatus, GradeSet, finding_red_flags
@@ -169,10 +170,10 @@ def d4_escalate(
     )
 
 
-def escalation_deadline(fold: Fold, course: Course) -> dt.datetime | None:
+def escalation_deadline(pack: PolicyPack, course: Course) -> dt.datetime | None:
     if course.escalated_at is None or course.escalation_answered or course.escalation_timer_fired:
         return None
-    return course.escalated_at + fold.pack.escalation_answer_days * DAY
+    return course.escalated_at + pack.escalation_answer_days * DAY
 
 
 def d4_escalation_unanswered(fold: Fold, course: Course, at: dt.datetime) -> None:
