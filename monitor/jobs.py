@@ -72,12 +72,15 @@ def run_process_patient(services: Services, patient_id: object) -> ProcessOutcom
     try:
         if not isinstance(patient_id, str) or not PATIENT_ID.match(patient_id):
             raise PoisonMessageError(f"not a patient id: {str(patient_id)[:80]!r}")
-        return process_patient(
+        outcome = process_patient(
             services.sessions, services.pack, patient_id, services.settings.now()
         )
     except Exception:
         TASKS_FAILED.inc()  # each failed run, retried or not
         raise
+    if outcome.delivery_ids and services.dispatcher is not None:
+        services.dispatcher.enqueue_deliveries(list(outcome.delivery_ids))  # after the commit
+    return outcome
 
 
 def dead_letter(

@@ -14,12 +14,18 @@ from collections.abc import Iterator
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func
+from sqlalchemy import exists, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from monitor.services import Services
-from monitor.storage.models import DeadLetterRow, OutboxRow
+from monitor.storage.models import (
+    AlertAckRow,
+    AlertRow,
+    DeadLetterRow,
+    OutboxRow,
+    WebhookDeliveryRow,
+)
 
 log = logging.getLogger("monitor.metrics")
 
@@ -31,6 +37,12 @@ EVENTS_PROCESSED = Counter(
 )
 TASKS_FAILED = Counter("monitor_tasks_failed_total", "process_patient runs that raised")
 DEAD_LETTERED = Counter("monitor_dead_lettered_total", "Work items dead-lettered")
+WEBHOOK_ATTEMPTS = Counter(
+    "monitor_webhook_attempts_total", "Webhook delivery attempts, by outcome", ["outcome"]
+)
+ALERTS_RAISED = Counter(
+    "monitor_alerts_raised_total", "Alerts raised by the scheduler, by kind", ["kind"]
+)
 PROCESSING_LATENCY = Histogram(
     "monitor_processing_latency_seconds",
     "From an event's acceptance to its decisions being stored",
@@ -61,6 +73,17 @@ class DatabaseCollector(Collector):
                         col(DeadLetterRow.retried_at).is_(None)
                     )
                 ).scalar_one()
+                unacked_urgent = session.execute(
+                    select(func.count(col(AlertRow.id))).where(
+                        col(AlertRow.severity) == "urgent",
+                        ~exists().where(col(AlertAckRow.alert_id) == col(AlertRow.id)),
+                    )
+                ).scalar_one()
+                failed_deliveries = session.execute(
+                    select(func.count(col(WebhookDeliveryRow.id))).where(
+                        col(WebhookDeliveryRow.status) == "failed"
+                    )
+                ).scalar_one()
         except SQLAlchemyError as exc:
             # The scrape still serves the process's counters (a 500 would hide them just when
             # they matter); the database's gauges are left out and this one says why.
@@ -83,6 +106,16 @@ class DatabaseCollector(Collector):
         )
         yield GaugeMetricFamily(
             "monitor_dead_letters_open", "Dead letters not yet retried", value=dead
+        )
+        yield GaugeMetricFamily(
+            "monitor_alerts_urgent_unacknowledged",
+            "Urgent alerts nobody has acknowledged",
+            value=unacked_urgent,
+        )
+        yield GaugeMetricFamily(
+            "monitor_webhook_deliveries_failed",
+            "Webhook deliveries that failed for good (admin may retry them)",
+            value=failed_deliveries,
         )
 
 

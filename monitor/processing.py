@@ -15,13 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
+from monitor.alerts import add_alerts
 from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
+from monitor.storage.database import insert_for
 from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from monitor.webhooks import fan_out
 from policies.decisions import Decision, utc_text
 from policies.engine import PatientOutcome, evaluate_patient, next_timer
 from policies.events import EVENT_ADAPTER, Event
@@ -41,6 +42,7 @@ class ProcessOutcome:
     revived: int
     outbox_done: int
     revised: int = 0  # kept ids whose content changed (a late event)
+    delivery_ids: tuple[int, ...] = ()  # webhook deliveries to send after the commit
 
 
 def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
@@ -80,8 +82,9 @@ def _utc(moment: dt.datetime | None) -> str | None:
 
 def _lock_patient(session: Session, patient_id: str) -> PatientRow:
     """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL); SQLite holds the write lock."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(insert(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing())
+    session.execute(
+        insert_for(session)(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing()
+    )
     row: PatientRow = session.execute(
         select(PatientRow).where(col(PatientRow.patient_id) == patient_id).with_for_update()
     ).scalar_one()
@@ -147,29 +150,32 @@ def process_patient(
         }
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
+        alerts: list[AlertRow] = []
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
             if row is None:
                 session.add(_decision_row(decision, now))
                 if decision.audience:
-                    session.add(_alert(decision, "new", unit, now))
+                    alerts.append(_alert(decision, "new", unit, now))
                 inserted += 1
                 continue
             if row.superseded_at is not None:
                 row.superseded_at = None  # supported again (e.g. a wrong event was corrected)
                 revived += 1
-            if _revise(session, row, decision, unit, now):
+            if _revise(session, row, decision, unit, now, alerts):
                 revised += 1
         for decision_id, row in stored.items():
             if decision_id not in wanted and row.superseded_at is None:
                 row.superseded_at = now
                 superseded += 1
-                _correct_alert(session, row, unit, now)
+                _correct_alert(session, row, unit, now, alerts)
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
         patient.state = json.dumps(summary)
         patient.status = str(summary["status"])
         patient.next_timer_at = next_due
+        pending = outcome.state.course.pending if outcome.state.course else None
+        patient.reassessment_due_at = pending.due_at.astimezone(dt.UTC) if pending else None
         patient.processed_event_pk = max_pk
         patient.evaluated_at = now
         patient.evaluated_policy = pack.label
@@ -181,6 +187,8 @@ def process_patient(
                 .where(col(OutboxRow.id).in_(row_ids[start : start + OUTBOX_CHUNK]))
                 .values(processed_at=now)
             )
+        # last: the alert ids' lock is held from here to the commit (see add_alerts)
+        delivery_ids = fan_out(session, add_alerts(session, alerts), dt.datetime.now(dt.UTC))
     done = len(accepted)
     EVENTS_PROCESSED.inc(done)
     for _, created_at in accepted:
@@ -195,11 +203,25 @@ def process_patient(
             "outbox_done": done,
         },
     )
-    return ProcessOutcome(patient_id, len(events), inserted, superseded, revived, done, revised)
+    return ProcessOutcome(
+        patient_id,
+        len(events),
+        inserted,
+        superseded,
+        revived,
+        done,
+        revised,
+        tuple(delivery_ids),
+    )
 
 
 def _revise(
-    session: Session, row: DecisionRow, decision: Decision, unit: str | None, now: dt.datetime
+    session: Session,
+    row: DecisionRow,
+    decision: Decision,
+    unit: str | None,
+    now: dt.datetime,
+    alerts: list[AlertRow],
 ) -> bool:
     """The same decision id with other content: a late event changed what the decision says
     (the dose a reduction goes to, its rationale) but not what identifies it. The stored row
@@ -209,9 +231,9 @@ def _revise(
     if row.body == body:
         return False
     if _without_rationale(row.body) != _without_rationale(body):
-        _correct_alert(session, row, unit, now)
+        _correct_alert(session, row, unit, now, alerts)
     fresh = _decision_row(decision, row.created_at)
-    for name in ("at", "action", "severity", "rule", "policy", "body"):
+    for name in ("at", "action", "severity", "rule", "policy", "body", "due_at"):
         setattr(row, name, getattr(fresh, name))
     return True
 
@@ -232,6 +254,7 @@ def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
         rule=decision.rule,
         policy=decision.policy,
         body=decision.model_dump_json(exclude_none=True),
+        due_at=decision.due_at.astimezone(dt.UTC) if decision.due_at else None,
         created_at=now,
     )
 
@@ -240,6 +263,7 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
     return AlertRow(
         decision_id=decision.decision_id,
         kind=kind,
+        action=decision.action,
         patient_id=decision.patient_id,
         unit=unit,
         severity=decision.severity,
@@ -249,7 +273,13 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
     )
 
 
-def _correct_alert(session: Session, row: DecisionRow, unit: str | None, now: dt.datetime) -> None:
+def _correct_alert(
+    session: Session,
+    row: DecisionRow,
+    unit: str | None,
+    now: dt.datetime,
+    alerts: list[AlertRow],
+) -> None:
     """An alert went out for a decision that no longer holds: say so, once."""
     kinds = set(
         session.execute(
@@ -258,11 +288,14 @@ def _correct_alert(session: Session, row: DecisionRow, unit: str | None, now: dt
     )
     if "new" not in kinds or "correction" in kinds:
         return
+    if any(a.decision_id == row.decision_id and a.kind == "correction" for a in alerts):
+        return
     decision = Decision.model_validate_json(row.body)
-    session.add(
+    alerts.append(
         AlertRow(
             decision_id=row.decision_id,
             kind="correction",
+            action=decision.action,
             patient_id=row.patient_id,
             unit=unit,
             severity=decision.severity,

@@ -63,13 +63,14 @@ def serve(settings: Settings, host: str, port: int) -> int:
     worker = InProcessWorker(services)
     services.dispatcher = worker
     worker.start()
-    scheduler = start_background(services)
+    scheduler, lease = start_background(services)
     enqueue_all_open(services)
     try:
         uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
     finally:
         scheduler.shutdown(wait=False)
         worker.stop()
+        lease.release()
         services.close()
     return 0
 
@@ -102,11 +103,13 @@ def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> in
     if metrics_port is not None:
         _serve_pool_metrics(metrics_port)
 
-    from workers.app import create_celery  # imports the metrics: after _serve_pool_metrics
+    from workers.app import CeleryDispatcher, create_celery  # after _serve_pool_metrics
 
     @functools.cache
     def services() -> Services:  # built lazily in each worker process (after the fork)
-        return build_services(settings)
+        built = build_services(settings)
+        built.dispatcher = CeleryDispatcher(app)  # webhook deliveries of the alerts it raises
+        return built
 
     app = create_celery(settings, services)
     app.worker_main(
@@ -152,12 +155,21 @@ def _serve_pool_metrics(port: int) -> None:
 def scheduler(settings: Settings) -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from monitor.scheduler import add_jobs
+    from monitor.scheduler import add_jobs, make_lease
 
     configure_logging(settings)
     services = _production_services(settings)
+    lease = make_lease(services)
     blocking = BlockingScheduler(timezone=dt.UTC)
-    add_jobs(blocking, services)
-    log.info("scheduler started", extra={"interval_s": settings.scheduler_interval_s})
-    blocking.start()
+    add_jobs(blocking, services, lease)
+    for job in blocking.get_jobs():
+        job.modify(next_run_time=dt.datetime.now(dt.UTC))  # a tick at once, then every interval
+    log.info(
+        "scheduler started",
+        extra={"interval_s": settings.scheduler_interval_s, "holder": lease.holder},
+    )
+    try:
+        blocking.start()
+    finally:
+        lease.release()  # another replica takes over at its next tick
     return 0

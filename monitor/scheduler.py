@@ -1,21 +1,36 @@
-"""Periodic jobs (APScheduler): re-drive the outbox and fire due timers. Each is safe to run
-twice: it only enqueues `process_patient`, which is idempotent.
+"""Periodic jobs (APScheduler), each safe to run twice and run by one replica at a time (the
+database lease, `monitor.lease`):
 
-Timers live in the database (`patient.next_timer_at`), never as Celery ETAs.
+- re-drive the outbox: accepted events not processed within the grace period are sent again;
+- fire due timers: patients whose next timer (`patient.next_timer_at`) has come are processed,
+  which raises `reassessment_overdue` / `escalation_unanswered` exactly as `replay --until`;
+- remind: an alert to the nurse feed the day before each pending reassessment is due;
+- escalate: urgent alerts unacknowledged for `escalate_after_s` go to the next audience;
+- re-drive webhook deliveries whose task was lost.
+
+Timers live in the database, never as Celery ETAs. Runs are logged with counts only.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from sqlalchemy import ColumnElement, or_, update
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
+from monitor import alerts
+from monitor.jobs import TRANSIENT_ERRORS
+from monitor.lease import SchedulerLease
+from monitor.metrics import ALERTS_RAISED
 from monitor.services import Services
-from monitor.storage.models import OutboxRow, PatientRow
+from monitor.settings import Settings
+from monitor.storage.database import is_postgresql
+from monitor.storage.models import AlertRow, OutboxRow, PatientRow
+from monitor.webhooks import due_for_redrive, fan_out
 
 log = logging.getLogger("monitor.scheduler")
 BATCH = 1_000
@@ -84,25 +99,27 @@ def fire_due_timers(services: Services) -> int:
     """Enqueue patients whose next timer (overdue, unanswered escalation) has come.
 
     Due is judged on the service clock; a lost task is fired again after the re-drive grace
-    period on the wall clock (as in `redrive_outbox`)."""
+    period on the wall clock (as in `redrive_outbox`). On PostgreSQL the rows are taken with
+    SKIP LOCKED: two schedulers at once split the patients instead of both sending them."""
     assert services.dispatcher is not None
     now = services.settings.now()
     wall = dt.datetime.now(dt.UTC)
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     with services.sessions.begin() as session:
-        patients = list(
-            session.execute(
-                select(col(PatientRow.patient_id))
-                .where(
-                    col(PatientRow.next_timer_at) <= now,
-                    or_(
-                        col(PatientRow.timer_enqueued_at).is_(None),
-                        col(PatientRow.timer_enqueued_at) <= stale,
-                    ),
-                )
-                .limit(BATCH)
-            ).scalars()
+        query = (
+            select(col(PatientRow.patient_id))
+            .where(
+                col(PatientRow.next_timer_at) <= now,
+                or_(
+                    col(PatientRow.timer_enqueued_at).is_(None),
+                    col(PatientRow.timer_enqueued_at) <= stale,
+                ),
+            )
+            .limit(BATCH)
         )
+        if is_postgresql(session):
+            query = query.with_for_update(skip_locked=True)
+        patients = list(session.execute(query).scalars())
         if patients:
             session.execute(
                 update(PatientRow)
@@ -115,27 +132,103 @@ def fire_due_timers(services: Services) -> int:
     return sent
 
 
-def add_jobs(scheduler: BaseScheduler, services: Services) -> None:
-    interval = services.settings.scheduler_interval_s
-    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 3600}
+def send_reminders(services: Services) -> int:
+    """Reminder alerts for reassessments due within `reminder_before_s` (once each)."""
+    return _raise_alerts(services, "reminder", alerts.due_reminders)
+
+
+def escalate_alerts(services: Services) -> int:
+    """Escalation alerts for urgent alerts nobody acknowledged in time (once each)."""
+    return _raise_alerts(services, "escalation", alerts.escalate_unacknowledged)
+
+
+def _raise_alerts(
+    services: Services,
+    kind: str,
+    find: Callable[[Session, Settings, dt.datetime], list[AlertRow]],
+) -> int:
+    with services.sessions.begin() as session:
+        raised = find(session, services.settings, services.settings.now())
+        delivery_ids = fan_out(session, raised, dt.datetime.now(dt.UTC))
+    if delivery_ids and services.dispatcher is not None:
+        services.dispatcher.enqueue_deliveries(delivery_ids)
+    if raised:
+        ALERTS_RAISED.labels(kind=kind).inc(len(raised))
+        log.info("alerts raised", extra={"kind": kind, "alerts": len(raised)})
+    return len(raised)
+
+
+def redrive_deliveries(services: Services) -> int:
+    """Send again webhook deliveries whose task was lost (overdue by the grace period)."""
+    assert services.dispatcher is not None
+    ids = due_for_redrive(services)
+    if not ids:
+        return 0
+    sent = services.dispatcher.enqueue_deliveries(ids)
+    log.info("webhook deliveries re-driven", extra={"deliveries": len(ids), "sent": sent})
+    return sent
+
+
+JOBS: tuple[Callable[[Services], int], ...] = (
+    redrive_outbox,
+    fire_due_timers,
+    send_reminders,
+    escalate_alerts,
+    redrive_deliveries,
+)
+
+
+def run_jobs(services: Services, lease: SchedulerLease) -> dict[str, int] | None:
+    """One tick: if this replica holds the lease, run every job; None when another acts.
+
+    A job that fails (the database is down) is logged and the others still run; the next
+    tick tries again, as every job picks up whatever is still due."""
+    if not _hold(lease):
+        return None
+    counts: dict[str, int] = {}
+    for job in JOBS:
+        try:
+            counts[job.__name__] = job(services)
+        except TRANSIENT_ERRORS as exc:
+            log.warning(
+                "scheduler job failed; next tick retries",
+                extra={"job": job.__name__, "error_type": type(exc).__name__},
+            )
+    return counts
+
+
+def _hold(lease: SchedulerLease) -> bool:
+    try:
+        return lease.hold()
+    except TRANSIENT_ERRORS as exc:
+        log.warning("scheduler lease unreachable", extra={"error_type": type(exc).__name__})
+        return False
+
+
+def add_jobs(scheduler: BaseScheduler, services: Services, lease: SchedulerLease) -> None:
+    """One interval job, the tick (`run_jobs`): lease first, then each job in turn."""
     scheduler.add_job(
-        redrive_outbox, "interval", seconds=interval, args=[services], id="redrive_outbox", **common
-    )
-    scheduler.add_job(
-        fire_due_timers,
+        run_jobs,
         "interval",
-        seconds=interval,
-        args=[services],
-        id="fire_due_timers",
-        **common,
+        seconds=services.settings.scheduler_interval_s,
+        args=[services, lease],
+        id="scheduler_tick",
+        max_instances=1,
+        coalesce=True,
+        misfire_grace_time=3600,
     )
 
 
-def start_background(services: Services) -> BackgroundScheduler:
-    """The embedded mode's scheduler thread; runs the jobs once at start (after a restart)."""
+def make_lease(services: Services) -> SchedulerLease:
+    return SchedulerLease(services.sessions, services.settings.scheduler_lease_s)
+
+
+def start_background(services: Services) -> tuple[BackgroundScheduler, SchedulerLease]:
+    """The embedded mode's scheduler thread; runs a tick at once (after a restart)."""
+    lease = make_lease(services)
     scheduler = BackgroundScheduler(timezone=dt.UTC)
-    add_jobs(scheduler, services)
+    add_jobs(scheduler, services, lease)
     scheduler.start()
     for job in scheduler.get_jobs():
         job.modify(next_run_time=dt.datetime.now(dt.UTC))
-    return scheduler
+    return scheduler, lease

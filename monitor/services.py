@@ -23,6 +23,10 @@ class Dispatcher(Protocol):
         the outbox re-drive sends them later)."""
         ...
 
+    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
+        """Queue one webhook delivery task each (failures: the scheduler re-drives them)."""
+        ...
+
     def ping(self) -> bool:
         """Is the queue reachable (readiness)?"""
         ...

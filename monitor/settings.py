@@ -14,6 +14,16 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# nurse, infusion unit and pharmacy escalate to the physician; physician and neurology are the
+# top of the ladder, so their unanswered alert is paged to the physician again, as escalated.
+ESCALATION_TARGETS: dict[str, str] = {
+    "nurse": "physician",
+    "infusion_unit": "physician",
+    "pharmacy": "physician",
+    "neurology": "physician",
+    "physician": "physician",
+}
+
 
 class Settings(BaseSettings):
     """Every setting of the service; the embedded default needs none of them."""
@@ -43,6 +53,34 @@ class Settings(BaseSettings):
     task_retry_backoff_max_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
     outbox_redrive_after_s: Annotated[float, Field(gt=0)] = 30.0
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 5.0
+    scheduler_lease_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0,
+        description="how long a scheduler replica's lease lasts without renewal; another "
+        "replica takes over after it (keep it a few times scheduler_interval_s)",
+    )
+    escalate_after_s: Annotated[float, Field(gt=0)] = Field(
+        default=1800.0,
+        description="an urgent alert unacknowledged this long is escalated (default 30 min)",
+    )
+    escalation_targets: dict[str, str] = Field(
+        default_factory=lambda: dict(ESCALATION_TARGETS),
+        description="who hears an escalation, per audience of the unacknowledged alert "
+        "(JSON object); the top of the ladder is paged again",
+    )
+    reminder_before_s: Annotated[float, Field(gt=0)] = Field(
+        default=86400.0,
+        description="a reminder alert goes to the nurse feed this long before a "
+        "reassessment is due (default one day)",
+    )
+    stream_poll_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0, description="how often the SSE feed looks for new alerts"
+    )
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=30)] = 8
+    webhook_backoff_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, description="first retry delay; doubles each attempt (with jitter)"
+    )
+    webhook_backoff_max_s: Annotated[float, Field(gt=0)] = 600.0
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     fixed_now: dt.datetime | None = Field(
         default=None,
@@ -54,6 +92,15 @@ class Settings(BaseSettings):
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a UTC offset, e.g. 2026-05-01T09:00:00Z")
+        return value
+
+    @field_validator("escalation_targets")
+    @classmethod
+    def _known_audiences(cls, value: dict[str, str]) -> dict[str, str]:
+        known = set(ESCALATION_TARGETS)
+        unknown = sorted((set(value) | set(value.values())) - known)
+        if unknown:
+            raise ValueError(f"unknown audience(s) {unknown}; known: {sorted(known)}")
         return value
 
     @field_validator("policy_file")

@@ -18,6 +18,8 @@ from celery import Celery, Task
 from monitor.jobs import TASK_NAME, dead_letter, retry_delay, run_process_patient
 from monitor.services import Services
 from monitor.settings import Settings
+from monitor.webhooks import TASK_NAME as DELIVER_TASK_NAME
+from monitor.webhooks import deliver
 
 log = logging.getLogger("workers")
 
@@ -123,6 +125,31 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
             raise
         return {"inserted": outcome.inserted, "superseded": outcome.superseded}
 
+    @app.task(
+        name=DELIVER_TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,  # retry(max_retries=None) would mean Celery's default of 3
+    )
+    def deliver_webhook(self: Task, delivery_id: Any) -> str:
+        """One attempt per run; the retry bound is the delivery row's attempt count (so
+        Celery's own bound is lifted), and the row says when the next attempt is due."""
+        svc = services()
+        if not isinstance(delivery_id, int):
+            log.error("not a delivery id; dropped", extra={"value": str(delivery_id)[:40]})
+            return "invalid"
+        try:
+            result = deliver(svc, delivery_id)
+        except Exception as exc:  # classified: transient database errors retry, others raise
+            delay = retry_delay(svc, exc, self.request.retries)
+            if delay is None:
+                raise  # the row stays pending: the scheduler's re-drive tries it later
+            raise self.retry(exc=exc, countdown=delay) from exc
+        if result.retry_in_s is not None:
+            raise self.retry(countdown=result.retry_in_s)
+        return result.outcome
+
 
 class CeleryDispatcher:
     """Publishes `process_patient(patient_id)` to the broker, after the database commit."""
@@ -156,6 +183,22 @@ class CeleryDispatcher:
             log.warning(
                 "enqueue failed; the outbox re-drive will retry",
                 extra={"not_sent": len(patient_ids) - sent, "error_type": type(exc).__name__},
+            )
+        return sent
+
+    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
+        sent = 0
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for delivery_id in delivery_ids:
+                    self._app.send_task(
+                        DELIVER_TASK_NAME, args=[delivery_id], producer=producer, retry=True
+                    )
+                    sent += 1
+        except BROKER_ERRORS as exc:  # the scheduler re-drives pending deliveries
+            log.warning(
+                "delivery enqueue failed; the re-drive will retry",
+                extra={"not_sent": len(delivery_ids) - sent, "error_type": type(exc).__name__},
             )
         return sent
 

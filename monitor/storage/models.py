@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from monitor.storage.types import UTCDateTime
@@ -58,6 +58,7 @@ class PatientRow(SQLModel, table=True):
     evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     evaluated_policy: str | None = Field(default=None, max_length=64)
     timer_enqueued_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reassessment_due_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     version: int = 0
 
 
@@ -76,25 +77,135 @@ class DecisionRow(SQLModel, table=True):
     rule: str = Field(max_length=8)
     policy: str = Field(max_length=64)
     body: str = Field(sa_type=Text)
+    due_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     superseded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AlertRow(SQLModel, table=True):
-    """What people are told: one per decision with an audience, and one per correction."""
+    """What people are told. One per decision with an audience (`new`), and at most one each of
+    `correction` (the decision no longer holds), `reminder` (a reassessment is due tomorrow) and
+    `escalation` (an urgent alert went unacknowledged; it points to that alert).
+
+    The id comes from `alert_sequence`, allocated under a row lock held to commit: ids become
+    visible in increasing order, so a feed reader that has seen id N never misses a smaller
+    id committed later (the SSE stream resumes from `Last-Event-ID` on that promise).
+    """
 
     __tablename__ = "alert"
-    __table_args__ = (UniqueConstraint("decision_id", "kind", name="uq_alert_decision_kind"),)
+    __table_args__ = (
+        UniqueConstraint("decision_id", "kind", name="uq_alert_decision_kind"),
+        Index("ix_alert_escalation_scan", "severity", "kind", "created_at"),
+    )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(
+        default=None, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     decision_id: str = Field(max_length=40, index=True)
-    kind: str = Field(max_length=16)  # new | correction
+    kind: str = Field(max_length=16)  # new | correction | reminder | escalation
+    action: str = Field(max_length=40)  # the decision's action, for titles and filters
     patient_id: str = Field(max_length=64, index=True)
     unit: str | None = Field(default=None, max_length=64)
     severity: str = Field(max_length=16)
     audience: str = Field(sa_type=Text)  # JSON list
     message: str = Field(sa_type=Text)
+    escalates_alert_id: int | None = Field(default=None, foreign_key="alert.id")
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class AlertSequenceRow(SQLModel, table=True):
+    """The last alert id handed out (one row, `name = "alert"`)."""
+
+    __tablename__ = "alert_sequence"
+
+    name: str = Field(primary_key=True, max_length=32)
+    value: int = Field(default=0, sa_type=BigInteger)
+
+
+class AlertAckRow(SQLModel, table=True):
+    """Who acknowledged an alert, when, with an optional note. The first acknowledgement
+    stands; acknowledging again changes nothing."""
+
+    __tablename__ = "alert_ack"
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", unique=True)
+    acknowledged_by: str = Field(max_length=128)
+    token_name: str = Field(max_length=64)
+    acknowledged_at: dt.datetime = Field(sa_type=UTCDateTime)
+    note: str | None = Field(default=None, sa_type=Text)
+    recorded_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class SchedulerLeaseRow(SQLModel, table=True):
+    """Which scheduler replica may act, until when (renewed every tick by its holder)."""
+
+    __tablename__ = "scheduler_lease"
+
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=128)
+    acquired_at: dt.datetime = Field(sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+class WebhookEndpointRow(SQLModel, table=True):
+    """An integration endpoint registered by `admin`: where alerts go, which ones, how signed.
+
+    The secret is kept as given: signing needs it (HMAC). Filters are JSON lists; empty means
+    all."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=64)
+    url: str = Field(max_length=2048)
+    secret: str = Field(max_length=256)
+    severities: str = Field(default="[]", sa_type=Text)
+    audiences: str = Field(default="[]", sa_type=Text)
+    units: str = Field(default="[]", sa_type=Text)
+    kinds: str = Field(default="[]", sa_type=Text)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    disabled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookDeliveryRow(SQLModel, table=True):
+    """One alert to one endpoint: written with the alert (an outbox), sent by a task.
+
+    status: `pending` (to send; `next_attempt_at` says when), `delivered`, `failed` (retries
+    exhausted or refused for good: shown to `admin`, who may retry it)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "endpoint_id", name="uq_delivery_alert_endpoint"),
+        Index("ix_delivery_open", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id")
+    endpoint_id: int = Field(foreign_key="webhook_endpoint.id", index=True)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    next_attempt_at: dt.datetime = Field(sa_type=UTCDateTime)
+    claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    failed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookAttemptRow(SQLModel, table=True):
+    """Every try of a delivery: when, the HTTP status (or the error), how long it took."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="webhook_delivery.id", index=True)
+    attempt: int
+    at: dt.datetime = Field(sa_type=UTCDateTime)
+    status_code: int | None = None
+    outcome: str = Field(max_length=16)  # delivered | retry | failed
+    error: str | None = Field(default=None, sa_type=Text)
+    duration_ms: float = 0.0
 
 
 class DeadLetterRow(SQLModel, table=True):

@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from monitor.inprocess import InProcessWorker
 from monitor.jobs import dead_letter, run_process_patient
-from monitor.scheduler import add_jobs, fire_due_timers, redrive_outbox
+from monitor.scheduler import add_jobs, fire_due_timers, make_lease, redrive_outbox
 from monitor.services import Services
 from monitor.storage.models import OutboxRow, PatientRow
 from tests import factories as f
@@ -40,6 +40,9 @@ class Recorder:
 
     def enqueue(self, patient_ids: list[str]) -> int:
         self.sent.append(list(patient_ids))
+        return 0
+
+    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
         return 0
 
     def ping(self) -> bool:
@@ -240,11 +243,11 @@ def test_an_event_dated_after_the_clock_is_applied_when_its_time_comes(
     assert "pt-a5" in [d["trigger"] for d in decisions]
 
 
-def test_the_jobs_are_registered_with_generous_misfire_grace(services: Services) -> None:
+def test_the_tick_is_registered_with_generous_misfire_grace(services: Services) -> None:
     scheduler = BackgroundScheduler(timezone=dt.UTC)
-    add_jobs(scheduler, services)
+    add_jobs(scheduler, services, make_lease(services))
     jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert sorted(jobs) == ["fire_due_timers", "redrive_outbox"]
+    assert sorted(jobs) == ["scheduler_tick"]
     for job in jobs.values():
         assert job.trigger.interval == dt.timedelta(seconds=5)
         assert job.max_instances == 1

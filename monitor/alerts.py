@@ -1,0 +1,309 @@
+"""Alerts: ids in commit order, the feed, acknowledgement, and the two alerts that time itself
+raises (a reminder the day before a reassessment, an escalation of an urgent alert nobody
+acknowledged).
+
+Every function takes an open session: the caller owns the transaction, so an alert, its
+webhook deliveries and whatever caused it commit together (the deliveries are an outbox).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
+
+from monitor.settings import Settings
+from monitor.storage.database import insert_for, is_postgresql
+from monitor.storage.models import (
+    AlertAckRow,
+    AlertRow,
+    AlertSequenceRow,
+    DecisionRow,
+    PatientRow,
+)
+from policies.decisions import utc_minute, utc_text
+
+KINDS = ("new", "correction", "reminder", "escalation")
+SEVERITIES = ("info", "warning", "urgent")
+SCAN_BATCH = 500
+
+
+def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
+    """Insert alerts once each (a second alert for the same decision and kind is dropped) and
+    return those inserted.
+
+    Ids come from `alert_sequence`: the UPDATE locks its row until this transaction commits, so
+    alert ids become visible in increasing order (see `AlertRow`). Call it late in the
+    transaction: the lock serialises the commits of alert-raising work.
+    """
+    if not alerts:
+        return []
+    last = session.execute(
+        update(AlertSequenceRow)
+        .where(col(AlertSequenceRow.name) == "alert")
+        .values(value=col(AlertSequenceRow.value) + len(alerts))
+        .returning(col(AlertSequenceRow.value))
+    ).scalar_one()
+    insert = insert_for(session)
+    inserted: list[AlertRow] = []
+    for offset, alert in enumerate(alerts):
+        alert.id = last - len(alerts) + 1 + offset
+        values = alert.model_dump()
+        done = session.execute(
+            insert(AlertRow).values(**values).on_conflict_do_nothing().returning(AlertRow.id)
+        ).first()
+        if done is not None:
+            inserted.append(alert)
+    return inserted
+
+
+def audiences(alert: AlertRow) -> list[str]:
+    value: list[str] = json.loads(alert.audience)
+    return value
+
+
+def alert_view(alert: AlertRow, ack: AlertAckRow | None) -> dict[str, Any]:
+    """An alert as the feed, the stream and webhooks show it."""
+    return {
+        "id": alert.id,
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "action": alert.action,
+        "audience": audiences(alert),
+        "patient_id": alert.patient_id,
+        "unit": alert.unit,
+        "message": alert.message,
+        "decision_id": alert.decision_id,
+        "decision_url": f"/v1/patients/{alert.patient_id}/decisions",
+        "escalates_alert_id": alert.escalates_alert_id,
+        "created_at": utc_text(alert.created_at),
+        "acknowledged": ack is not None,
+        "ack": ack_view(ack) if ack is not None else None,
+    }
+
+
+def ack_view(ack: AlertAckRow) -> dict[str, Any]:
+    return {
+        "by": ack.acknowledged_by,
+        "token": ack.token_name,
+        "at": utc_text(ack.acknowledged_at),
+        "note": ack.note,
+        "recorded_at": utc_text(ack.recorded_at),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """The feed's filters; each list is "any of"; None means no filter."""
+
+    severities: Sequence[str] = ()
+    audiences: Sequence[str] = ()
+    units: Sequence[str] = ()
+    kinds: Sequence[str] = ()
+    acknowledged: bool | None = None
+    patient_id: str | None = None
+
+
+def list_alerts(
+    session: Session,
+    where: AlertFilter,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = 50,
+) -> list[dict[str, Any]]:
+    """Newest first (below the cursor `before` when given), or, with `after`, the alerts after
+    that id oldest first (what the stream sends, and what a poller wants)."""
+    query = select(AlertRow, AlertAckRow).outerjoin(
+        AlertAckRow, col(AlertAckRow.alert_id) == col(AlertRow.id)
+    )
+    if where.severities:
+        query = query.where(col(AlertRow.severity).in_(where.severities))
+    if where.kinds:
+        query = query.where(col(AlertRow.kind).in_(where.kinds))
+    if where.units:
+        query = query.where(col(AlertRow.unit).in_(where.units))
+    if where.audiences:
+        # the audience is a JSON list of known words: '"nurse"' matches the element exactly
+        query = query.where(
+            or_(*(col(AlertRow.audience).contains(f'"{a}"') for a in where.audiences))
+        )
+    if where.acknowledged is not None:
+        query = query.where(
+            col(AlertAckRow.id).is_not(None)
+            if where.acknowledged
+            else col(AlertAckRow.id).is_(None)
+        )
+    if where.patient_id is not None:
+        query = query.where(col(AlertRow.patient_id) == where.patient_id)
+    if after is not None:
+        query = query.where(col(AlertRow.id) > after).order_by(col(AlertRow.id))
+    else:
+        if before is not None:
+            query = query.where(col(AlertRow.id) < before)
+        query = query.order_by(col(AlertRow.id).desc())
+    rows = session.execute(query.limit(limit)).all()
+    return [alert_view(alert, ack) for alert, ack in rows]
+
+
+def last_alert_id(session: Session) -> int:
+    value = session.execute(
+        select(col(AlertSequenceRow.value)).where(col(AlertSequenceRow.name) == "alert")
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+class AlertNotFoundError(LookupError):
+    pass
+
+
+def acknowledge(
+    session: Session,
+    alert_id: int,
+    *,
+    by: str,
+    token_name: str,
+    at: dt.datetime,
+    note: str | None,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], bool]:
+    """Record the acknowledgement; returns the alert and whether this call recorded it (the
+    first acknowledgement stands: acknowledging again changes nothing)."""
+    alert = session.get(AlertRow, alert_id)
+    if alert is None:
+        raise AlertNotFoundError(alert_id)
+    existing = _ack_of(session, alert_id)
+    if existing is not None:
+        return alert_view(alert, existing), False
+    ack = AlertAckRow(
+        alert_id=alert_id,
+        acknowledged_by=by,
+        token_name=token_name,
+        acknowledged_at=at.astimezone(dt.UTC),
+        note=note,
+        recorded_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(ack)
+    except IntegrityError:  # acknowledged at the same moment by someone else: theirs stands
+        existing = _ack_of(session, alert_id)
+        assert existing is not None
+        return alert_view(alert, existing), False
+    return alert_view(alert, ack), True
+
+
+def _ack_of(session: Session, alert_id: int) -> AlertAckRow | None:
+    return session.execute(
+        select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert_id)
+    ).scalar_one_or_none()
+
+
+def due_reminders(session: Session, settings: Settings, now: dt.datetime) -> list[AlertRow]:
+    """Reminder alerts for reassessments due within `reminder_before_s` that are still pending
+    (the patient's pending due time is this decision's) and not reminded yet."""
+    horizon = now + dt.timedelta(seconds=settings.reminder_before_s)
+    reminded = aliased(AlertRow)
+    rows = session.execute(
+        select(DecisionRow, PatientRow)
+        .join(PatientRow, col(PatientRow.patient_id) == col(DecisionRow.patient_id))
+        .where(
+            col(DecisionRow.action) == "schedule_reassessment",
+            col(DecisionRow.superseded_at).is_(None),
+            col(DecisionRow.due_at) > now,
+            col(DecisionRow.due_at) <= horizon,
+            col(PatientRow.reassessment_due_at) == col(DecisionRow.due_at),
+            ~exists().where(
+                col(reminded.decision_id) == col(DecisionRow.decision_id),
+                col(reminded.kind) == "reminder",
+            ),
+        )
+        .order_by(col(DecisionRow.due_at))
+        .limit(SCAN_BATCH)
+    ).all()
+    alerts = []
+    for decision, patient in rows:
+        assert decision.due_at is not None
+        state: dict[str, Any] = json.loads(patient.state)
+        alerts.append(
+            AlertRow(
+                decision_id=decision.decision_id,
+                kind="reminder",
+                action=decision.action,
+                patient_id=decision.patient_id,
+                unit=state.get("unit"),
+                severity="info",
+                audience=json.dumps(["nurse"]),
+                message=(
+                    f"Reminder: neuropathy reassessment due {utc_minute(decision.due_at)}; "
+                    "grade sensory, motor, pain and autonomic neuropathy (CTCAE) before the "
+                    "next dose."
+                ),
+                created_at=now,
+            )
+        )
+    return add_alerts(session, alerts)
+
+
+def escalate_unacknowledged(
+    session: Session, settings: Settings, now: dt.datetime
+) -> list[AlertRow]:
+    """One escalation alert per urgent alert left unacknowledged for `escalate_after_s`, to the
+    next audience up (`escalation_targets`), pointing to the first. Not for alerts whose
+    decision no longer holds (a correction went out instead)."""
+    cutoff = now - dt.timedelta(seconds=settings.escalate_after_s)
+    escalated = aliased(AlertRow)
+    query = (
+        select(AlertRow)
+        .where(
+            col(AlertRow.severity) == "urgent",
+            col(AlertRow.kind) == "new",
+            col(AlertRow.created_at) <= cutoff,
+            ~exists().where(col(AlertAckRow.alert_id) == col(AlertRow.id)),
+            ~exists().where(
+                col(escalated.decision_id) == col(AlertRow.decision_id),
+                col(escalated.kind) == "escalation",
+            ),
+            exists().where(
+                and_(
+                    col(DecisionRow.decision_id) == col(AlertRow.decision_id),
+                    col(DecisionRow.superseded_at).is_(None),
+                )
+            ),
+        )
+        .order_by(col(AlertRow.id))
+        .limit(SCAN_BATCH)
+    )
+    if is_postgresql(session):
+        # a second scheduler (during a lease hand-over) skips what this one is escalating
+        query = query.with_for_update(skip_locked=True, key_share=True)
+    minutes = round(settings.escalate_after_s / 60)
+    alerts = []
+    for original in session.execute(query).scalars():
+        first = audiences(original)
+        targets = sorted({settings.escalation_targets.get(a, "physician") for a in first})
+        alerts.append(
+            AlertRow(
+                decision_id=original.decision_id,
+                kind="escalation",
+                action=original.action,
+                patient_id=original.patient_id,
+                unit=original.unit,
+                severity="urgent",
+                audience=json.dumps(targets),
+                message=(
+                    f"Escalated: not acknowledged within {minutes} min by "
+                    f"{', '.join(first)}. {original.message}"
+                ),
+                escalates_alert_id=original.id,
+                created_at=now,
+            )
+        )
+    return add_alerts(session, alerts)
