@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import logging
+import pathlib
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -10,8 +11,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import func, text, update
@@ -21,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from monitor import auth
+from monitor.api_feed import add_feed_routes
+from monitor.api_webhooks import add_webhook_routes
 from monitor.auth import Principal
 from monitor.ingest import EventConflictError, store_events
 from monitor.metrics import (
@@ -351,6 +355,21 @@ def create_app(services: Services) -> FastAPI:
             services.dispatcher.enqueue([patient_id])
         return {"dead_letter_id": dead_letter_id, "status": "requeued"}
 
+    add_feed_routes(app, services, require)
+    add_webhook_routes(app, services, require)
+
+    # --- the web page (static files; the data comes from the API with the user's token) --
+
+    @app.get("/", include_in_schema=False)
+    def feed_page() -> FileResponse:
+        return _page("index.html")
+
+    @app.get("/patients/{patient_id}", include_in_schema=False)
+    def patient_page(patient_id: PATIENT_ID) -> FileResponse:
+        return _page("patient.html")
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
     # --- operations -----------------------------------------------------------------------
 
     @app.get("/healthz", summary="Liveness")
@@ -387,6 +406,20 @@ def create_app(services: Services) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]  # the documented way to extend it
     return app
+
+
+WEB_DIR = pathlib.Path(__file__).with_name("web")
+# The page loads only its own script and style, talks only to this API, and cannot be framed.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(WEB_DIR / name, media_type="text/html", headers=PAGE_HEADERS)
 
 
 def _events_of(payload: Any, max_batch: int) -> tuple[list[Event], list[dict[str, Any]] | None]:

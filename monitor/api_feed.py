@@ -1,0 +1,288 @@
+"""The nurse feed over HTTP: list, live stream (SSE), acknowledge (CONTRACT.md, role `nurse`).
+
+No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at run
+time, and some name types local to `add_feed_routes`.
+"""
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from monitor import auth
+from monitor.alerts import (
+    KINDS,
+    SEVERITIES,
+    AlertFilter,
+    AlertNotFoundError,
+    acknowledge,
+    last_alert_id,
+    list_alerts,
+)
+from monitor.auth import Principal
+from monitor.services import Services
+from monitor.settings import ESCALATION_TARGETS
+from monitor.storage.models import DecisionRow, EventRow
+from policies.decisions import utc_text
+from policies.events import EVENT_ADAPTER, Administration, Assessment, Enrollment
+
+Severity = Literal["info", "warning", "urgent"]
+Kind = Literal["new", "correction", "reminder", "escalation"]
+Audience = Literal["nurse", "physician", "neurology", "pharmacy", "infusion_unit"]
+Unit = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_PAGE = 500
+STREAM_BATCH = 100
+assert set(SEVERITIES) == set(Severity.__args__)  # type: ignore[attr-defined]
+assert set(KINDS) == set(Kind.__args__)  # type: ignore[attr-defined]
+assert set(ESCALATION_TARGETS) == set(Audience.__args__)  # type: ignore[attr-defined]
+
+
+class AckRequest(BaseModel):
+    """Who acknowledges (default: the token's name), when (default: now), an optional note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")] | None = (
+        None
+    )
+    at: AwareDatetime | None = Field(
+        default=None, description="when it was acknowledged, RFC 3339 with offset"
+    )
+    note: Annotated[str, Field(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
+
+
+class FeedQuery(BaseModel):
+    """The feed's filters (repeat a parameter for "any of")."""
+
+    severity: list[Severity] = []
+    audience: list[Audience] = []
+    unit: list[Unit] = []
+    kind: list[Kind] = []
+    acknowledged: bool | None = None
+
+    def where(self) -> AlertFilter:
+        return AlertFilter(
+            severities=self.severity,
+            audiences=self.audience,
+            units=self.unit,
+            kinds=self.kind,
+            acknowledged=self.acknowledged,
+        )
+
+
+def _feed_query(
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    audience: Annotated[list[Audience] | None, Query()] = None,
+    unit: Annotated[list[Unit] | None, Query()] = None,
+    kind: Annotated[list[Kind] | None, Query()] = None,
+    acknowledged: bool | None = None,
+) -> FeedQuery:
+    return FeedQuery(
+        severity=severity or [],
+        audience=audience or [],
+        unit=unit or [],
+        kind=kind or [],
+        acknowledged=acknowledged,
+    )
+
+
+def add_feed_routes(
+    app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
+) -> None:
+    def now() -> dt.datetime:
+        return services.settings.now()
+
+    @app.get("/v1/alerts", summary="The nurse feed: alerts, newest first or after a cursor")
+    def get_alerts(
+        principal: Annotated[Principal, Depends(require("nurse"))],
+        feed: Annotated[FeedQuery, Depends(_feed_query)],
+        cursor: Annotated[
+            int | None,
+            Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page"),
+        ] = None,
+        after: Annotated[
+            int | None,
+            Query(ge=0, le=2**63 - 1, description="alerts after this id, oldest first"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> dict[str, Any]:
+        if cursor is not None and after is not None:
+            raise HTTPException(422, "give cursor (older pages) or after (newer alerts), not both")
+        with services.sessions() as session:
+            alerts = list_alerts(session, feed.where(), before=cursor, after=after, limit=limit)
+            last = last_alert_id(session)
+        auth.record(services.sessions, principal, "GET /v1/alerts", "alerts", 200, now())
+        full = len(alerts) == limit
+        return {
+            "alerts": alerts,
+            # newest first: the next (older) page starts below the last id shown
+            "next_cursor": alerts[-1]["id"] if full and after is None else None,
+            # after a cursor: ask again with after=<this> for what comes next
+            "next_after": (alerts[-1]["id"] if alerts else after) if after is not None else None,
+            "last_id": last,
+        }
+
+    @app.get(
+        "/v1/alerts/stream",
+        response_class=EventSourceResponse,
+        summary="The nurse feed live (Server-Sent Events), resumable with Last-Event-ID",
+    )
+    async def stream_alerts(
+        principal: Annotated[Principal, Depends(require("nurse"))],
+        feed: Annotated[FeedQuery, Depends(_feed_query)],
+        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[
+            int | None,
+            Query(ge=0, le=2**63 - 1, description="start after this id (default: live only)"),
+        ] = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        resume = _resume_point(last_event_id, after)
+        await run_in_threadpool(
+            auth.record, services.sessions, principal, "GET /v1/alerts/stream", "alerts", 200, now()
+        )
+        where = feed.where()
+        position = resume if resume is not None else await run_in_threadpool(_last_id)
+        yield ServerSentEvent(comment="bipn-monitor alert stream", retry=3000)
+        while True:
+            alerts = await run_in_threadpool(_after, where, position)
+            for alert in alerts:
+                position = alert["id"]
+                yield ServerSentEvent(data=alert, event="alert", id=str(position))
+            if len(alerts) < STREAM_BATCH:
+                await anyio.sleep(services.settings.stream_poll_s)
+
+    def _last_id() -> int:
+        with services.sessions() as session:
+            return last_alert_id(session)
+
+    def _after(where: AlertFilter, position: int) -> list[dict[str, Any]]:
+        with services.sessions() as session:
+            return list_alerts(session, where, after=position, limit=STREAM_BATCH)
+
+    @app.post("/v1/alerts/{alert_id}/ack", summary="Acknowledge an alert (twice is harmless)")
+    def ack_alert(
+        alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        principal: Annotated[Principal, Depends(require("nurse"))],
+        body: AckRequest | None = None,
+    ) -> dict[str, Any]:
+        request = body or AckRequest()
+        current = now()
+        if request.at is not None and request.at > current + dt.timedelta(minutes=5):
+            raise HTTPException(
+                422,
+                f"at: {utc_text(request.at)} is in the future (now {utc_text(current)})",
+            )
+        try:
+            with services.sessions.begin() as session:
+                alert, recorded = acknowledge(
+                    session,
+                    alert_id,
+                    by=request.by or principal.name,
+                    token_name=principal.name,
+                    at=request.at or current,
+                    note=request.note,
+                    now=current,
+                )
+        except AlertNotFoundError:
+            auth.record(
+                services.sessions, principal, "POST /v1/alerts/{alert_id}/ack",
+                f"alert:{alert_id}", 404, current,
+            )  # fmt: skip
+            raise HTTPException(404, f"no alert {alert_id}") from None
+        auth.record(
+            services.sessions, principal, "POST /v1/alerts/{alert_id}/ack",
+            f"alert:{alert_id}", 200, current,
+        )  # fmt: skip
+        return {**alert, "already_acknowledged": not recorded}
+
+    @app.get(
+        "/v1/patients/{patient_id}/history",
+        summary="Grades per domain over time, doses given and dose decisions (for charts)",
+    )
+    def get_history(
+        patient_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)],
+        principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
+    ) -> dict[str, Any]:
+        with services.sessions() as session:
+            bodies = list(
+                session.execute(
+                    select(col(EventRow.body))
+                    .where(col(EventRow.patient_id) == patient_id)
+                    .order_by(col(EventRow.occurred_at), col(EventRow.id))
+                ).scalars()
+            )
+            decisions = list(
+                session.execute(
+                    select(col(DecisionRow.body))
+                    .where(
+                        col(DecisionRow.patient_id) == patient_id,
+                        col(DecisionRow.superseded_at).is_(None),
+                    )
+                    .order_by(col(DecisionRow.at))
+                ).scalars()
+            )
+        status = 200 if bodies else 404
+        auth.record(
+            services.sessions, principal, "GET /v1/patients/{patient_id}/history",
+            f"patient:{patient_id}", status, now(),
+        )  # fmt: skip
+        if not bodies:
+            raise HTTPException(404, f"no events for patient {patient_id!r}")
+        return _history(patient_id, bodies, decisions)
+
+
+def _resume_point(last_event_id: str | None, after: int | None) -> int | None:
+    if last_event_id is not None and last_event_id.strip():
+        value = last_event_id.strip()
+        if not value.isdigit() or len(value) > 19:
+            raise HTTPException(422, f"Last-Event-ID: {value[:40]!r} is not an alert id")
+        return int(value)
+    return after
+
+
+DOSE_ACTIONS = ("reduce_dose", "hold", "resume", "discontinue")
+
+
+def _history(patient_id: str, bodies: list[str], decisions: list[str]) -> dict[str, Any]:
+    grades: list[dict[str, Any]] = []
+    doses: list[dict[str, Any]] = []
+    for body in bodies:
+        event = EVENT_ADAPTER.validate_json(body)
+        at = utc_text(event.occurred_at)
+        if isinstance(event, Assessment):
+            grades.append(
+                {"at": at, "cycle": event.cycle, **event.grades.model_dump(exclude_none=True)}
+            )
+        elif isinstance(event, Enrollment | Administration):
+            doses.append(
+                {
+                    "at": at,
+                    "dose_mg_m2": event.dose_mg_m2,
+                    "source": "enrollment" if isinstance(event, Enrollment) else "given",
+                }
+            )
+    dose_decisions = []
+    for body in decisions:
+        decision = json.loads(body)
+        if decision["action"] in DOSE_ACTIONS:
+            dose_decisions.append(
+                {
+                    "at": decision["at"],
+                    "action": decision["action"],
+                    "dose_mg_m2": decision.get("dose_mg_m2"),
+                    "rule": decision["rule"],
+                }
+            )
+    return {
+        "patient_id": patient_id,
+        "grades": grades,
+        "doses": doses,
+        "dose_decisions": dose_decisions,
+    }
