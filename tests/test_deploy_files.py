@@ -190,6 +190,12 @@ def test_service_pods_take_settings_from_the_configmap_and_secret(name: str) -> 
         assert labels.items() <= doc["spec"]["template"]["metadata"]["labels"].items()
 
 
+def test_the_scheduler_runs_two_replicas_behind_its_lease() -> None:
+    doc = _by_kind_and_name()[("Deployment", "bipn-scheduler")]
+    assert doc["spec"]["replicas"] == 2
+    assert doc["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
 def test_config_and_secret_split_the_settings() -> None:
     objects = _by_kind_and_name()
     config = objects[("ConfigMap", "bipn-monitor-config")]["data"]
@@ -217,11 +223,8 @@ def test_api_deployment_and_service() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "http"
 
 
-def test_workers_scale_and_the_scheduler_is_single() -> None:
+def test_workers_scale_and_the_migration_runs_once() -> None:
     objects = _by_kind_and_name()
     assert objects[("Deployment", "bipn-worker")]["spec"]["replicas"] == 2
-    scheduler = objects[("Deployment", "bipn-scheduler")]["spec"]
-    assert scheduler["replicas"] == 1
-    assert scheduler["strategy"] == {"type": "Recreate"}
     migrate = objects[("Job", "bipn-migrate")]["spec"]
     assert migrate["template"]["spec"]["restartPolicy"] == "Never"
