@@ -10,6 +10,7 @@ independent answers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import socket
@@ -664,4 +665,221 @@ class Stream:
         return found
 
 
-@contextlib_contextmanager := None  # placeholder, replaced below
+@contextlib.contextmanager
+def open_stream(
+    live: Live, params: Params = (), role: Role | None = "nurse", **headers: str
+) -> Iterator[Stream]:
+    with (
+        httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0)) as client,
+        client.stream(
+            "GET", "/v1/alerts/stream", params=list(params), headers=live.headers(role, **headers)
+        ) as response,
+    ):
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = Stream(response)
+        stream.opened()
+        yield stream
+
+
+def stream_status(live: Live, params: Params = (), role: Role | None = "nurse", **headers: str):
+    """Open the stream expecting a refusal: the status and body, read in full."""
+    with (
+        httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0)) as client,
+        client.stream(
+            "GET", "/v1/alerts/stream", params=list(params), headers=live.headers(role, **headers)
+        ) as response,
+    ):
+        response.read()
+        return response
+
+
+def test_stream_sends_an_alert_raised_after_it_opened_without_a_new_request(live: Live) -> None:
+    existing = live.post(*three_patients())
+    assert existing
+    with open_stream(live) as stream:  # default: live only, from the current last id
+        raised = live.post(f.enrollment(days_ago(1), patient="PT-9", unit="U-C"))
+        assert raised and min(raised) > max(existing)
+        got = stream.alerts(len(raised))
+        assert ids(got) == raised  # nothing from before the stream opened
+        assert got == live.after(max(existing))  # the same views the list gives
+        assert {a["patient_id"] for a in got} == {"PT-9"}
+        # Still open: a second event arrives on the same response.
+        more = live.post(f.assessment(days_ago(0.5), patient="PT-9", sensory=3))
+        assert ids(stream.alerts(len(more))) == more
+
+
+def test_stream_resumes_after_the_last_event_id_without_gaps_or_repeats(live: Live) -> None:
+    first = live.post(*three_patients())
+    with open_stream(live, [("after", 0)]) as stream:
+        seen = stream.alerts(4)
+    assert ids(seen) == first[:4]
+    last_seen = seen[-1]["id"]
+    # While disconnected: the rest of the first batch is unsent, and more alerts are raised.
+    missed = live.post(
+        f.enrollment(days_ago(2), patient="PT-4", unit="U-A"),
+        f.assessment(days_ago(1), patient="PT-4", sensory=2),
+    )
+    expected = live.after(last_seen)
+    assert ids(expected) == first[4:] + missed
+    with open_stream(live, **{"Last-Event-ID": str(last_seen)}) as stream:
+        resumed = stream.alerts(len(expected))
+        assert resumed == expected
+        # Then nothing else was queued: the next frame is the next new alert.
+        sentinel = live.post(f.enrollment(days_ago(1), patient="PT-5"))
+        assert ids(stream.alerts(1)) == sentinel[:1]
+    # Last-Event-ID wins over ?after= (a browser reconnecting keeps the page's URL).
+    with open_stream(live, [("after", 0)], **{"Last-Event-ID": str(sentinel[-1])}) as stream:
+        newest = live.post(f.enrollment(days_ago(1), patient="PT-6"))
+        assert ids(stream.alerts(1)) == newest[:1]
+
+
+def test_stream_after_zero_replays_everything_then_goes_live(live: Live) -> None:
+    first = live.post(*three_patients())
+    with open_stream(live, [("after", 0)]) as stream:
+        replayed = stream.alerts(len(first))
+        assert replayed == live.after(0)
+        assert ids(replayed) == sorted(ids(replayed)) == list(range(1, len(first) + 1))
+        newer = live.post(f.enrollment(days_ago(1), patient="PT-7"))
+        assert ids(stream.alerts(len(newer))) == newer
+
+
+def test_stream_applies_the_filters(live: Live) -> None:
+    first = live.post(*three_patients())
+    params: Params = [("severity", "urgent"), ("severity", "warning"), ("unit", "U-A"),
+                      ("unit", "U-B")]  # fmt: skip
+    expected = live.after(0, params)
+    assert 0 < len(expected) < len(first)
+    with open_stream(live, [*params, ("after", 0)]) as stream:
+        assert stream.alerts(len(expected)) == expected
+        # Only info alerts (a new patient in U-A), then a warning in U-C, then an urgent one in
+        # U-B: the next frame is the urgent one.
+        info = live.post(f.enrollment(days_ago(2), patient="PT-8", unit="U-A"))
+        other_unit = live.post(
+            f.enrollment(days_ago(2), patient="PT-10", unit="U-C"),
+            f.assessment(days_ago(1), patient="PT-10", sensory=2),
+        )
+        urgent = live.post(f.assessment(days_ago(1), patient="PT-2", motor=3))
+        assert {a["severity"] for a in live.after(min(info) - 1)} >= {"info", "warning"}
+        wanted = ids(live.after(max(other_unit), params))
+        assert wanted and set(wanted) <= set(urgent)
+        got = stream.alerts(len(wanted))
+        assert ids(got) == wanted
+        assert all(a["unit"] in ("U-A", "U-B") for a in got)
+        assert all(a["severity"] in ("urgent", "warning") for a in got)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "12x", "1.5", "9" * 20])
+def test_stream_with_a_bad_last_event_id_is_422_before_streaming(live: Live, value: str) -> None:
+    response = stream_status(live, **{"Last-Event-ID": value})
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/json")
+    assert "Last-Event-ID" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "name"), [([("after", "-1")], "after"), ([("severity", "bad")], "severity")]
+)
+def test_stream_with_bad_parameters_is_422(live: Live, params: Params, name: str) -> None:
+    response = stream_status(live, params)
+    assert response.status_code == 422
+    assert error_fields(response) == {name}
+
+
+@pytest.mark.parametrize(("role", "status"), [(None, 401), ("infusion", 403), ("ingest", 403)])
+def test_stream_needs_a_nurse_token(live: Live, role: Role | None, status: int) -> None:
+    assert stream_status(live, role=role).status_code == status
+
+
+# --- the patient history (the chart's data) -----------------------------------------------------
+
+
+def test_history_has_grades_in_time_order_doses_and_dose_decisions(
+    api: Api, worker: InProcessWorker
+) -> None:
+    on_time = [
+        f.enrollment(days_ago(30), patient="PT-H", event_id="h-e", unit="U-A"),
+        f.administration(days_ago(29), 1.3, patient="PT-H", event_id="h-d29", cycle=1, day=1),
+        f.assessment(days_ago(22), patient="PT-H", event_id="h-a22", cycle=1, sensory=1),
+        f.administration(days_ago(21), 1.3, patient="PT-H", event_id="h-d21", cycle=2, day=1),
+        f.assessment(days_ago(8), patient="PT-H", event_id="h-a8", cycle=2, sensory=2, pain=1),
+        f.administration(days_ago(7), 1.0, patient="PT-H", event_id="h-d7", cycle=3, day=1),
+    ]
+    post(api, worker, *on_time)
+    # Posted last, dated in between: the history is in clinical time, not arrival order.
+    post(api, worker, f.assessment(days_ago(15), patient="PT-H", event_id="h-a15", motor=1))
+    response = api.get("/v1/patients/PT-H/history")
+    assert response.status_code == 200, response.text
+    history = response.json()
+    assert history["patient_id"] == "PT-H"
+
+    def utc(moment: dt.datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    assert history["grades"] == [
+        {"at": utc(days_ago(22)), "cycle": 1, "sensory": 1},
+        {"at": utc(days_ago(15)), "cycle": None, "motor": 1},
+        {"at": utc(days_ago(8)), "cycle": 2, "sensory": 2, "pain": 1},
+    ]
+    assert history["doses"] == [
+        {"at": utc(days_ago(30)), "dose_mg_m2": 1.3, "source": "enrollment"},
+        {"at": utc(days_ago(29)), "dose_mg_m2": 1.3, "source": "given"},
+        {"at": utc(days_ago(21)), "dose_mg_m2": 1.3, "source": "given"},
+        {"at": utc(days_ago(7)), "dose_mg_m2": 1.0, "source": "given"},
+    ]
+    dose_actions = ("reduce_dose", "hold", "resume", "discontinue")
+    expected = [
+        {"at": d["at"], "action": d["action"], "dose_mg_m2": d.get("dose_mg_m2"), "rule": d["rule"]}
+        for d in api.decisions("PT-H")
+        if d["action"] in dose_actions
+    ]
+    assert history["dose_decisions"] == expected
+    assert {"at": utc(days_ago(8)), "action": "reduce_dose", "dose_mg_m2": 1.0, "rule": "D1"} in (
+        expected
+    )
+    times = [d["at"] for d in expected]
+    assert times == sorted(times)
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("nurse", 200), ("infusion", 200), ("admin", 200), ("auditor", 403), ("ingest", 403),
+     (None, 401)],
+)  # fmt: skip
+def test_history_roles(api: Api, worker: InProcessWorker, role: Role | None, status: int) -> None:
+    post(api, worker, f.enrollment(days_ago(3), patient="PT-R"))
+    assert api.get("/v1/patients/PT-R/history", role=role).status_code == status
+
+
+def test_history_of_an_unknown_patient_is_404(api: Api) -> None:
+    response = api.get("/v1/patients/PT-404/history")
+    assert response.status_code == 404
+    assert "PT-404" in response.json()["detail"]
+    assert api.get("/v1/patients/PT%20404/history").status_code == 422
+
+
+# --- the web page ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/patients/PT-1"])
+def test_pages_are_html_with_a_content_security_policy(api: Api, path: str) -> None:
+    response = api.client.get(path)  # no token: the page asks for one and calls the API
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == CSP
+    assert response.headers["x-content-type-options"] == "nosniff"
+    html = response.text
+    assert '<script src="/static/app.js"' in html
+    # Under default-src 'self' an inline script would not run: there is none.
+    assert html.count("<script") == html.count('<script src="/static/')
+
+
+def test_static_files_are_served(api: Api) -> None:
+    script = api.client.get("/static/app.js")
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert "/v1/alerts/stream" in script.text
+    style = api.client.get("/static/app.css")
+    assert style.status_code == 200
+    assert style.headers["content-type"].startswith("text/css")
+    assert api.client.get("/static/missing.js").status_code == 404
