@@ -137,24 +137,24 @@ def add_feed_routes(
     async def stream_alerts(
         principal: Annotated[Principal, Depends(require("nurse"))],
         feed: Annotated[FeedQuery, Depends(_feed_query)],
-        last_event_id: Annotated[str | None, Header()] = None,
-        after: Annotated[
-            int | None,
-            Query(ge=0, le=2**63 - 1, description="start after this id (default: live only)"),
-        ] = None,
+        resume: Annotated[int | None, Depends(_resume_point)],
     ) -> AsyncIterator[ServerSentEvent]:
-        resume = _resume_point(last_event_id, after)
+        # (a generator's body runs once streaming has begun: everything that can refuse the
+        # request, the resume point included, is a dependency, checked before the 200)
         await run_in_threadpool(
             auth.record, services.sessions, principal, "GET /v1/alerts/stream", "alerts", 200, now()
         )
         where = feed.where()
         position = resume if resume is not None else await run_in_threadpool(_last_id)
         yield ServerSentEvent(comment="bipn-monitor alert stream", retry=3000)
+        ends = anyio.current_time() + services.settings.stream_max_s
         while True:
             alerts = await run_in_threadpool(_after, where, position)
             for alert in alerts:
                 position = alert["id"]
                 yield ServerSentEvent(data=alert, event="alert", id=str(position))
+            if anyio.current_time() >= ends:
+                return  # the client reconnects with Last-Event-ID (and its token is re-checked)
             if len(alerts) < STREAM_BATCH:
                 await anyio.sleep(services.settings.stream_poll_s)
 
@@ -238,10 +238,18 @@ def add_feed_routes(
         return _history(patient_id, bodies, decisions)
 
 
-def _resume_point(last_event_id: str | None, after: int | None) -> int | None:
+def _resume_point(
+    last_event_id: Annotated[str | None, Header()] = None,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**63 - 1, description="start after this id (default: live only)"),
+    ] = None,
+) -> int | None:
+    """Where a stream starts: after `Last-Event-ID` (a reconnect), or `?after=`."""
     if last_event_id is not None and last_event_id.strip():
         value = last_event_id.strip()
-        if not value.isdigit() or len(value) > 19:
+        # ASCII digits only: headers are Latin-1, and "²" is a digit to isdigit(), not to int()
+        if not (value.isascii() and value.isdigit()) or len(value) > 19:
             raise HTTPException(422, f"Last-Event-ID: {value[:40]!r} is not an alert id")
         return int(value)
     return after

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     stream_poll_s: Annotated[float, Field(gt=0, le=60)] = Field(
         default=1.0, description="how often the SSE feed looks for new alerts"
     )
+    stream_max_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        description="an SSE stream ends after this long; clients reconnect with "
+        "Last-Event-ID (their token is checked again, load spreads over API processes)",
+    )
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     webhook_max_attempts: Annotated[int, Field(ge=1, le=30)] = 8
     webhook_backoff_s: Annotated[float, Field(gt=0)] = Field(

@@ -128,7 +128,14 @@ def running_service(directory: pathlib.Path, **overrides: Any) -> Iterator[Runni
         database_url=f"sqlite:///{directory / 'monitor.db'}",
         data_dir=directory,
         **(
-            {"fixed_now": FIXED_NOW, "task_retry_backoff_s": 0.01, "task_retry_backoff_max_s": 0.05}
+            {
+                "fixed_now": FIXED_NOW,
+                "task_retry_backoff_s": 0.01,
+                "task_retry_backoff_max_s": 0.05,
+                # an alert stream ends at once: in-process clients read it whole
+                "stream_max_s": 0.2,
+                "stream_poll_s": 0.05,
+            }
             | overrides
         ),
     )

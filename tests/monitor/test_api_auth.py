@@ -27,18 +27,39 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/patients/{patient_id}"): {"nurse", "infusion"},
     ("GET", "/v1/patients/{patient_id}/decisions"): {"nurse", "infusion"},
     ("GET", "/v1/patients/{patient_id}/clearance"): {"infusion"},
+    ("GET", "/v1/patients/{patient_id}/history"): {"nurse", "infusion"},
+    ("GET", "/v1/alerts"): {"nurse"},
+    ("GET", "/v1/alerts/stream"): {"nurse"},
+    ("POST", "/v1/alerts/{alert_id}/ack"): {"nurse"},
     ("GET", "/v1/admin/dead-letters"): set(),
     ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): set(),
+    ("POST", "/v1/admin/webhooks"): set(),
+    ("GET", "/v1/admin/webhooks"): set(),
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}"): set(),
+    ("GET", "/v1/admin/webhook-deliveries"): set(),
+    ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
 }
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
+# The web page: static HTML and script (its data comes from the API with a token); not in the
+# OpenAPI schema.
+PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")} | PAGES
 # What a permitted call answers (the fixture makes each one succeed).
 SUCCESS = {
     ("POST", "/v1/events"): 202,
     ("GET", "/v1/patients/{patient_id}"): 200,
     ("GET", "/v1/patients/{patient_id}/decisions"): 200,
     ("GET", "/v1/patients/{patient_id}/clearance"): 200,
+    ("GET", "/v1/patients/{patient_id}/history"): 200,
+    ("GET", "/v1/alerts"): 200,
+    ("GET", "/v1/alerts/stream"): 200,
+    ("POST", "/v1/alerts/{alert_id}/ack"): 200,
     ("GET", "/v1/admin/dead-letters"): 200,
     ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): 202,
+    ("POST", "/v1/admin/webhooks"): 201,
+    ("GET", "/v1/admin/webhooks"): 200,
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}"): 200,
+    ("GET", "/v1/admin/webhook-deliveries"): 200,
+    ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
 }
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()
@@ -51,15 +72,40 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
         assert service.api.post_events(body).status_code == 202
         assert service.worker.wait_idle()
         assert dead_letter(service.services, "P1", RuntimeError("x"), 1) == 1
+        # webhook 1 with a failed delivery of alert 1 (to retry); webhook 2 (to disable)
+        admin = service.api.headers("admin")
+        for name in ("one", "two"):
+            hook = {"name": name, "url": "http://127.0.0.1:9/hook"}
+            assert service.api.client.post(
+                "/v1/admin/webhooks", json=hook, headers=admin
+            ).is_success
+        with service.services.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_delivery (alert_id, endpoint_id, status, attempts, "
+                    "next_attempt_at, created_at, failed_at) VALUES (1, 1, 'failed', 8, "
+                    "'2026-10-01 12:00:00.000000', '2026-10-01 12:00:00.000000', "
+                    "'2026-10-01 12:00:00.000000')"
+                )
+            )
         yield service
 
 
 def call(running: RunningService, method: str, path: str, headers: dict[str, str]) -> Any:
     """One request to the route, with a body and path that succeed when allowed."""
-    concrete = path.replace("{patient_id}", "P1").replace("{dead_letter_id}", "1")
+    concrete = (
+        path.replace("{patient_id}", "P1")
+        .replace("{dead_letter_id}", "1")
+        .replace("{alert_id}", "1")
+        .replace("{webhook_id}", "2")
+        .replace("{delivery_id}", "1")
+    )
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)
+    if method == "POST" and path == "/v1/admin/webhooks":
+        hook = {"name": f"hook-{next(_event_ids)}", "url": "http://127.0.0.1:9/hook"}
+        return running.api.client.post(concrete, json=hook, headers=headers)
     return running.api.client.request(method, concrete, headers=headers)
 
 
@@ -148,13 +194,15 @@ def test_wrong_role_is_403_before_validation(running: RunningService) -> None:
 
 @pytest.mark.parametrize(("method", "path"), sorted(PUBLIC), ids=[p for _, p in sorted(PUBLIC)])
 @pytest.mark.parametrize("credentials", ["none", "unknown-token", "nurse"])
-def test_health_and_metrics_need_no_token(
+def test_health_metrics_and_the_page_need_no_token(
     running: RunningService, method: str, path: str, credentials: str
 ) -> None:
     headers = (
         running.api.headers("nurse") if credentials == "nurse" else BAD_CREDENTIALS[credentials][0]
     )
-    response = running.api.client.request(method, path, headers=headers)
+    response = running.api.client.request(
+        method, path.replace("{patient_id}", "P1"), headers=headers
+    )
     assert response.status_code == 200
 
 

@@ -78,12 +78,12 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802  (the http.server API)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 receiver._answer(self, body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -166,7 +166,9 @@ class Receiver:
         handler.wfile.write(reply)
 
 
-def requests_by_delivery(received: Iterator[Received] | list[Received]) -> dict[str, list[Received]]:
+def requests_by_delivery(
+    received: Iterator[Received] | list[Received],
+) -> dict[str, list[Received]]:
     grouped: dict[str, list[Received]] = {}
     for request in received:
         grouped.setdefault(request.delivery, []).append(request)
