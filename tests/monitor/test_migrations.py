@@ -1,0 +1,110 @@
+"""The Alembic migrations: head matches the models, and 0002 carries data already on file
+(alert ids continue, reminders work for courses stored before it), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+
+from monitor.storage.migrate import alembic_config, upgrade
+from monitor.storage.models import AlertRow, DecisionRow, PatientRow
+from tests.conftest import PG_URL, require_server
+
+DUE = "2026-10-21T12:00:00Z"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        built = create_engine(f"sqlite:///{tmp_path}/migrations.db", poolclass=NullPool)
+        yield built
+        built.dispose()
+        return
+    url = make_url(PG_URL)
+    require_server("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
+    name = f"bipn_mig_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    built = create_engine(url.set(database=name), poolclass=NullPool)
+    try:
+        yield built
+    finally:
+        built.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _upgrade_to(engine: Engine, revision: str) -> None:
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_head_matches_the_models(engine: Engine) -> None:
+    upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "render_as_batch": True}
+        )
+        differences = compare_metadata(context, SQLModel.metadata)
+    assert differences == []
+
+
+def test_0002_carries_the_data_on_file(engine: Engine) -> None:
+    _upgrade_to(engine, "0001")
+    at = "2026-10-01 12:00:00"
+    decision = {"decision_id": "d-1", "action": "schedule_reassessment", "due_at": DUE}
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO decision (decision_id, patient_id, at, action, severity, rule, "
+                "policy, body, created_at) VALUES ('d-1', 'PT', :at, 'schedule_reassessment', "
+                "'info', 'D5', 'default@1', :body, :at)"
+            ),
+            {"at": at, "body": json.dumps(decision)},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO patient (patient_id, status, state, processed_event_pk, version) "
+                "VALUES ('PT', 'active', :state, 1, 1)"
+            ),
+            {"state": json.dumps({"status": "active", "next_reassessment_due": DUE})},
+        )
+        for alert_id in (1, 2):
+            connection.execute(
+                text(
+                    "INSERT INTO alert (id, decision_id, kind, patient_id, severity, audience, "
+                    "message, created_at) VALUES (:id, 'd-1', :kind, 'PT', 'info', '[\"nurse\"]', "
+                    "'m', :at)"
+                ),
+                {"id": alert_id, "kind": "new" if alert_id == 1 else "correction", "at": at},
+            )
+    upgrade(engine)
+    due = dt.datetime(2026, 10, 21, 12, tzinfo=dt.UTC)
+    with engine.connect() as connection:
+        sequence = connection.execute(text("SELECT name, value FROM alert_sequence")).all()
+        actions = connection.execute(text("SELECT DISTINCT action FROM alert")).scalars().all()
+    assert [tuple(row) for row in sequence] == [("alert", 2)]  # new alerts continue at 3
+    assert actions == ["schedule_reassessment"]
+    with Session(engine) as session:
+        stored = session.query(DecisionRow).one()
+        patient = session.get(PatientRow, "PT")
+        assert stored.due_at == due
+        assert patient is not None
+        assert patient.reassessment_due_at == due
+        assert session.query(AlertRow).count() == 2
