@@ -145,7 +145,10 @@ def create_app(services: Services) -> FastAPI:
         problems = [
             {
                 "field": ".".join(str(p) for p in err["loc"] if p not in ("path", "query")),
-                "message": f"{err.get('input')!r}: {err['msg']}",
+                # a secret (or a URL holding credentials) is not echoed back
+                "message": err["msg"]
+                if {"secret", "url"} & {str(p) for p in err["loc"]}
+                else f"{err.get('input')!r}: {err['msg']}",
             }
             for err in exc.errors()
         ]

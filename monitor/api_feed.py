@@ -248,8 +248,10 @@ def _resume_point(
     """Where a stream starts: after `Last-Event-ID` (a reconnect), or `?after=`."""
     if last_event_id is not None and last_event_id.strip():
         value = last_event_id.strip()
-        # ASCII digits only: headers are Latin-1, and "²" is a digit to isdigit(), not to int()
-        if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        # ASCII digits only (headers are Latin-1: "²" is a digit to isdigit(), not to int()),
+        # and no more than ?after= allows (a larger id overflows the query: a broken stream)
+        digits = value.isascii() and value.isdigit() and len(value) <= 19
+        if not digits or int(value) > 2**63 - 1:
             raise HTTPException(422, f"Last-Event-ID: {value[:40]!r} is not an alert id")
         return int(value)
     return after

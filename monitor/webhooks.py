@@ -147,7 +147,8 @@ def deliver(services: Services, delivery_id: int) -> DeliveryResult:
     """
     settings = services.settings
     wall = dt.datetime.now(dt.UTC)
-    claim_s = settings.webhook_timeout_s + 30
+    # httpx's timeout bounds each phase (connect, write, read, pool), not the whole call
+    claim_s = 4 * settings.webhook_timeout_s + 30
     with services.sessions.begin() as session:
         claimed = session.execute(
             update(WebhookDeliveryRow)

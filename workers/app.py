@@ -104,7 +104,9 @@ class QueuedMarks:
 def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
     marks = QueuedMarks(app.conf.broker_url)
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+    # shared=False: the tasks belong to this app only (with Celery's default, an app built
+    # later in the same process would run this app's closures, over this app's services)
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def process_patient(self: Task, patient_id: Any) -> dict[str, int]:
         svc = services()
         if isinstance(patient_id, str):
@@ -131,12 +133,13 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
         acks_late=True,
         reject_on_worker_lost=True,
         max_retries=None,  # retry(max_retries=None) would mean Celery's default of 3
+        shared=False,
     )
     def deliver_webhook(self: Task, delivery_id: Any) -> str:
         """One attempt per run; the retry bound is the delivery row's attempt count (so
         Celery's own bound is lifted), and the row says when the next attempt is due."""
         svc = services()
-        if not isinstance(delivery_id, int):
+        if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
             log.error("not a delivery id; dropped", extra={"value": str(delivery_id)[:40]})
             return "invalid"
         try:

@@ -10,18 +10,21 @@ delivery times are the wall clock, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from celery import Celery
+from celery import Celery, _state
 from celery.contrib.testing.worker import start_worker
+from celery.exceptions import DuplicateTaskNameWarning
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
@@ -870,13 +873,45 @@ class Holder:
         return self.services
 
 
+@contextlib.contextmanager
+def finalizer_hooks_restored(hide: frozenset[str] = frozenset()) -> Iterator[None]:
+    """Celery apps built inside see no earlier app's hooks named in `hide`, and leave none of
+    their own behind (the process-wide hook set is put back as it was).
+
+    `workers.app` registers its tasks with Celery's default `shared=True`: an app finalized
+    later in the process first takes the task functions of every app built before it (here,
+    test_celery_worker.py's, a closure over that module's Holder) and its own are dropped with
+    a DuplicateTaskNameWarning. Fixed (`shared=False`, test below); kept as isolation.
+    """
+    saved = set(_state._on_app_finalizers)
+    _state._on_app_finalizers.difference_update(
+        {hook for hook in saved if getattr(hook, "__name__", "") in hide}
+    )
+    try:
+        yield
+    finally:
+        _state._on_app_finalizers.clear()
+        _state._on_app_finalizers.update(saved)
+
+
+OUR_TASKS = frozenset({"process_patient", "deliver_webhook"})
+
+
+def consuming_app(holder: Holder) -> Celery:
+    return create_celery(
+        Settings(broker_url="memory://", database_url="sqlite://", fixed_now=FIXED_NOW), holder
+    )
+
+
 @pytest.fixture(scope="module")
 def celery_worker() -> Iterator[tuple[Celery, Holder]]:
     """A real worker thread on the in-process `memory://` broker (as test_celery_worker.py)."""
     holder = Holder()
-    app = create_celery(
-        Settings(broker_url="memory://", database_url="sqlite://", fixed_now=FIXED_NOW), holder
-    )
+    with finalizer_hooks_restored(hide=OUR_TASKS):
+        app = consuming_app(holder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DuplicateTaskNameWarning)
+            app.finalize()
     app.conf.broker_transport_options = {"visibility_timeout": 3600, "polling_interval": 0.01}
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         yield app, holder
@@ -945,3 +980,10 @@ def test_the_celery_task_stops_at_the_bound(
     assert task.apply(args=["not-an-id"]).get() == "invalid"
     assert task.apply(args=[delivery["id"]]).get() == "skipped"  # delivered: not sent again
     assert len(receiver.received) == MAX_ATTEMPTS + 1
+
+
+def test_a_second_consuming_app_keeps_its_own_tasks() -> None:
+    with finalizer_hooks_restored(), warnings.catch_warnings():
+        warnings.simplefilter("error", DuplicateTaskNameWarning)
+        consuming_app(Holder()).finalize()
+        consuming_app(Holder()).finalize()

@@ -18,7 +18,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -167,7 +167,7 @@ class Receiver:
 
 
 def requests_by_delivery(
-    received: Iterator[Received] | list[Received],
+    received: Iterable[Received],
 ) -> dict[str, list[Received]]:
     grouped: dict[str, list[Received]] = {}
     for request in received:

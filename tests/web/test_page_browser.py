@@ -215,10 +215,9 @@ def page(browser: Browser, site: Site, console: Console, tmp_path: pathlib.Path)
     try:
         yield opened
     finally:
-        # for a failing test: what the page looked like (tmp_path only, never the repository)
+        # what the page looked like at the end, for a failure (tmp_path only, not the repo)
         opened.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         context.close()
-    print("CONSOLE", console.errors)
     assert console.unexpected() == [], console.errors
 
 
