@@ -208,9 +208,15 @@ def _ack_of(session: Session, alert_id: int) -> AlertAckRow | None:
 
 def due_reminders(session: Session, settings: Settings, now: dt.datetime) -> list[AlertRow]:
     """Reminder alerts for reassessments due within `reminder_before_s` that are still pending
-    (the patient's pending due time is this decision's) and not reminded yet."""
+    (the patient's pending due time is this decision's) and not reminded yet.
+
+    One reminder per patient and due time: an assessment between two cycles can schedule the
+    next reassessment for the very time already pending (day 1 of the same next cycle); the
+    two current decisions then share one pending reassessment, reminded once, under the later
+    decision."""
     horizon = now + dt.timedelta(seconds=settings.reminder_before_s)
     reminded = aliased(AlertRow)
+    reminded_decision = aliased(DecisionRow)
     rows = session.execute(
         select(DecisionRow, PatientRow)
         .join(PatientRow, col(PatientRow.patient_id) == col(DecisionRow.patient_id))
@@ -221,15 +227,26 @@ def due_reminders(session: Session, settings: Settings, now: dt.datetime) -> lis
             col(DecisionRow.due_at) <= horizon,
             col(PatientRow.reassessment_due_at) == col(DecisionRow.due_at),
             ~exists().where(
-                col(reminded.decision_id) == col(DecisionRow.decision_id),
+                col(reminded.patient_id) == col(DecisionRow.patient_id),
                 col(reminded.kind) == "reminder",
+                col(reminded_decision.decision_id) == col(reminded.decision_id),
+                col(reminded_decision.due_at) == col(DecisionRow.due_at),
             ),
         )
-        .order_by(col(DecisionRow.due_at))
+        .order_by(
+            col(DecisionRow.due_at),
+            col(DecisionRow.patient_id),
+            col(DecisionRow.at).desc(),
+            col(DecisionRow.decision_id).desc(),
+        )
         .limit(SCAN_BATCH)
     ).all()
-    alerts = []
+    pending: dict[tuple[str, dt.datetime], tuple[DecisionRow, PatientRow]] = {}
     for decision, patient in rows:
+        assert decision.due_at is not None
+        pending.setdefault((decision.patient_id, decision.due_at), (decision, patient))
+    alerts = []
+    for decision, patient in pending.values():
         assert decision.due_at is not None
         state: dict[str, Any] = json.loads(patient.state)
         alerts.append(

@@ -174,6 +174,9 @@ def process_patient(
         patient.state = json.dumps(summary)
         patient.status = str(summary["status"])
         patient.next_timer_at = next_due
+        patient.timer_enqueued_at = (
+            None  # this fold answered any fired timer: the next fires on time
+        )
         pending = outcome.state.course.pending if outcome.state.course else None
         patient.reassessment_due_at = pending.due_at.astimezone(dt.UTC) if pending else None
         patient.processed_event_pk = max_pk

@@ -27,6 +27,7 @@ from monitor.alerts import alert_view, audiences
 from monitor.metrics import WEBHOOK_ATTEMPTS
 from monitor.services import Services
 from monitor.settings import Settings
+from monitor.storage.database import is_postgresql
 from monitor.storage.models import (
     AlertAckRow,
     AlertRow,
@@ -290,21 +291,22 @@ def due_for_redrive(services: Services, limit: int = 500) -> list[int]:
     wall = dt.datetime.now(dt.UTC)
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     with services.sessions.begin() as session:
-        ids = list(
-            session.execute(
-                select(col(WebhookDeliveryRow.id))
-                .where(
-                    col(WebhookDeliveryRow.status) == "pending",
-                    col(WebhookDeliveryRow.next_attempt_at) <= stale,
-                    or_(
-                        col(WebhookDeliveryRow.claimed_until).is_(None),
-                        col(WebhookDeliveryRow.claimed_until) < wall,
-                    ),
-                )
-                .order_by(col(WebhookDeliveryRow.id))
-                .limit(limit)
-            ).scalars()
+        query = (
+            select(col(WebhookDeliveryRow.id))
+            .where(
+                col(WebhookDeliveryRow.status) == "pending",
+                col(WebhookDeliveryRow.next_attempt_at) <= stale,
+                or_(
+                    col(WebhookDeliveryRow.claimed_until).is_(None),
+                    col(WebhookDeliveryRow.claimed_until) < wall,
+                ),
+            )
+            .order_by(col(WebhookDeliveryRow.id))
+            .limit(limit)
         )
+        if is_postgresql(session):
+            query = query.with_for_update(skip_locked=True)  # two schedulers split the rows
+        ids = list(session.execute(query).scalars())
         if ids:
             session.execute(
                 update(WebhookDeliveryRow)

@@ -173,6 +173,40 @@ def test_a_recorded_reassessment_clears_the_reminder_and_the_next_gets_its_own(
     assert send_reminders(services) == 0
 
 
+def test_one_reminder_when_two_decisions_share_the_pending_due_time(
+    api: Api, services: Services, worker: InProcessWorker, enrolled: dict[str, Any]
+) -> None:
+    """A grading in the middle of cycle 1 satisfies the pending reassessment and schedules
+    the next for day 1 of cycle 2: the same time as before. Both scheduling decisions hold;
+    the nurse gets one reminder for that time, not two (the later decision's)."""
+    mid = FIXED_NOW + dt.timedelta(days=9)
+    set_clock(services, mid)
+    post(api, worker, f.assessment(mid, patient="PT-1", event_id="pt1-mid", sensory=0, cycle=1))
+    scheduled = [d for d in api.decisions("PT-1") if d["action"] == "schedule_reassessment"]
+    assert [(instant(d["due_at"]), d["trigger"]) for d in scheduled] == [
+        (DUE, "pt1-e0"),
+        (DUE, "pt1-mid"),
+    ]
+    set_clock(services, WINDOW)
+    assert send_reminders(services) == 1
+    assert send_reminders(services) == 0
+    [reminder] = feed(api, kind="reminder")
+    assert reminder["decision_id"] == scheduled[1]["decision_id"]
+
+
+def test_no_second_reminder_for_the_same_due_time_after_a_later_grading(
+    api: Api, services: Services, worker: InProcessWorker, enrolled: dict[str, Any]
+) -> None:
+    set_clock(services, WINDOW)
+    assert send_reminders(services) == 1
+    graded = WINDOW + dt.timedelta(hours=2)
+    set_clock(services, graded)
+    post(api, worker, f.assessment(graded, patient="PT-1", event_id="pt1-c1", cycle=1))
+    assert api.get("/v1/patients/PT-1").json()["next_reassessment_due"] == "2026-10-22T12:00:00Z"
+    assert send_reminders(services) == 0
+    assert len(feed(api, kind="reminder")) == 1
+
+
 def test_reminders_are_sent_by_the_scheduler_tick_and_honour_reminder_before_s(
     api: Api, services: Services, enrolled: dict[str, Any]
 ) -> None:
@@ -398,10 +432,8 @@ def test_timers_fire_in_time_order_and_every_step_equals_replay_until(
     steps = [s for s in steps if s >= first]
     patients = sorted({e.patient_id for e in events})
 
-    # The lost-task grace is on the wall clock (seconds) while this clock moves by days:
-    # shorter than a step, so a patient whose next timer comes is always fired again
-    # (see test_a_patients_next_timer_fires_without_waiting_for_the_grace_period).
-    configure(services, outbox_redrive_after_s=0.001)
+    # With the default re-drive grace (30 s on the wall clock): each fold clears the fired
+    # mark, so a patient's next timer fires at its own time, however fast the clock moves.
     set_clock(services, first)
     post(api, worker, *bodies)
     # Only what has happened by the clock counts: the first event.
@@ -427,12 +459,6 @@ def test_timers_fire_in_time_order_and_every_step_equals_replay_until(
     lease.release()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (monitor/processing.py): patient.timer_enqueued_at is never cleared when a "
-    "fold stores the next timer, so a patient's next timer waits outbox_redrive_after_s on the "
-    "wall clock after its previous fire",
-)
 def test_a_patients_next_timer_fires_without_waiting_for_the_grace_period(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:
