@@ -81,7 +81,7 @@ def alert_view(alert: AlertRow, ack: AlertAckRow | None) -> dict[str, Any]:
         "unit": alert.unit,
         "message": alert.message,
         "decision_id": alert.decision_id,
-        "decision_url": f"/v1/patients/{alert.patient_id}/decisions",
+        "decision_url": f"/v1/patients/{alert.patient_id}/decisions/{alert.decision_id}",
         "escalates_alert_id": alert.escalates_alert_id,
         "created_at": utc_text(alert.created_at),
         "acknowledged": ack is not None,

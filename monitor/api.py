@@ -308,6 +308,38 @@ def create_app(services: Services) -> FastAPI:
             decisions.append(body)
         return {"patient_id": patient_id, "decisions": decisions}
 
+    @app.get(
+        "/v1/patients/{patient_id}/decisions/{decision_id}",
+        summary="One decision, current or superseded (where an alert links to)",
+    )
+    def get_decision(
+        patient_id: PATIENT_ID,
+        decision_id: Annotated[str, Path(pattern=r"^d-[0-9a-f]{24}$")],
+        principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
+    ) -> dict[str, Any]:
+        with services.sessions() as session:
+            row = session.execute(
+                select(DecisionRow).where(
+                    col(DecisionRow.decision_id) == decision_id,
+                    col(DecisionRow.patient_id) == patient_id,
+                )
+            ).scalar_one_or_none()
+        status = 200 if row is not None else 404
+        auth.record(
+            services.sessions,
+            principal,
+            "GET /v1/patients/{patient_id}/decisions/{decision_id}",
+            f"patient:{patient_id}",
+            status,
+            now(),
+        )
+        if row is None:
+            raise HTTPException(404, f"no decision {decision_id} for patient {patient_id!r}")
+        body: dict[str, Any] = json.loads(row.body)
+        if row.superseded_at is not None:
+            body["superseded_at"] = row.superseded_at.isoformat().replace("+00:00", "Z")
+        return body
+
     @app.get("/v1/patients/{patient_id}/clearance", summary="May the dose be given today?")
     def get_clearance(
         patient_id: PATIENT_ID,

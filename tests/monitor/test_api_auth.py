@@ -28,6 +28,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/patients/{patient_id}/decisions"): {"nurse", "infusion"},
     ("GET", "/v1/patients/{patient_id}/clearance"): {"infusion"},
     ("GET", "/v1/patients/{patient_id}/history"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): {"nurse", "infusion"},
     ("GET", "/v1/alerts"): {"nurse"},
     ("GET", "/v1/alerts/stream"): {"nurse"},
     ("POST", "/v1/alerts/{alert_id}/ack"): {"nurse"},
@@ -50,6 +51,7 @@ SUCCESS = {
     ("GET", "/v1/patients/{patient_id}/decisions"): 200,
     ("GET", "/v1/patients/{patient_id}/clearance"): 200,
     ("GET", "/v1/patients/{patient_id}/history"): 200,
+    ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): 200,
     ("GET", "/v1/alerts"): 200,
     ("GET", "/v1/alerts/stream"): 200,
     ("POST", "/v1/alerts/{alert_id}/ack"): 200,
@@ -100,6 +102,9 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         .replace("{webhook_id}", "2")
         .replace("{delivery_id}", "1")
     )
+    if "{decision_id}" in path:
+        [first] = rows(running.services, "SELECT min(decision_id) AS d FROM decision")
+        concrete = concrete.replace("{decision_id}", first["d"])
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)

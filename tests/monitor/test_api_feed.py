@@ -150,13 +150,22 @@ def test_every_decision_with_an_audience_becomes_one_alert_with_the_full_view(
         assert alert["patient_id"] == decision["patient_id"]
         assert alert["unit"] == units[alert["patient_id"]]
         assert alert["message"] == decision["rationale"]
-        assert alert["decision_url"] == f"/v1/patients/{alert['patient_id']}/decisions"
+        assert alert["decision_url"] == (
+            f"/v1/patients/{alert['patient_id']}/decisions/{alert['decision_id']}"
+        )
         assert alert["escalates_alert_id"] is None
         assert alert["created_at"] == NOW_TEXT
         assert (alert["acknowledged"], alert["ack"]) == (False, None)
-    # The link leads to the decision.
-    linked = api.client.get(alerts[0]["decision_url"], headers=api.headers("nurse")).json()
-    assert alerts[0]["decision_id"] in {d["decision_id"] for d in linked["decisions"]}
+    # The link leads to the decision (each one).
+    for alert in alerts:
+        linked = api.client.get(alert["decision_url"], headers=api.headers("nurse"))
+        assert linked.status_code == 200, linked.text
+        assert linked.json() == decisions[alert["decision_id"]]
+    other = api.client.get(
+        alerts[0]["decision_url"].replace(alerts[0]["patient_id"], "PT-9"),
+        headers=api.headers("nurse"),
+    )
+    assert other.status_code == 404  # a decision is found under its own patient only
     # What the database holds, in the API's words.
     stored = rows(services, "SELECT id, decision_id, severity, unit FROM alert ORDER BY id DESC")
     assert [(r["id"], r["decision_id"], r["severity"], r["unit"]) for r in stored] == [
