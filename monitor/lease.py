@@ -17,6 +17,7 @@ import socket
 import uuid
 
 from sqlalchemy import delete, or_, update
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col
 
@@ -71,12 +72,16 @@ class SchedulerLease:
         return held
 
     def release(self) -> None:
-        """On a clean shutdown: let another replica take over at once."""
-        with self._sessions.begin() as session:
-            session.execute(
-                delete(SchedulerLeaseRow).where(
-                    col(SchedulerLeaseRow.name) == self.name,
-                    col(SchedulerLeaseRow.holder) == self.holder,
+        """On a clean shutdown: let another replica take over at once (if the database is
+        unreachable, the lease simply expires)."""
+        try:
+            with self._sessions.begin() as session:
+                session.execute(
+                    delete(SchedulerLeaseRow).where(
+                        col(SchedulerLeaseRow.name) == self.name,
+                        col(SchedulerLeaseRow.holder) == self.holder,
+                    )
                 )
-            )
+        except (OperationalError, DisconnectionError) as exc:
+            log.warning("lease not released; it expires", extra={"error_type": type(exc).__name__})
         self._held = False

@@ -6,7 +6,9 @@ import datetime as dt
 import functools
 import logging
 import os
+import signal
 import sys
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import func
@@ -48,7 +50,6 @@ def first_admin_token(services: Services) -> str | None:
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """The embedded default: API, in-process worker and scheduler in one process."""
-    import uvicorn
 
     from monitor.api import create_app
     from monitor.inprocess import InProcessWorker
@@ -66,13 +67,45 @@ def serve(settings: Settings, host: str, port: int) -> int:
     scheduler, lease = start_background(services)
     enqueue_all_open(services)
     try:
-        uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
+        _run_http(create_app(services), host, port)
     finally:
         scheduler.shutdown(wait=False)
         worker.stop()
         lease.release()
         services.close()
     return 0
+
+
+# Open alert streams (SSE) never end by themselves: on SIGTERM/Ctrl-C uvicorn waits this long
+# for them, then closes them (clients reconnect elsewhere with Last-Event-ID).
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def exit_cleanly_on_signals() -> None:
+    """SIGTERM and SIGINT end the process through `SystemExit(0)`, so `finally` blocks run
+    (the scheduler releases its lease, the embedded worker stops). Uvicorn handles both during
+    its run and re-raises the signal once it has shut down: this handler then takes it."""
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+
+
+def _run_http(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    exit_cleanly_on_signals()
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
 
 
 def _production_services(settings: Settings) -> Services:
@@ -86,13 +119,12 @@ def _production_services(settings: Settings) -> Services:
 
 
 def api(settings: Settings, host: str, port: int) -> int:
-    import uvicorn
 
     from monitor.api import create_app
 
     configure_logging(settings)
     services = _production_services(settings)
-    uvicorn.run(create_app(services), host=host, port=port, access_log=False, log_config=None)
+    _run_http(create_app(services), host, port)
     return 0
 
 
@@ -168,8 +200,11 @@ def scheduler(settings: Settings) -> int:
         "scheduler started",
         extra={"interval_s": settings.scheduler_interval_s, "holder": lease.holder},
     )
+    exit_cleanly_on_signals()
     try:
         blocking.start()
     finally:
+        if blocking.running:
+            blocking.shutdown(wait=False)
         lease.release()  # another replica takes over at its next tick
     return 0

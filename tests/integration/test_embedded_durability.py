@@ -6,6 +6,7 @@ from __future__ import annotations
 import pathlib
 import re
 import sys
+import time
 
 import httpx
 
@@ -83,3 +84,23 @@ def test_serve_killed_right_after_202_processes_everything_after_restart(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_serve_stops_on_sigterm_even_with_an_alert_stream_open(tmp_path: pathlib.Path) -> None:
+    """An SSE stream never ends by itself; shutdown must not wait for it forever."""
+    port = free_port()
+    serve = start_serve(tmp_path, port)
+    try:
+        found = TOKEN.search(serve.output())
+        assert found, serve.tail()
+        headers = {"Authorization": f"Bearer {found.group(1)}"}
+        url = f"http://127.0.0.1:{port}/v1/alerts/stream?after=0"
+        with httpx.stream("GET", url, headers=headers, timeout=30) as stream:
+            assert stream.status_code == 200
+            serve.terminate()  # SIGTERM, with the stream open
+            started = time.monotonic()
+            wait_until(lambda: not serve.alive(), 20, "serve to exit after SIGTERM")
+        assert time.monotonic() - started < 15
+        assert serve.popen.returncode == 0, serve.tail()
+    finally:
+        serve.kill()
