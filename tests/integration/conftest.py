@@ -261,12 +261,12 @@ class Stack:
 
     @property
     def env(self) -> dict[str, str]:
+        # extra_env overrides the suite's SERVICE_ENV defaults
         return child_env(
             MONITOR_DATABASE_URL=self.database_url,
             MONITOR_BROKER_URL=self.broker_url,
             MONITOR_POLICY=self.policy,
-            **SERVICE_ENV,
-            **self.extra_env,
+            **{**SERVICE_ENV, **self.extra_env},
         )
 
     def monitor(self, *args: str) -> str:
