@@ -46,7 +46,7 @@ function showLogin(message) {
 function when(text) {
   if (!text) return "—";
   const date = new Date(text);
-  return `${date.toLocaleString()} (${text.replace("T", " ").replace("Z", " UTC")})`;
+  return `${date.toLocaleString()} (${text.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC")})`;
 }
 
 const words = (text) => (text || "").replaceAll("_", " ");
@@ -239,7 +239,7 @@ function svg(tag, attrs, text) {
 function renderChart(history) {
   const chart = $("chart");
   const width = chart.clientWidth || 640, height = chart.clientHeight || 260;
-  const pad = { left: 36, right: 56, top: 12, bottom: 28 };
+  const pad = { left: 36, right: 78, top: 12, bottom: 28 };
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
   chart.replaceChildren();
   const times = [...history.grades, ...history.doses, ...history.dose_decisions].map((p) => Date.parse(p.at));
