@@ -46,6 +46,7 @@ from tests.integration.conftest import (
     require_postgres,
     wait_until,
 )
+from tests.monitor.service_support import RecordingDispatcher as Recorder
 
 NOW = FIXED_NOW  # the scheduler's clock
 SEEDED = NOW - dt.timedelta(hours=13)  # the clock when the events were processed
@@ -65,29 +66,6 @@ def database_url() -> Iterator[str]:
         yield PG.set(database=name).render_as_string(hide_password=False)
     finally:
         _drop_database(name)
-
-
-class Recorder:
-    """The dispatcher of every replica: records what it is given, hands nothing over (so
-    whatever is due stays due: only the jobs' own bookkeeping prevents a second send)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent: list[str] = []
-        self.deliveries: list[int] = []
-
-    def enqueue(self, patient_ids: list[str]) -> int:
-        with self._lock:
-            self.sent.extend(patient_ids)
-        return len(patient_ids)
-
-    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
-        with self._lock:
-            self.deliveries.extend(delivery_ids)
-        return len(delivery_ids)
-
-    def ping(self) -> bool:
-        return True
 
 
 @dataclass

@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import json
 import pathlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -65,6 +66,29 @@ class Api:
         assert response.json()["patient_id"] == patient_id
         decisions: list[dict[str, Any]] = response.json()["decisions"]
         return decisions
+
+
+class RecordingDispatcher:
+    """A dispatcher that records what it is given and hands it over to nobody (thread-safe):
+    whatever is due stays due, so only the jobs' own bookkeeping prevents a second send."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent: list[str] = []
+        self.deliveries: list[int] = []
+
+    def enqueue(self, patient_ids: list[str]) -> int:
+        with self._lock:
+            self.sent.extend(patient_ids)
+        return len(patient_ids)
+
+    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
+        with self._lock:
+            self.deliveries.extend(delivery_ids)
+        return len(delivery_ids)
+
+    def ping(self) -> bool:
+        return True
 
 
 def row_counts(services: Services, tables: Iterable[str] = DATA_TABLES) -> dict[str, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import pathlib
-import threading
 import time
 from typing import Any
 
@@ -32,31 +31,12 @@ from tests.monitor.service_support import (
     instant,
     rows,
 )
+from tests.monitor.service_support import (
+    RecordingDispatcher as Recorder,
+)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TIMELINE = ROOT / "examples" / "timeline.jsonl"
-
-
-class Recorder:
-    """A dispatcher that only records what it is given (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.sent: list[str] = []
-        self.deliveries: list[int] = []
-
-    def enqueue(self, patient_ids: list[str]) -> int:
-        with self._lock:
-            self.sent.extend(patient_ids)
-        return len(patient_ids)
-
-    def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
-        with self._lock:
-            self.deliveries.extend(delivery_ids)
-        return len(delivery_ids)
-
-    def ping(self) -> bool:
-        return True
 
 
 def set_clock(services: Services, moment: dt.datetime) -> None:
