@@ -80,6 +80,10 @@ class Settings(BaseSettings):
         description="an SSE stream ends after this long; clients reconnect with "
         "Last-Event-ID (their token is checked again, load spreads over API processes)",
     )
+    report_ack_target_minutes: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        description="adherence report: the share of urgent alerts acknowledged within this",
+    )
     webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     webhook_max_attempts: Annotated[int, Field(ge=1, le=30)] = 8
     webhook_backoff_s: Annotated[float, Field(gt=0)] = Field(

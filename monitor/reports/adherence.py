@@ -1,0 +1,580 @@
+"""The adherence audit (issue 5): were the recommendations followed, and on time?
+
+Pure: standard library only. Callers hand over one patient at a time (their events and current
+decisions, reduced to the few fields the audit reads) and the alerts one by one; the report
+keeps counters, the durations behind its medians and the drill-down items of what was not
+followed, never the whole history (so a database of any size streams through it).
+
+The definitions, applied per decision current in the period (`from <= at <= to`, both ends
+included as with `replay --until`), are in the README ("Adherence reports").
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+RECOMMENDATIONS = ("reduce_dose", "hold", "discontinue")
+AUDITED_ACTIONS = (
+    *RECOMMENDATIONS,
+    "resume",
+    "schedule_reassessment",
+    "escalate_immunotherapy",
+    "adherence_deviation",
+)
+DOSE_TOLERANCE_MG_M2 = 0.05
+ANSWER_DAYS = 7.0
+SEVERITIES = ("urgent", "warning", "info")
+NO_UNIT = "(none)"
+
+Outcome = Literal[
+    "followed",
+    "deviated",
+    "pending",
+    "on_time",
+    "late",
+    "missed",
+    "answered_within_7d",
+    "answered_late",
+    "unanswered",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """What the audit reads of an event; `at` is aware UTC."""
+
+    event_id: str
+    type: str
+    at: dt.datetime
+    dose_mg_m2: float | None = None  # administration, treatment_change
+    action: str | None = None  # treatment_change
+    unit: str | None = None  # enrollment
+
+    @property
+    def key(self) -> tuple[dt.datetime, str]:
+        """The timeline order (CONTRACT.md): time, then event id."""
+        return (self.at, self.event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditDecision:
+    """What the audit reads of a current decision; `at` and `due_at` are aware UTC."""
+
+    decision_id: str
+    action: str
+    at: dt.datetime
+    trigger: str
+    due_at: dt.datetime | None = None
+    dose_mg_m2: float | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: dt.datetime
+    end: dt.datetime
+    unit: str | None = None
+
+    def holds(self, moment: dt.datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+@dataclass(frozen=True, slots=True)
+class AuditItem:
+    """One audited decision and its outcome, with the event that decided it."""
+
+    kind: Literal["recommendation", "reassessment", "escalation"]
+    decision_id: str
+    patient_id: str
+    unit: str | None
+    action: str
+    at: dt.datetime
+    outcome: Outcome
+    due_at: dt.datetime | None = None
+    recommended_dose_mg_m2: float | None = None
+    evidence: AuditEvent | None = None
+    hours_to_action: float | None = None
+    days_to_therapy: float | None = None
+
+    @property
+    def month(self) -> str:
+        """The month it counts in: the due month of a reassessment, else the decision's."""
+        return (self.due_at if self.kind == "reassessment" and self.due_at else self.at).strftime(
+            "%Y-%m"
+        )
+
+    @property
+    def needs_review(self) -> bool:
+        """Shown in the drill-down: not followed, missed, or unanswered."""
+        return self.outcome in ("deviated", "pending", "missed", "unanswered")
+
+
+class _Timeline:
+    """One patient's events in timeline order, with the position of each event."""
+
+    def __init__(self, events: Sequence[AuditEvent], end: dt.datetime) -> None:
+        self.events = sorted((e for e in events if e.at <= end), key=lambda e: e.key)
+        self.keys = [e.key for e in self.events]
+        self.index = {e.event_id: i for i, e in enumerate(self.events)}
+        self.enrollments = [e for e in self.events if e.type == "enrollment"]
+
+    def after(self, decision: AuditDecision) -> int:
+        """Index of the first event after the decision: after its triggering event, or, for a
+        timer (which fires after the events of its instant), after every event of that time."""
+        position = self.index.get(decision.trigger)
+        if position is not None:
+            return position + 1
+        return bisect.bisect_right(self.keys, (decision.at, "\U0010ffff"))
+
+    def course_end(self, start: int) -> int:
+        """Index of the next enrolment from `start` (a new course): audits stop there."""
+        for i in range(start, len(self.events)):
+            if self.events[i].type == "enrollment":
+                return i
+        return len(self.events)
+
+    def unit_at(self, decision: AuditDecision) -> str | None:
+        """The unit of the course the decision belongs to (the enrolment before it)."""
+        unit = None
+        for enrollment in self.enrollments:
+            if enrollment.at <= decision.at:
+                unit = enrollment.unit
+        return unit
+
+
+def audit_patient(
+    patient_id: str,
+    events: Sequence[AuditEvent],
+    decisions: Sequence[AuditDecision],
+    period: Period,
+    grace: dt.timedelta,
+) -> tuple[list[AuditItem], list[tuple[AuditDecision, str | None]]]:
+    """Every audited item of one patient in the period, and its `adherence_deviation`
+    decisions (with their unit). Only events up to the period's end count."""
+    timeline = _Timeline(events, period.end)
+    ordered = sorted(decisions, key=lambda d: (d.at, d.decision_id))
+    recommendations = [d for d in ordered if d.action in RECOMMENDATIONS]
+    resumes = [d for d in ordered if d.action == "resume"]
+    items: list[AuditItem] = []
+    deviations: list[tuple[AuditDecision, str | None]] = []
+    for decision in ordered:
+        anchor = decision.due_at if decision.action == "schedule_reassessment" else decision.at
+        if anchor is None or not period.holds(anchor) or decision.at > period.end:
+            continue
+        unit = timeline.unit_at(decision)
+        if period.unit is not None and unit != period.unit:
+            continue
+        if decision.action in RECOMMENDATIONS:
+            items.append(
+                _recommendation(
+                    patient_id, unit, decision, timeline, recommendations, resumes, period.end
+                )
+            )
+        elif decision.action == "schedule_reassessment":
+            items.append(_reassessment(patient_id, unit, decision, timeline, grace))
+        elif decision.action == "escalate_immunotherapy":
+            items.append(_escalation(patient_id, unit, decision, timeline))
+        elif decision.action == "adherence_deviation":
+            deviations.append((decision, unit))
+    return items, deviations
+
+
+def _qualifies(action: str, event: AuditEvent, recommended: float | None) -> bool:
+    """A recorded treatment change that carries out the recommendation."""
+    if event.type == "course_end":
+        return action == "discontinue"
+    if event.type != "treatment_change":
+        return False
+    if action == "reduce_dose":
+        if event.action == "dose_reduced":
+            return (
+                event.dose_mg_m2 is None
+                or recommended is None
+                or event.dose_mg_m2 <= recommended + DOSE_TOLERANCE_MG_M2
+            )
+        return event.action in ("held", "discontinued")
+    if action == "hold":
+        return event.action in ("held", "discontinued")
+    return event.action in ("discontinued", "completed")
+
+
+def _recommendation(
+    patient_id: str,
+    unit: str | None,
+    decision: AuditDecision,
+    timeline: _Timeline,
+    recommendations: Sequence[AuditDecision],
+    resumes: Sequence[AuditDecision],
+    period_end: dt.datetime,
+) -> AuditItem:
+    start = timeline.after(decision)
+    stop = timeline.course_end(start)
+    window = timeline.events[start:stop]
+    action, dose = decision.action, decision.dose_mg_m2
+    outcome: Outcome = "pending"
+    evidence: AuditEvent | None = None
+    if action == "reduce_dose":
+        for event in window:
+            if event.type == "administration":
+                deviated = (
+                    dose is not None
+                    and event.dose_mg_m2 is not None
+                    and event.dose_mg_m2 > dose + DOSE_TOLERANCE_MG_M2
+                )
+                outcome, evidence = ("deviated" if deviated else "followed"), event
+                break
+            if _qualifies(action, event, dose):
+                outcome, evidence = "followed", event
+                break
+    elif action == "hold":
+        # Held until the next resume (a `resume` decision or a recorded `resumed`) with nothing
+        # given: followed. A dose before it: deviated. No resume yet: followed once the hold
+        # was recorded (`held`/`discontinued`), else pending.
+        resume_at = next((r.at for r in resumes if r.at > decision.at), None)
+        recorded: AuditEvent | None = None
+        for event in window:
+            if resume_at is not None and event.at >= resume_at:
+                outcome, evidence = "followed", recorded
+                break
+            if event.type == "administration":
+                outcome, evidence = "deviated", event
+                break
+            if event.type == "treatment_change" and event.action == "resumed":
+                outcome, evidence = "followed", event
+                break
+            if recorded is None and _qualifies(action, event, dose):
+                recorded = event
+        else:
+            if recorded is not None or (resume_at is not None and resume_at <= period_end):
+                outcome, evidence = "followed", recorded
+    else:  # discontinue
+        given = next((e for e in window if e.type == "administration"), None)
+        stopped = next((e for e in window if _qualifies(action, e, dose)), None)
+        if given is not None:
+            outcome, evidence = "deviated", given
+        elif stopped is not None:
+            outcome, evidence = "followed", stopped
+    next_recommendation = next(
+        (
+            r.at
+            for r in recommendations
+            if (r.at, r.decision_id) > (decision.at, decision.decision_id)
+        ),
+        None,
+    )
+    action_event = next(
+        (
+            e
+            for e in window
+            if _qualifies(action, e, dose)
+            and (next_recommendation is None or e.at < next_recommendation)
+        ),
+        None,
+    )
+    hours = None
+    if action_event is not None:
+        hours = (action_event.at - decision.at).total_seconds() / 3600
+    return AuditItem(
+        kind="recommendation",
+        decision_id=decision.decision_id,
+        patient_id=patient_id,
+        unit=unit,
+        action=action,
+        at=decision.at,
+        outcome=outcome,
+        recommended_dose_mg_m2=dose,
+        evidence=evidence,
+        hours_to_action=hours,
+    )
+
+
+def _reassessment(
+    patient_id: str,
+    unit: str | None,
+    decision: AuditDecision,
+    timeline: _Timeline,
+    grace: dt.timedelta,
+) -> AuditItem:
+    assert decision.due_at is not None
+    start = timeline.after(decision)
+    done = next((e for e in timeline.events[start:] if e.type == "assessment"), None)
+    outcome: Outcome = "missed"
+    if done is not None:
+        outcome = "on_time" if done.at <= decision.due_at + grace else "late"
+    return AuditItem(
+        kind="reassessment",
+        decision_id=decision.decision_id,
+        patient_id=patient_id,
+        unit=unit,
+        action=decision.action,
+        at=decision.at,
+        outcome=outcome,
+        due_at=decision.due_at,
+        evidence=done,
+    )
+
+
+def _escalation(
+    patient_id: str, unit: str | None, decision: AuditDecision, timeline: _Timeline
+) -> AuditItem:
+    therapy = next(
+        (e for e in timeline.events if e.type == "immunotherapy" and e.at >= decision.at), None
+    )
+    outcome: Outcome = "unanswered"
+    days = None
+    if therapy is not None:
+        days = (therapy.at - decision.at).total_seconds() / 86400
+        outcome = "answered_within_7d" if days <= ANSWER_DAYS else "answered_late"
+    return AuditItem(
+        kind="escalation",
+        decision_id=decision.decision_id,
+        patient_id=patient_id,
+        unit=unit,
+        action=decision.action,
+        at=decision.at,
+        outcome=outcome,
+        evidence=therapy,
+        days_to_therapy=days,
+    )
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def _rate(good: int, total: int) -> float | None:
+    return round(good / total, 4) if total else None
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
+
+
+def _p90(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=10, method="inclusive")[8], 2)
+
+
+@dataclass
+class _Section:
+    """Outcome counts of one group (a unit, a month, a patient, or the whole report)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, item: AuditItem) -> None:
+        self.counts[f"{item.kind}:{item.outcome}"] += 1
+        self.counts[f"{item.kind}:total"] += 1
+
+    def recommendations(self) -> dict[str, Any]:
+        c = self.counts
+        followed, deviated = c["recommendation:followed"], c["recommendation:deviated"]
+        return {
+            "total": c["recommendation:total"],
+            "followed": followed,
+            "deviated": deviated,
+            "pending": c["recommendation:pending"],
+            "rate": _rate(followed, followed + deviated),
+        }
+
+    def reassessments(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "due": c["reassessment:total"],
+            "on_time": c["reassessment:on_time"],
+            "late": c["reassessment:late"],
+            "missed": c["reassessment:missed"],
+            "rate": _rate(c["reassessment:on_time"], c["reassessment:total"]),
+        }
+
+    def escalations(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "total": c["escalation:total"],
+            "answered_within_7d": c["escalation:answered_within_7d"],
+            "answered_late": c["escalation:answered_late"],
+            "unanswered": c["escalation:unanswered"],
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "recommendations": self.recommendations(),
+            "reassessments": self.reassessments(),
+            "escalations": self.escalations(),
+        }
+
+
+class AdherenceReport:
+    """Accumulates patients and alerts; `result()` is the JSON report of issue 5."""
+
+    def __init__(
+        self,
+        period: Period,
+        policy: str,
+        *,
+        with_alerts: bool = True,
+        ack_target_minutes: float = 60.0,
+        on_item: Callable[[AuditItem], None] | None = None,
+    ) -> None:
+        self.on_item = on_item  # every audited item, as it is added (the CSV streams them)
+        self.period = period
+        self.policy = policy
+        self.with_alerts = with_alerts
+        self.ack_target_minutes = ack_target_minutes
+        self._all = _Section()
+        self._by_action: dict[str, _Section] = defaultdict(_Section)
+        self._by_unit: dict[str, _Section] = defaultdict(_Section)
+        self._by_month: dict[str, _Section] = defaultdict(_Section)
+        self._hours: list[float] = []
+        self._days: list[float] = []
+        self._deviations: Counter[str] = Counter()
+        self._patients: list[dict[str, Any]] = []
+        self._alerts: dict[str, dict[str, Any]] = {
+            s: {"total": 0, "acknowledged": 0, "minutes": []} for s in SEVERITIES
+        }
+
+    def add_patient(
+        self,
+        patient_id: str,
+        items: Iterable[AuditItem],
+        deviations: Iterable[tuple[AuditDecision, str | None]] = (),
+    ) -> None:
+        patient = _Section()
+        review: list[AuditItem] = []
+        units: set[str] = set()
+        for item in items:
+            for section in (
+                self._all,
+                self._by_unit[item.unit or NO_UNIT],
+                self._by_month[item.month],
+                patient,
+            ):
+                section.add(item)
+            units.add(item.unit or NO_UNIT)
+            if self.on_item is not None:
+                self.on_item(item)
+            if item.kind == "recommendation":
+                self._by_action[item.action].add(item)
+                if item.hours_to_action is not None:
+                    self._hours.append(item.hours_to_action)
+            if item.days_to_therapy is not None:
+                self._days.append(item.days_to_therapy)
+            if item.needs_review:
+                review.append(item)
+        for decision, unit in deviations:
+            self._deviations[decision.reason or "unspecified"] += 1
+            units.add(unit or NO_UNIT)
+        if patient.counts or units:
+            self._patients.append(
+                {
+                    "patient_id": patient_id,
+                    "units": sorted(units),
+                    **patient.summary(),
+                    "items": [item_view(i) for i in review],
+                }
+            )
+
+    def add_alert(
+        self, severity: str, created_at: dt.datetime, acknowledged_at: dt.datetime | None
+    ) -> None:
+        bucket = self._alerts.setdefault(severity, {"total": 0, "acknowledged": 0, "minutes": []})
+        bucket["total"] += 1
+        if acknowledged_at is not None:
+            bucket["acknowledged"] += 1
+            bucket["minutes"].append(max((acknowledged_at - created_at).total_seconds(), 0) / 60)
+
+    def result(self) -> dict[str, Any]:
+        recommendations = self._all.recommendations()
+        recommendations["median_hours_to_action"] = _median(self._hours)
+        recommendations["by_action"] = {
+            action: self._by_action[action].recommendations() for action in RECOMMENDATIONS
+        }
+        escalations = self._all.escalations()
+        escalations["median_days_to_therapy"] = _median(self._days)
+        return {
+            "period": {"from": _utc(self.period.start), "to": _utc(self.period.end)},
+            "unit": self.period.unit,
+            "policy": self.policy,
+            "recommendations": recommendations,
+            "reassessments": self._all.reassessments(),
+            "escalations": escalations,
+            "alerts": self._alert_section() if self.with_alerts else None,
+            "deviations": {
+                "total": sum(self._deviations.values()),
+                "by_reason": dict(sorted(self._deviations.items())),
+            },
+            "by_unit": {unit: s.summary() for unit, s in sorted(self._by_unit.items())},
+            "by_month": {month: s.summary() for month, s in sorted(self._by_month.items())},
+            "patients": sorted(self._patients, key=lambda p: p["patient_id"]),
+        }
+
+    def distributions(self) -> dict[str, Any]:
+        """The values behind the medians, for the HTML report's charts (not in the JSON)."""
+        return {
+            "hours_to_action": list(self._hours),
+            "days_to_therapy": list(self._days),
+            "minutes_to_ack": {s: list(b["minutes"]) for s, b in self._alerts.items()},
+        }
+
+    def _alert_section(self) -> dict[str, Any]:
+        by_severity = {}
+        for severity, bucket in self._alerts.items():
+            minutes = bucket["minutes"]
+            by_severity[severity] = {
+                "total": bucket["total"],
+                "acknowledged": bucket["acknowledged"],
+                "median_minutes_to_ack": _median(minutes),
+                "p90_minutes_to_ack": _p90(minutes),
+            }
+        urgent = self._alerts["urgent"]
+        within = sum(1 for m in urgent["minutes"] if m <= self.ack_target_minutes)
+        return {
+            "total": sum(b["total"] for b in self._alerts.values()),
+            "acknowledged": sum(b["acknowledged"] for b in self._alerts.values()),
+            "by_severity": by_severity,
+            "urgent_acknowledged_within_target": {
+                "target_minutes": self.ack_target_minutes,
+                "count": within,
+                "share": _rate(within, urgent["total"]),
+            },
+        }
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def item_view(item: AuditItem) -> dict[str, Any]:
+    """An audited item as JSON (the drill-down rows, and the CSV's source)."""
+    evidence = item.evidence
+    return {
+        "kind": item.kind,
+        "decision_id": item.decision_id,
+        "patient_id": item.patient_id,
+        "unit": item.unit,
+        "action": item.action,
+        "at": _utc(item.at),
+        "due_at": _utc(item.due_at),
+        "outcome": item.outcome,
+        "recommended_dose_mg_m2": item.recommended_dose_mg_m2,
+        "evidence": None
+        if evidence is None
+        else {
+            "event_id": evidence.event_id,
+            "type": evidence.type,
+            "at": _utc(evidence.at),
+            "dose_mg_m2": evidence.dose_mg_m2,
+            "action": evidence.action,
+        },
+        "hours_to_action": None if item.hours_to_action is None else round(item.hours_to_action, 2),
+        "days_to_therapy": None if item.days_to_therapy is None else round(item.days_to_therapy, 2),
+    }
