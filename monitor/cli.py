@@ -113,6 +113,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--no-progress", action="store_true")
 
+    report = commands.add_parser("report", help="audit reports")
+    report_commands = report.add_subparsers(dest="report_command", required=True, metavar="KIND")
+    adherence = report_commands.add_parser(
+        "adherence",
+        help="were the recommendations followed, on time? (from the database, or --events)",
+        description=(
+            "The adherence audit of decisions dated in [--from, --to] (both included). From the "
+            "configured database (MONITOR_DATABASE_URL), or with --events from an exported "
+            "events file, whose decisions are computed by replay (no alert section then)."
+        ),
+    )
+    adherence.add_argument(
+        "--from",
+        dest="start",
+        type=_aware_time,
+        default=None,
+        help="period start, RFC 3339 with offset (default: 30 days before --to)",
+    )
+    adherence.add_argument(
+        "--to",
+        dest="end",
+        type=_aware_time,
+        default=None,
+        help="period end (default: now; with --events, the latest event's time)",
+    )
+    adherence.add_argument("--unit", default=None, help="one infusion unit only")
+    adherence.add_argument("--format", required=True, choices=("json", "csv", "html"))
+    adherence.add_argument("--out", type=pathlib.Path, default=None, help="default: stdout")
+    adherence.add_argument(
+        "--events", type=pathlib.Path, default=None, help="an events file (JSON lines) instead"
+    )
+    _add_policy_options(adherence)
+
     bench = commands.add_parser(
         "bench",
         help="measure replay speed on generated timelines",
@@ -173,6 +206,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(run_bench(args, sys.stdout))
     if args.command == "ingest":
         return run_ingest(args)
+    if args.command == "report":
+        from monitor.reports.command import run_report_command
+
+        return run_report_command(args, sys.stdout, sys.stderr)
     return run_service_command(args)
 
 

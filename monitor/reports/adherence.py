@@ -122,7 +122,7 @@ class _Timeline:
         self.events = sorted((e for e in events if e.at <= end), key=lambda e: e.key)
         self.keys = [e.key for e in self.events]
         self.index = {e.event_id: i for i, e in enumerate(self.events)}
-        self.enrollments = [e for e in self.events if e.type == "enrollment"]
+        self.enrollments = [i for i, e in enumerate(self.events) if e.type == "enrollment"]
 
     def after(self, decision: AuditDecision) -> int:
         """Index of the first event after the decision: after its triggering event, or, for a
@@ -140,12 +140,10 @@ class _Timeline:
         return len(self.events)
 
     def unit_at(self, decision: AuditDecision) -> str | None:
-        """The unit of the course the decision belongs to (the enrolment before it)."""
-        unit = None
-        for enrollment in self.enrollments:
-            if enrollment.at <= decision.at:
-                unit = enrollment.unit
-        return unit
+        """The unit of the course the decision belongs to: the last enrolment up to its trigger
+        in timeline order (one at the same instant but after the trigger starts the next)."""
+        before = bisect.bisect_left(self.enrollments, self.after(decision))
+        return self.events[self.enrollments[before - 1]].unit if before else None
 
 
 def audit_patient(
@@ -154,9 +152,12 @@ def audit_patient(
     decisions: Sequence[AuditDecision],
     period: Period,
     grace: dt.timedelta,
+    tolerance: float = DOSE_TOLERANCE_MG_M2,
 ) -> tuple[list[AuditItem], list[tuple[AuditDecision, str | None]]]:
     """Every audited item of one patient in the period, and its `adherence_deviation`
-    decisions (with their unit). Only events up to the period's end count."""
+    decisions (with their unit). Only events up to the period's end count. `grace` and
+    `tolerance` come from the policy pack (`overdue_grace_days`, `dose_tolerance_mg_m2`), so
+    the audit and the engine's own deviations agree."""
     timeline = _Timeline(events, period.end)
     ordered = sorted(decisions, key=lambda d: (d.at, d.decision_id))
     recommendations = [d for d in ordered if d.action in RECOMMENDATIONS]
@@ -173,7 +174,14 @@ def audit_patient(
         if decision.action in RECOMMENDATIONS:
             items.append(
                 _recommendation(
-                    patient_id, unit, decision, timeline, recommendations, resumes, period.end
+                    patient_id,
+                    unit,
+                    decision,
+                    timeline,
+                    recommendations,
+                    resumes,
+                    period.end,
+                    tolerance,
                 )
             )
         elif decision.action == "schedule_reassessment":
@@ -185,7 +193,12 @@ def audit_patient(
     return items, deviations
 
 
-def _qualifies(action: str, event: AuditEvent, recommended: float | None) -> bool:
+def _qualifies(
+    action: str,
+    event: AuditEvent,
+    recommended: float | None,
+    tolerance: float = DOSE_TOLERANCE_MG_M2,
+) -> bool:
     """A recorded treatment change that carries out the recommendation."""
     if event.type == "course_end":
         return action == "discontinue"
@@ -196,7 +209,7 @@ def _qualifies(action: str, event: AuditEvent, recommended: float | None) -> boo
             return (
                 event.dose_mg_m2 is None
                 or recommended is None
-                or event.dose_mg_m2 <= recommended + DOSE_TOLERANCE_MG_M2
+                or event.dose_mg_m2 <= recommended + tolerance
             )
         return event.action in ("held", "discontinued")
     if action == "hold":
@@ -212,6 +225,7 @@ def _recommendation(
     recommendations: Sequence[AuditDecision],
     resumes: Sequence[AuditDecision],
     period_end: dt.datetime,
+    tolerance: float = DOSE_TOLERANCE_MG_M2,
 ) -> AuditItem:
     start = timeline.after(decision)
     stop = timeline.course_end(start)
@@ -225,21 +239,24 @@ def _recommendation(
                 deviated = (
                     dose is not None
                     and event.dose_mg_m2 is not None
-                    and event.dose_mg_m2 > dose + DOSE_TOLERANCE_MG_M2
+                    and event.dose_mg_m2 > dose + tolerance
                 )
                 outcome, evidence = ("deviated" if deviated else "followed"), event
                 break
-            if _qualifies(action, event, dose):
+            if _qualifies(action, event, dose, tolerance):
                 outcome, evidence = "followed", event
                 break
     elif action == "hold":
         # Held until the next resume (a `resume` decision or a recorded `resumed`) with nothing
         # given: followed. A dose before it: deviated. No resume yet: followed once the hold
         # was recorded (`held`/`discontinued`), else pending.
-        resume_at = next((r.at for r in resumes if r.at > decision.at), None)
+        # The resume holds from its trigger on, in timeline order (a dose at the same instant
+        # but before the trigger was given during the hold, as the engine's D6 says).
+        resume = next((r for r in resumes if r.at > decision.at), None)
+        resumed_from = None if resume is None else timeline.after(resume)
         recorded: AuditEvent | None = None
-        for event in window:
-            if resume_at is not None and event.at >= resume_at:
+        for position, event in enumerate(window, start):
+            if resumed_from is not None and position >= resumed_from:
                 outcome, evidence = "followed", recorded
                 break
             if event.type == "administration":
@@ -248,14 +265,14 @@ def _recommendation(
             if event.type == "treatment_change" and event.action == "resumed":
                 outcome, evidence = "followed", event
                 break
-            if recorded is None and _qualifies(action, event, dose):
+            if recorded is None and _qualifies(action, event, dose, tolerance):
                 recorded = event
         else:
-            if recorded is not None or (resume_at is not None and resume_at <= period_end):
+            if recorded is not None or (resume is not None and resume.at <= period_end):
                 outcome, evidence = "followed", recorded
     else:  # discontinue
         given = next((e for e in window if e.type == "administration"), None)
-        stopped = next((e for e in window if _qualifies(action, e, dose)), None)
+        stopped = next((e for e in window if _qualifies(action, e, dose, tolerance)), None)
         if given is not None:
             outcome, evidence = "deviated", given
         elif stopped is not None:
@@ -272,7 +289,7 @@ def _recommendation(
         (
             e
             for e in window
-            if _qualifies(action, e, dose)
+            if _qualifies(action, e, dose, tolerance)
             and (next_recommendation is None or e.at < next_recommendation)
         ),
         None,

@@ -41,7 +41,7 @@ BODY_TYPES = ("administration", "treatment_change", "enrollment")
 
 def report_from_database(
     services: Services, period: Period, on_item: Callable[[AuditItem], None] | None = None
-) -> dict[str, Any]:
+) -> AdherenceReport:
     """The report over the database; memory grows with the drill-down, not the history."""
     pack = services.pack
     report = AdherenceReport(
@@ -51,16 +51,19 @@ def report_from_database(
         on_item=on_item,
     )
     grace = dt.timedelta(days=pack.overdue_grace_days)
-    with services.engine.connect() as for_events, services.engine.connect() as for_decisions:
-        events = _patients_events(for_events, period)
+    # one connection, two cursors (one transaction: a consistent view; SQLite takes its lock
+    # per transaction, so a second connection would wait for the first)
+    with services.engine.connect() as connection:
+        events = _patients_events(connection, period)
         pending: tuple[str, list[AuditEvent]] | None = next(events, None)
-        for patient_id, decisions in _patients_decisions(for_decisions):
+        for patient_id, decisions in _patients_decisions(connection):
             while pending is not None and pending[0] < patient_id:
                 pending = next(events, None)
             patient_events = pending[1] if pending and pending[0] == patient_id else []
-            items, deviations = audit_patient(patient_id, patient_events, decisions, period, grace)
+            items, deviations = audit_patient(
+                patient_id, patient_events, decisions, period, grace, pack.dose_tolerance_mg_m2
+            )
             report.add_patient(patient_id, items, deviations)
-    with services.engine.connect() as connection:
         query = (
             select(
                 col(AlertRow.severity), col(AlertRow.created_at), col(AlertAckRow.acknowledged_at)
@@ -75,7 +78,7 @@ def report_from_database(
         )
         for severity, created_at, acknowledged_at in rows:
             report.add_alert(severity, created_at, acknowledged_at)
-    return report.result()
+    return report
 
 
 def _by_patient(connection: Connection, column: Any) -> Any:
@@ -163,7 +166,7 @@ def report_from_events(
     events: Sequence[Event],
     period: Period,
     on_item: Callable[[AuditItem], None] | None = None,
-) -> dict[str, Any]:
+) -> AdherenceReport:
     """The report over an exported timeline: decisions by replay up to the period's end (the
     same fold the service stores), no alert section (alerts live in the database only)."""
     report = AdherenceReport(period, pack.label, with_alerts=False, on_item=on_item)
@@ -176,9 +179,11 @@ def report_from_events(
         outcome = evaluate_patient(pack, patient_id, patient_events, period.end)
         decisions = [audit_decision(d) for d in outcome.decisions if d.action in AUDITED_ACTIONS]
         audit_events = [audit_event(e) for e in patient_events]
-        items, deviations = audit_patient(patient_id, audit_events, decisions, period, grace)
+        items, deviations = audit_patient(
+            patient_id, audit_events, decisions, period, grace, pack.dose_tolerance_mg_m2
+        )
         report.add_patient(patient_id, items, deviations)
-    return report.result()
+    return report
 
 
 def audit_decision(decision: Decision) -> AuditDecision:

@@ -1,0 +1,121 @@
+"""`python -m monitor report adherence`: the audit from the database or an events file."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shutil
+from collections.abc import Callable
+from typing import IO
+
+from monitor.reports.adherence import AdherenceReport, AuditItem, Period
+from monitor.reports.render import Format, run_report
+
+EXIT_INVALID = 2
+DEFAULT_DAYS = 30
+OnItem = Callable[[AuditItem], None] | None
+
+
+def run_report_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.events is None and (args.policy or args.policy_file):
+        print(
+            "report: --policy and --policy-file apply to --events only (the database's "
+            "decisions were made by the configured pack)",
+            file=err,
+        )
+        return EXIT_INVALID
+    text = _from_events(args, err) if args.events is not None else _from_database(args, err)
+    if text is None:
+        return EXIT_INVALID
+    try:
+        if args.out is None:
+            shutil.copyfileobj(text, out)
+        else:
+            with open(args.out, "w", encoding="utf-8", newline="") as handle:
+                shutil.copyfileobj(text, handle)
+    except OSError as exc:
+        print(f"report: {args.out}: cannot be written: {exc.strerror}", file=err)
+        return EXIT_INVALID
+    finally:
+        text.close()
+    return 0
+
+
+def period_of(
+    start: dt.datetime | None, end: dt.datetime, unit: str | None
+) -> tuple[Period | None, str | None]:
+    """The period, or why not: both ends aware, start not after end."""
+    begin = start if start is not None else end - dt.timedelta(days=DEFAULT_DAYS)
+    if begin > end:
+        return None, f"--from {begin.isoformat()} is after --to {end.isoformat()}"
+    return Period(begin.astimezone(dt.UTC), end.astimezone(dt.UTC), unit), None
+
+
+def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
+    from monitor.policy_file import load_pack
+    from monitor.reports.sources import report_from_events
+    from monitor.timeline import batch_mode, read_timeline
+    from policies.packs import PackError
+
+    try:
+        pack = load_pack(args.policy, args.policy_file)
+    except PackError as exc:
+        for pack_problem in exc.problems:
+            print(f"policy: {pack_problem}", file=err)
+        return None
+    try:
+        with open(args.events, "rb") as handle:
+            timeline = read_timeline(handle)
+    except OSError as exc:
+        print(f"report: {args.events}: cannot be read: {exc.strerror}", file=err)
+        return None
+    if timeline.problems:
+        for line_problem in timeline.problems:
+            print(line_problem, file=err)
+        return None
+    end = args.end or timeline.latest
+    assert end is not None  # a valid timeline has events
+    period, problem = period_of(args.start, end, args.unit)
+    if period is None:
+        print(f"report: {problem}", file=err)
+        return None
+
+    def build(on_item: OnItem) -> AdherenceReport:
+        return report_from_events(pack, timeline.events, period, on_item)
+
+    with batch_mode():
+        return run_report(build, args.format)
+
+
+def _from_database(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from monitor.reports.sources import report_from_database
+    from monitor.services import build_services
+    from monitor.settings import Settings
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        for setting in exc.errors():
+            key = "MONITOR_" + "_".join(str(p) for p in setting["loc"]).upper()
+            print(f"settings: {key}: {setting['msg']}", file=err)
+        return None
+    period, problem = period_of(args.start, args.end or settings.now(), args.unit)
+    if period is None:
+        print(f"report: {problem}", file=err)
+        return None
+    services = build_services(settings)
+    try:
+        fmt: Format = args.format
+        return run_report(lambda on_item: report_from_database(services, period, on_item), fmt)
+    except SQLAlchemyError as exc:
+        print(
+            f"report: the database cannot be read ({type(exc).__name__}); is "
+            "MONITOR_DATABASE_URL right and the schema migrated (python -m monitor migrate)?",
+            file=err,
+        )
+        return None
+    finally:
+        services.close()

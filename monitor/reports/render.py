@@ -1,0 +1,80 @@
+"""Running an adherence report into one of its formats: JSON, CSV (one row per audited item,
+streamed to a spooled file as the audit goes), or the self-contained HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from collections.abc import Callable
+from typing import IO, Literal
+
+from monitor.reports.adherence import AdherenceReport, AuditItem, item_view
+
+Format = Literal["json", "csv", "html"]
+MEDIA_TYPES: dict[str, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
+CSV_COLUMNS = (
+    "kind",
+    "decision_id",
+    "patient_id",
+    "unit",
+    "month",
+    "action",
+    "at",
+    "due_at",
+    "outcome",
+    "recommended_dose_mg_m2",
+    "evidence_event_id",
+    "evidence_type",
+    "evidence_at",
+    "evidence_dose_mg_m2",
+    "evidence_action",
+    "hours_to_action",
+    "days_to_therapy",
+)
+SPOOL_BYTES = 8 * 1024 * 1024  # in memory below this, a temporary file above
+
+
+class CsvItems:
+    """Writes each audited item as it is added (`on_item`), so a large report streams."""
+
+    def __init__(self) -> None:
+        self.file: IO[str] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by owner)
+            max_size=SPOOL_BYTES, mode="w+", encoding="utf-8", newline=""
+        )
+        self._writer = csv.writer(self.file)
+        self._writer.writerow(CSV_COLUMNS)
+        self.rows = 0
+
+    def __call__(self, item: AuditItem) -> None:
+        view = item_view(item)
+        evidence = view.pop("evidence") or {}
+        view["month"] = item.month
+        for name in ("event_id", "type", "at", "dose_mg_m2", "action"):
+            view[f"evidence_{name}"] = evidence.get(name)
+        self._writer.writerow(["" if view[c] is None else view[c] for c in CSV_COLUMNS])
+        self.rows += 1
+
+
+def run_report(
+    build: Callable[[Callable[[AuditItem], None] | None], AdherenceReport], fmt: Format
+) -> IO[str]:
+    """Build the report (`build(on_item)`) and return its text in `fmt`, rewound."""
+    if fmt == "csv":
+        items = CsvItems()
+        build(items)
+        items.file.seek(0)
+        return items.file
+    report = build(None)
+    if fmt == "json":
+        text = json.dumps(report.result(), indent=2) + "\n"
+    else:
+        from monitor.reports.html import render_html
+
+        text = render_html(report.result(), report.distributions())
+    return io.StringIO(text)
