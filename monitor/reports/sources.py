@@ -5,6 +5,13 @@ Both give the audit the same thing per patient: its events up to the period's en
 current decisions. The stored current decisions equal `replay --until <clock>`, and the fold is
 causal (a decision at t depends only on events up to t), so the decisions dated in the period
 are the same either way.
+
+On PostgreSQL (psycopg) one statement gives each patient's events and decisions as one row
+(arrays), the few JSON fields the audit reads taken out of the bodies by the server, streamed
+by a binary COPY: the server scans, extracts and sorts in parallel workers, and the client
+decodes one row per patient instead of one per event (the 100,000-patient benchmark,
+tests/perf/bench_report.py). Elsewhere (SQLite) two streams, events and decisions ordered by
+patient, are merge-joined. Both give the audit the same values in the same patient order.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, case, select
+import psycopg
+from sqlalchemy import Connection, DateTime, case, select, type_coerce
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
 from monitor.reports.adherence import (
@@ -42,7 +51,10 @@ BODY_TYPES = ("administration", "treatment_change", "enrollment")
 def report_from_database(
     services: Services, period: Period, on_item: Callable[[AuditItem], None] | None = None
 ) -> AdherenceReport:
-    """The report over the database; memory grows with the drill-down, not the history."""
+    """The report over the database; memory grows with the drill-down, not the history.
+
+    One connection, one transaction (SQLite takes its lock per transaction, so a second
+    connection would wait for the first)."""
     pack = services.pack
     report = AdherenceReport(
         period,
@@ -51,23 +63,23 @@ def report_from_database(
         on_item=on_item,
     )
     grace = dt.timedelta(days=pack.overdue_grace_days)
-    # one connection, two cursors (one transaction: a consistent view; SQLite takes its lock
-    # per transaction, so a second connection would wait for the first)
     with services.engine.connect() as connection:
-        events = _patients_events(connection, period)
-        pending: tuple[str, list[AuditEvent]] | None = next(events, None)
-        for patient_id, decisions in _patients_decisions(connection):
-            while pending is not None and pending[0] < patient_id:
-                pending = next(events, None)
-            patient_events = pending[1] if pending and pending[0] == patient_id else []
+        utc = _utc_session(connection)
+        patients = (
+            _patients_copied(connection, period) if utc else _patients_merged(connection, period)
+        )
+        for patient_id, patient_events, decisions in patients:
             items, deviations = audit_patient(
                 patient_id, patient_events, decisions, period, grace, pack.dose_tolerance_mg_m2
             )
             report.add_patient(patient_id, items, deviations)
+        created: Any = col(AlertRow.created_at)
+        acknowledged: Any = col(AlertAckRow.acknowledged_at)
+        if utc:  # psycopg already gives aware UTC datetimes: no conversion per value
+            created = type_coerce(created, DateTime(timezone=True))
+            acknowledged = type_coerce(acknowledged, DateTime(timezone=True))
         query = (
-            select(
-                col(AlertRow.severity), col(AlertRow.created_at), col(AlertAckRow.acknowledged_at)
-            )
+            select(col(AlertRow.severity), created, acknowledged)
             .outerjoin(AlertAckRow, col(AlertAckRow.alert_id) == col(AlertRow.id))
             .where(col(AlertRow.created_at) >= period.start, col(AlertRow.created_at) <= period.end)
         )
@@ -79,6 +91,128 @@ def report_from_database(
         for severity, created_at, acknowledged_at in rows:
             report.add_alert(severity, created_at, acknowledged_at)
     return report
+
+
+PatientRows = Iterator[tuple[str, list[AuditEvent], list[AuditDecision]]]
+
+
+def _utc_session(connection: Connection) -> bool:
+    """On PostgreSQL over psycopg: this transaction's time zone set to UTC (psycopg then gives
+    datetimes in `dt.UTC` itself, as the UTC columns do) and JIT off (compiling the report's
+    expressions costs more than it saves). False on other databases."""
+    if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+        return False
+    connection.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+    connection.exec_driver_sql("SET LOCAL jit = off")
+    driver = connection.connection.driver_connection
+    return isinstance(driver, psycopg.Connection) and driver.info.timezone is dt.UTC
+
+
+def _patients_merged(connection: Connection, period: Period) -> PatientRows:
+    """Patients with current audited decisions, in byte order of their id: two streams (events,
+    decisions) on one connection, merge-joined by patient id."""
+    events = _patients_events(connection, period)
+    pending: tuple[str, list[AuditEvent]] | None = next(events, None)
+    for patient_id, decisions in _patients_decisions(connection):
+        while pending is not None and pending[0] < patient_id:
+            pending = next(events, None)
+        patient_events = pending[1] if pending and pending[0] == patient_id else []
+        yield patient_id, patient_events, decisions
+
+
+# Bodies with a \u escape go to the client whole (read with json.loads as elsewhere): the
+# server's JSON functions refuse some escapes (\u0000, unpaired surrogates) that Python reads.
+_PLAIN_E = r"strpos(e.body, E'\\u') = 0"
+_PLAIN_D = r"strpos(d.body, E'\\u') = 0"
+_PATIENTS_COPY = f"""
+COPY (
+  SELECT patient_id, array_agg(k), array_agg(id), array_agg(kind), array_agg(at),
+    array_agg(due_at), array_agg(f1), array_agg(f2), array_agg(f3), array_agg(raw)
+  FROM (
+    SELECT e.patient_id COLLATE "C" AS patient_id, 0 AS k, e.event_id AS id, e.type AS kind,
+      e.occurred_at AS at, NULL::timestamptz AS due_at,
+      CASE WHEN e.type IN ('administration', 'treatment_change', 'enrollment') AND {_PLAIN_E}
+        THEN e.body::json ->> 'dose_mg_m2' END AS f1,
+      CASE WHEN e.type = 'treatment_change' AND {_PLAIN_E}
+        THEN e.body::json ->> 'action' END AS f2,
+      CASE WHEN e.type = 'enrollment' AND {_PLAIN_E} THEN e.body::json ->> 'unit' END AS f3,
+      CASE WHEN e.type IN ('administration', 'treatment_change', 'enrollment')
+        AND NOT {_PLAIN_E} THEN e.body END AS raw
+    FROM event AS e
+    WHERE e.occurred_at <= %(end)s
+    UNION ALL
+    SELECT d.patient_id COLLATE "C", 1, d.decision_id, d.action, d.at, d.due_at,
+      r.trigger, r.dose_mg_m2, r.reason, CASE WHEN NOT {_PLAIN_D} THEN d.body END
+    FROM decision AS d
+    LEFT JOIN LATERAL json_to_record(CASE WHEN {_PLAIN_D} THEN d.body::json END)
+      AS r(trigger text, dose_mg_m2 text, reason text) ON true
+    WHERE d.superseded_at IS NULL AND d.action = ANY(%(actions)s)
+  ) AS audited
+  GROUP BY patient_id
+  HAVING bool_or(k = 1)
+  ORDER BY patient_id
+) TO STDOUT (FORMAT BINARY)
+"""
+_PATIENTS_TYPES = [
+    "text",
+    "int4[]",
+    "text[]",
+    "text[]",
+    "timestamptz[]",
+    "timestamptz[]",
+    "text[]",
+    "text[]",
+    "text[]",
+    "text[]",
+]
+
+
+def _patients_copied(connection: Connection, period: Period) -> PatientRows:
+    """Patients with current audited decisions, in byte order of their id, one COPY row each.
+
+    The values are those `_patients_merged` reads: `->>`/`json_to_record` give a body's
+    strings unescaped and its numbers as written (read here as json.loads reads them), and
+    which keys each event type has is fixed by its model (no extra keys). Times are aware UTC
+    (`_utc_session`). Order within a patient does not matter (the audit sorts).
+    """
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    params = {"end": period.end, "actions": list(AUDITED_ACTIONS)}
+    try:
+        with driver.cursor() as cursor, cursor.copy(_PATIENTS_COPY, params) as copy:
+            copy.set_types(_PATIENTS_TYPES)
+            for patient_id, ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws in copy.rows():
+                events: list[AuditEvent] = []
+                decisions: list[AuditDecision] = []
+                for k, key, kind, at, due_at, f1, f2, f3, raw in zip(
+                    ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, strict=True
+                ):
+                    if k == 0:
+                        if raw is not None:
+                            events.append(_audit_event(key, kind, at, raw))
+                        else:
+                            events.append(AuditEvent(key, kind, at, _number(f1), f2, f3))
+                    elif raw is not None:
+                        decisions.append(_audit_decision(key, kind, at, due_at, raw))
+                    else:
+                        decisions.append(AuditDecision(key, kind, at, f1, due_at, _number(f2), f3))
+                yield patient_id, events, decisions
+    except psycopg.Error as exc:  # raised as SQLAlchemy raises the other queries' errors
+        error = DBAPIError.instance(
+            _PATIENTS_COPY, params, exc, psycopg.Error, dialect=connection.dialect
+        )
+        assert isinstance(error, DBAPIError)
+        raise error from exc
+
+
+def _number(token: str | None) -> float | None:
+    """A JSON number's text as json.loads reads it: an int unless it has a fraction or an
+    exponent."""
+    if token is None:
+        return None
+    if "." in token or "e" in token or "E" in token:
+        return float(token)
+    return int(token)
 
 
 def _by_patient(connection: Connection, column: Any) -> Any:
@@ -144,21 +278,28 @@ def _patients_decisions(
         .order_by(_by_patient(connection, col(DecisionRow.patient_id)))
     )
     for patient_id, group in itertools.groupby(rows, key=lambda row: row[0]):
-        decisions = []
-        for _, decision_id, action, at, due_at, body in group:
-            fields = json.loads(body)
-            decisions.append(
-                AuditDecision(
-                    decision_id,
-                    action,
-                    at,
-                    fields["trigger"],
-                    due_at=due_at,
-                    dose_mg_m2=fields.get("dose_mg_m2"),
-                    reason=fields.get("reason"),
-                )
-            )
-        yield patient_id, decisions
+        yield (
+            patient_id,
+            [
+                _audit_decision(decision_id, action, at, due_at, body)
+                for _, decision_id, action, at, due_at, body in group
+            ],
+        )
+
+
+def _audit_decision(
+    decision_id: str, action: str, at: dt.datetime, due_at: dt.datetime | None, body: str
+) -> AuditDecision:
+    fields = json.loads(body)
+    return AuditDecision(
+        decision_id,
+        action,
+        at,
+        fields["trigger"],
+        due_at=due_at,
+        dose_mg_m2=fields.get("dose_mg_m2"),
+        reason=fields.get("reason"),
+    )
 
 
 def report_from_events(
