@@ -3,7 +3,6 @@
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
 
-import json
 from collections.abc import Callable, Iterator
 from typing import IO, Annotated, Literal
 
@@ -55,7 +54,12 @@ def add_report_routes(
         period, problem = period_of(start, end or now, unit)
         if period is None:
             raise HTTPException(422, problem)
-        text = run_report(lambda on_item: report_from_database(services, period, on_item), format)
+        text = run_report(
+            lambda on_item, drill_down: report_from_database(
+                services, period, on_item, drill_down=drill_down
+            ),
+            format,
+        )
         auth.record(
             services.sessions,
             principal,
@@ -66,11 +70,6 @@ def add_report_routes(
         )
         name = f"adherence-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{format}"
         headers = {"Content-Disposition": f'inline; filename="{name}"'}
-        if format == "json":
-            body = text.read()
-            text.close()
-            json.loads(body)  # well-formed, or a 500 here rather than a broken download
-            return Response(body, media_type=MEDIA_TYPES["json"], headers=headers)
         return StreamingResponse(_chunks(text), media_type=MEDIA_TYPES[format], headers=headers)
 
 

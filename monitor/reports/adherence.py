@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import json
 import statistics
+import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 RECOMMENDATIONS = ("reduce_dose", "hold", "discontinue")
 AUDITED_ACTIONS = (
@@ -439,8 +441,10 @@ class AdherenceReport:
         with_alerts: bool = True,
         ack_target_minutes: float = 60.0,
         on_item: Callable[[AuditItem], None] | None = None,
+        drill_down: bool = True,
     ) -> None:
         self.on_item = on_item  # every audited item, as it is added (the CSV streams them)
+        self.drill_down = drill_down  # keep the per-patient entries (not needed for the CSV)
         self.period = period
         self.policy = policy
         self.with_alerts = with_alerts
@@ -452,7 +456,14 @@ class AdherenceReport:
         self._hours: list[float] = []
         self._days: list[float] = []
         self._deviations: Counter[str] = Counter()
-        self._patients: list[dict[str, Any]] = []
+        # Per-patient entries, written out as JSON lines as they come (spooled to disk past
+        # 8 MB): the report's memory does not grow with the number of patients.
+        self._patients = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by close())
+            max_size=8 * 1024 * 1024, mode="w+", encoding="utf-8"
+        )
+        self._patient_count = 0
+        self._last_patient: str | None = None
+        self._in_order = True
         self._alerts: dict[str, dict[str, Any]] = {
             s: {"total": 0, "acknowledged": 0, "minutes": []} for s in SEVERITIES
         }
@@ -488,15 +499,18 @@ class AdherenceReport:
         for decision, unit in deviations:
             self._deviations[decision.reason or "unspecified"] += 1
             units.add(unit or NO_UNIT)
-        if patient.counts or units:
-            self._patients.append(
-                {
-                    "patient_id": patient_id,
-                    "units": sorted(units),
-                    **patient.summary(),
-                    "items": [item_view(i) for i in review],
-                }
-            )
+        if self.drill_down and (patient.counts or units):
+            entry = {
+                "patient_id": patient_id,
+                "units": sorted(units),
+                **patient.summary(),
+                "items": [item_view(i) for i in review],
+            }
+            self._patients.write(json.dumps(entry) + "\n")
+            self._patient_count += 1
+            if self._last_patient is not None and patient_id < self._last_patient:
+                self._in_order = False
+            self._last_patient = patient_id
 
     def add_alert(
         self, severity: str, created_at: dt.datetime, acknowledged_at: dt.datetime | None
@@ -507,7 +521,34 @@ class AdherenceReport:
             bucket["acknowledged"] += 1
             bucket["minutes"].append(max((acknowledged_at - created_at).total_seconds(), 0) / 60)
 
+    def patients(self) -> Iterator[dict[str, Any]]:
+        """The per-patient entries, by patient id."""
+        self._patients.seek(0)
+        entries = (json.loads(line) for line in self._patients)
+        if self._in_order:
+            yield from entries
+        else:
+            yield from sorted(entries, key=lambda p: p["patient_id"])
+        self._patients.seek(0, 2)
+
+    def write_json(self, out: IO[str]) -> None:
+        """The JSON report written piece by piece: the patients stream from the spool."""
+        head = self.summary()
+        text = json.dumps({**head, "patients": []}, indent=2)
+        before, after = text.rsplit('"patients": []', 1)
+        out.write(before + '"patients": [')
+        for number, entry in enumerate(self.patients()):
+            out.write(("," if number else "") + "\n    " + json.dumps(entry))
+        out.write(("\n  ]" if self._patient_count else "]") + after + "\n")
+
+    def close(self) -> None:
+        self._patients.close()
+
     def result(self) -> dict[str, Any]:
+        return {**self.summary(), "patients": list(self.patients())}
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-patient entries."""
         recommendations = self._all.recommendations()
         recommendations["median_hours_to_action"] = _median(self._hours)
         recommendations["by_action"] = {
@@ -529,7 +570,6 @@ class AdherenceReport:
             },
             "by_unit": {unit: s.summary() for unit, s in sorted(self._by_unit.items())},
             "by_month": {month: s.summary() for month, s in sorted(self._by_month.items())},
-            "patients": sorted(self._patients, key=lambda p: p["patient_id"]),
         }
 
     def distributions(self) -> dict[str, Any]:

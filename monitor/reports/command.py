@@ -80,8 +80,8 @@ def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
         print(f"report: {problem}", file=err)
         return None
 
-    def build(on_item: OnItem) -> AdherenceReport:
-        return report_from_events(pack, timeline.events, period, on_item)
+    def build(on_item: OnItem, drill_down: bool) -> AdherenceReport:
+        return report_from_events(pack, timeline.events, period, on_item, drill_down=drill_down)
 
     with batch_mode():
         return run_report(build, args.format)
@@ -109,7 +109,12 @@ def _from_database(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
     services = build_services(settings)
     try:
         fmt: Format = args.format
-        return run_report(lambda on_item: report_from_database(services, period, on_item), fmt)
+        return run_report(
+            lambda on_item, drill_down: report_from_database(
+                services, period, on_item, drill_down=drill_down
+            ),
+            fmt,
+        )
     except SQLAlchemyError as exc:
         print(
             f"report: the database cannot be read ({type(exc).__name__}); is "

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import tempfile
 from collections.abc import Callable
 from typing import IO, Literal
@@ -61,20 +60,30 @@ class CsvItems:
         self.rows += 1
 
 
-def run_report(
-    build: Callable[[Callable[[AuditItem], None] | None], AdherenceReport], fmt: Format
-) -> IO[str]:
-    """Build the report (`build(on_item)`) and return its text in `fmt`, rewound."""
+Build = Callable[[Callable[[AuditItem], None] | None, bool], AdherenceReport]
+
+
+def run_report(build: Build, fmt: Format) -> IO[str]:
+    """Build the report (`build(on_item, drill_down)`) and return its text in `fmt`, rewound.
+
+    JSON and CSV are written to a spooled file as they go (memory stays flat however many
+    patients); the HTML page is built in memory (its drill-down is the page)."""
     if fmt == "csv":
         items = CsvItems()
-        build(items)
+        build(items, False).close()
         items.file.seek(0)
         return items.file
-    report = build(None)
-    if fmt == "json":
-        text = json.dumps(report.result(), indent=2) + "\n"
-    else:
+    report = build(None, True)
+    try:
+        if fmt == "json":
+            out: IO[str] = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (the caller closes it)
+                max_size=SPOOL_BYTES, mode="w+", encoding="utf-8"
+            )
+            report.write_json(out)
+            out.seek(0)
+            return out
         from monitor.reports.html import render_html
 
-        text = render_html(report.result(), report.distributions())
-    return io.StringIO(text)
+        return io.StringIO(render_html(report.result(), report.distributions()))
+    finally:
+        report.close()

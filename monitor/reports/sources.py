@@ -49,9 +49,13 @@ BODY_TYPES = ("administration", "treatment_change", "enrollment")
 
 
 def report_from_database(
-    services: Services, period: Period, on_item: Callable[[AuditItem], None] | None = None
+    services: Services,
+    period: Period,
+    on_item: Callable[[AuditItem], None] | None = None,
+    *,
+    drill_down: bool = True,
 ) -> AdherenceReport:
-    """The report over the database; memory grows with the drill-down, not the history.
+    """The report over the database, streamed one patient at a time.
 
     One connection, one transaction (SQLite takes its lock per transaction, so a second
     connection would wait for the first)."""
@@ -61,6 +65,7 @@ def report_from_database(
         pack.label,
         ack_target_minutes=services.settings.report_ack_target_minutes,
         on_item=on_item,
+        drill_down=drill_down,
     )
     grace = dt.timedelta(days=pack.overdue_grace_days)
     with services.engine.connect() as connection:
@@ -307,10 +312,14 @@ def report_from_events(
     events: Sequence[Event],
     period: Period,
     on_item: Callable[[AuditItem], None] | None = None,
+    *,
+    drill_down: bool = True,
 ) -> AdherenceReport:
     """The report over an exported timeline: decisions by replay up to the period's end (the
     same fold the service stores), no alert section (alerts live in the database only)."""
-    report = AdherenceReport(period, pack.label, with_alerts=False, on_item=on_item)
+    report = AdherenceReport(
+        period, pack.label, with_alerts=False, on_item=on_item, drill_down=drill_down
+    )
     grace = dt.timedelta(days=pack.overdue_grace_days)
     by_patient: dict[str, list[Event]] = defaultdict(list)
     for event in unique_events(events):

@@ -256,3 +256,32 @@ def test_an_unmigrated_database_is_a_clear_error(tmp_path: pathlib.Path) -> None
     proc = cli(tmp_path, "--format", "json", database=f"sqlite:///{tmp_path / 'empty.db'}")
     assert proc.returncode == 2
     assert "python -m monitor migrate" in proc.stderr
+
+
+@pytest.mark.parametrize("order", [["PT-1", "PT-2", "PT-3"], ["PT-3", "PT-1", "PT-2"], []])
+def test_the_streamed_json_equals_the_report(order: list[str]) -> None:
+    """`write_json` streams the patients from the report's spool; same JSON as `result()`."""
+    import datetime as dt
+
+    from monitor.reports.adherence import AdherenceReport, AuditItem, Period
+
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    built = AdherenceReport(Period(start, start + dt.timedelta(days=90)), "default@1")
+    for number, patient in enumerate(order):
+        item = AuditItem(
+            kind="reassessment",
+            decision_id=f"d-{number}",
+            patient_id=patient,
+            unit="U",
+            action="schedule_reassessment",
+            at=start,
+            due_at=start + dt.timedelta(days=number + 1),
+            outcome="missed",
+        )
+        built.add_patient(patient, [item])
+    out = io.StringIO()
+    built.write_json(out)
+    streamed = json.loads(out.getvalue())
+    assert streamed == built.result()
+    assert [p["patient_id"] for p in streamed["patients"]] == sorted(order)
+    built.close()
