@@ -38,6 +38,7 @@ from monitor.metrics import (
 from monitor.roles import Role
 from monitor.services import Services
 from monitor.storage.models import DeadLetterRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from policies.decisions import utc_text, utc_text_or_none
 from policies.events import Event, EventValidationError, parse_event
 
 log = logging.getLogger("monitor.api")
@@ -278,14 +279,13 @@ def create_app(services: Services) -> FastAPI:
         principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
     ) -> dict[str, Any]:
         row, pending = _patient(patient_id, principal, "GET /v1/patients/{patient_id}")
-        evaluated = row.evaluated_at
         return {
             "patient_id": patient_id,
             "status": "none",  # events stored, none folded yet: no course on record so far
             **json.loads(row.state),
             "pending_events": pending,
             # UTC `Z` form, as every other time the API serves
-            "evaluated_at": evaluated.isoformat().replace("+00:00", "Z") if evaluated else None,
+            "evaluated_at": utc_text_or_none(row.evaluated_at),
         }
 
     @app.get("/v1/patients/{patient_id}/decisions", summary="Current decisions")
@@ -305,7 +305,7 @@ def create_app(services: Services) -> FastAPI:
         for row in rows:
             body = json.loads(row.body)
             if row.superseded_at is not None:
-                body["superseded_at"] = row.superseded_at.isoformat().replace("+00:00", "Z")
+                body["superseded_at"] = utc_text(row.superseded_at)
             decisions.append(body)
         return {"patient_id": patient_id, "decisions": decisions}
 
@@ -338,7 +338,7 @@ def create_app(services: Services) -> FastAPI:
             raise HTTPException(404, f"no decision {decision_id} for patient {patient_id!r}")
         body: dict[str, Any] = json.loads(row.body)
         if row.superseded_at is not None:
-            body["superseded_at"] = row.superseded_at.isoformat().replace("+00:00", "Z")
+            body["superseded_at"] = utc_text(row.superseded_at)
         return body
 
     @app.get("/v1/patients/{patient_id}/clearance", summary="May the dose be given today?")

@@ -23,7 +23,7 @@ from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.storage.database import insert_for
 from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
 from monitor.webhooks import fan_out
-from policies.decisions import Decision, utc_text
+from policies.decisions import Decision, utc_text_or_none
 from policies.engine import PatientOutcome, evaluate_patient, next_timer
 from policies.events import EVENT_ADAPTER, Event
 from policies.packs import PolicyPack
@@ -54,7 +54,7 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
     pending = course.pending
     return {
         "status": course.status,
-        "course_started_at": _utc(course.started_at),
+        "course_started_at": utc_text_or_none(course.started_at),
         "unit": course.unit,
         "dose_mg_m2": course.dose_mg_m2,
         "schedule": course.schedule,
@@ -62,22 +62,20 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
         "cycle_length_days": course.cycle_length_days,
         "watch": {
             "state": course.watch_state,
-            "stopped_at": _utc(course.stopped_at),
-            "window_end": _utc(course.window_end),
+            "stopped_at": utc_text_or_none(course.stopped_at),
+            "window_end": utc_text_or_none(course.window_end),
         },
         "escalation": {
-            "escalated_at": _utc(course.escalated_at),
+            "escalated_at": utc_text_or_none(course.escalated_at),
             "answered": course.escalation_answered,
         },
-        "next_reassessment_due": _utc(pending.due_at) if pending else None,
-        "reassessment_overdue_since": _utc(course.overdue.due_at) if course.overdue else None,
-        "next_timer_at": _utc(next_due),
+        "next_reassessment_due": utc_text_or_none(pending.due_at) if pending else None,
+        "reassessment_overdue_since": utc_text_or_none(
+            course.overdue.due_at if course.overdue else None
+        ),
+        "next_timer_at": utc_text_or_none(next_due),
         "courses_ended": state.ended_courses,
     }
-
-
-def _utc(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else utc_text(moment)
 
 
 def _lock_patient(session: Session, patient_id: str) -> PatientRow:

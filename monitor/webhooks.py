@@ -35,6 +35,7 @@ from monitor.storage.models import (
     WebhookDeliveryRow,
     WebhookEndpointRow,
 )
+from policies.decisions import utc_text, utc_text_or_none
 
 log = logging.getLogger("monitor.webhooks")
 
@@ -84,7 +85,7 @@ def endpoint_view(endpoint: WebhookEndpointRow) -> dict[str, Any]:
             "unit": json.loads(endpoint.units),
             "kind": json.loads(endpoint.kinds),
         },
-        "created_at": endpoint.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": utc_text(endpoint.created_at),
         "active": endpoint.disabled_at is None,
     }
 
@@ -319,24 +320,23 @@ def due_for_redrive(services: Services, limit: int = 500) -> list[int]:
 def delivery_view(
     delivery: WebhookDeliveryRow, attempts: list[WebhookAttemptRow]
 ) -> dict[str, Any]:
-    def utc(moment: dt.datetime | None) -> str | None:
-        return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
     return {
         "id": delivery.id,
         "alert_id": delivery.alert_id,
         "endpoint_id": delivery.endpoint_id,
         "status": delivery.status,
         "attempts": delivery.attempts,
-        "next_attempt_at": utc(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "next_attempt_at": utc_text_or_none(
+            delivery.next_attempt_at if delivery.status == "pending" else None
+        ),
         "last_error": delivery.last_error,
-        "created_at": utc(delivery.created_at),
-        "delivered_at": utc(delivery.delivered_at),
-        "failed_at": utc(delivery.failed_at),
+        "created_at": utc_text_or_none(delivery.created_at),
+        "delivered_at": utc_text_or_none(delivery.delivered_at),
+        "failed_at": utc_text_or_none(delivery.failed_at),
         "history": [
             {
                 "attempt": a.attempt,
-                "at": utc(a.at),
+                "at": utc_text_or_none(a.at),
                 "status_code": a.status_code,
                 "outcome": a.outcome,
                 "error": a.error,

@@ -35,6 +35,11 @@ def utc_text(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
+def utc_text_or_none(moment: dt.datetime | None) -> str | None:
+    """`utc_text`, passing None through (optional times in JSON)."""
+    return None if moment is None else utc_text(moment)
+
+
 def utc_minute(moment: dt.datetime) -> str:
     """For rationales: `2026-03-23 07:40 UTC`, always converted to UTC first."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")

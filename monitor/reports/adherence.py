@@ -1,9 +1,10 @@
 """The adherence audit (issue 5): were the recommendations followed, and on time?
 
-Pure: standard library only. Callers hand over one patient at a time (their events and current
-decisions, reduced to the few fields the audit reads) and the alerts one by one; the report
-keeps counters, the durations behind its medians and the drill-down items of what was not
-followed, never the whole history (so a database of any size streams through it).
+Pure: standard library (and the policy core's time format) only. Callers hand over one
+patient at a time (their events and current decisions, reduced to the few fields the audit
+reads) and the alerts one by one; the report keeps counters, the durations behind its medians
+and the drill-down items of what was not followed, never the whole history (so a database of
+any size streams through it).
 
 The definitions, applied per decision current in the period (`from <= at <= to`, both ends
 included as with `replay --until`), are in the README ("Adherence reports").
@@ -20,6 +21,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
+
+from policies.decisions import utc_text, utc_text_or_none
 
 RECOMMENDATIONS = ("reduce_dose", "hold", "discontinue")
 AUDITED_ACTIONS = (
@@ -557,7 +560,10 @@ class AdherenceReport:
         escalations = self._all.escalations()
         escalations["median_days_to_therapy"] = _median(self._days)
         return {
-            "period": {"from": _utc(self.period.start), "to": _utc(self.period.end)},
+            "period": {
+                "from": utc_text(self.period.start),
+                "to": utc_text(self.period.end),
+            },
             "unit": self.period.unit,
             "policy": self.policy,
             "recommendations": recommendations,
@@ -604,12 +610,6 @@ class AdherenceReport:
         }
 
 
-def _utc(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
-
-
 def item_view(item: AuditItem) -> dict[str, Any]:
     """An audited item as JSON (the drill-down rows, and the CSV's source)."""
     evidence = item.evidence
@@ -619,8 +619,8 @@ def item_view(item: AuditItem) -> dict[str, Any]:
         "patient_id": item.patient_id,
         "unit": item.unit,
         "action": item.action,
-        "at": _utc(item.at),
-        "due_at": _utc(item.due_at),
+        "at": utc_text_or_none(item.at),
+        "due_at": utc_text_or_none(item.due_at),
         "outcome": item.outcome,
         "recommended_dose_mg_m2": item.recommended_dose_mg_m2,
         "evidence": None
@@ -628,7 +628,7 @@ def item_view(item: AuditItem) -> dict[str, Any]:
         else {
             "event_id": evidence.event_id,
             "type": evidence.type,
-            "at": _utc(evidence.at),
+            "at": utc_text_or_none(evidence.at),
             "dose_mg_m2": evidence.dose_mg_m2,
             "action": evidence.action,
         },
