@@ -12,7 +12,7 @@ import datetime as dt
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, exists, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -30,8 +30,7 @@ from monitor.storage.models import (
 )
 from policies.decisions import utc_minute, utc_text
 
-KINDS = ("new", "correction", "reminder", "escalation")
-SEVERITIES = ("info", "warning", "urgent")
+AlertKind = Literal["new", "correction", "reminder", "escalation"]
 SCAN_BATCH = 500
 
 

@@ -7,7 +7,7 @@ time, and some name types local to `add_feed_routes`.
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query
@@ -18,9 +18,8 @@ from starlette.concurrency import run_in_threadpool
 
 from monitor import auth
 from monitor.alerts import (
-    KINDS,
-    SEVERITIES,
     AlertFilter,
+    AlertKind,
     AlertNotFoundError,
     acknowledge,
     last_alert_id,
@@ -28,20 +27,13 @@ from monitor.alerts import (
 )
 from monitor.auth import Principal
 from monitor.services import Services
-from monitor.settings import ESCALATION_TARGETS
 from monitor.storage.models import DecisionRow, EventRow
-from policies.decisions import utc_text
+from policies.decisions import Audience, Severity, utc_text
 from policies.events import EVENT_ADAPTER, Administration, Assessment, Enrollment
 
-Severity = Literal["info", "warning", "urgent"]
-Kind = Literal["new", "correction", "reminder", "escalation"]
-Audience = Literal["nurse", "physician", "neurology", "pharmacy", "infusion_unit"]
 Unit = Annotated[str, Field(min_length=1, max_length=64)]
 MAX_PAGE = 500
 STREAM_BATCH = 100
-assert set(SEVERITIES) == set(Severity.__args__)  # type: ignore[attr-defined]
-assert set(KINDS) == set(Kind.__args__)  # type: ignore[attr-defined]
-assert set(ESCALATION_TARGETS) == set(Audience.__args__)  # type: ignore[attr-defined]
 
 
 class AckRequest(BaseModel):
@@ -64,7 +56,7 @@ class FeedQuery(BaseModel):
     severity: list[Severity] = []
     audience: list[Audience] = []
     unit: list[Unit] = []
-    kind: list[Kind] = []
+    kind: list[AlertKind] = []
     acknowledged: bool | None = None
 
     def where(self) -> AlertFilter:
@@ -81,7 +73,7 @@ def _feed_query(
     severity: Annotated[list[Severity] | None, Query()] = None,
     audience: Annotated[list[Audience] | None, Query()] = None,
     unit: Annotated[list[Unit] | None, Query()] = None,
-    kind: Annotated[list[Kind] | None, Query()] = None,
+    kind: Annotated[list[AlertKind] | None, Query()] = None,
     acknowledged: bool | None = None,
 ) -> FeedQuery:
     return FeedQuery(

@@ -15,11 +15,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
 from monitor import auth
-from monitor.api_feed import Audience, Kind, Severity, Unit
+from monitor.alerts import AlertKind
+from monitor.api_feed import Unit
 from monitor.auth import Principal
 from monitor.services import Services
 from monitor.storage.models import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
 from monitor.webhooks import delivery_view, endpoint_view
+from policies.decisions import Audience, Severity
 
 ID = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -32,7 +34,7 @@ class WebhookFilters(BaseModel):
     severity: list[Severity] = []
     audience: list[Audience] = []
     unit: list[Unit] = []
-    kind: list[Kind] = []
+    kind: list[AlertKind] = []
 
 
 class WebhookRegistration(BaseModel):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import pathlib
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from policies.decisions import Audience
 
 # nurse, infusion unit and pharmacy escalate to the physician; physician and neurology are the
 # top of the ladder, so their unanswered alert is paged to the physician again, as escalated.
@@ -106,7 +108,7 @@ class Settings(BaseSettings):
     @field_validator("escalation_targets")
     @classmethod
     def _known_audiences(cls, value: dict[str, str]) -> dict[str, str]:
-        known = set(ESCALATION_TARGETS)
+        known = set(get_args(Audience))
         unknown = sorted((set(value) | set(value.values())) - known)
         if unknown:
             raise ValueError(f"unknown audience(s) {unknown}; known: {sorted(known)}")
