@@ -28,7 +28,6 @@ class InProcessWorker:
         self._queue: queue.Queue[str] = queue.Queue()
         self._pending: set[str] = set()
         self._lock = threading.Lock()
-        self._busy = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="monitor-worker", daemon=True)
         self._deliveries = _DeliveryThread(services, self._stop)
@@ -78,7 +77,6 @@ class InProcessWorker:
                 patient_id = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
-            self._busy.set()
             with self._lock:
                 self._pending.discard(patient_id)  # events arriving from now on queue it again
             try:
@@ -87,7 +85,6 @@ class InProcessWorker:
                 # not marked done: its outbox rows stay open and the re-drive sends it again
                 log.exception("work failed and could not be dead-lettered")
             finally:
-                self._busy.clear()
                 self._queue.task_done()
 
     def _process(self, patient_id: str) -> None:

@@ -165,15 +165,15 @@ def test_wait_idle_waits_for_a_patient_just_taken_off_the_queue(
     services: Services, stored: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Between the thread's `get()` and the start of the work the worker is not idle (the
-    gap is widened here: the busy flag takes 0.3 s to be raised)."""
+    gap is widened here: clearing the patient's pending mark takes 0.3 s)."""
 
-    class SlowFlag(threading.Event):
-        def set(self) -> None:
+    class SlowPending(set[str]):
+        def discard(self, value: str) -> None:
             time.sleep(0.3)
-            super().set()
+            super().discard(value)
 
     worker = InProcessWorker(services)
-    worker._busy = SlowFlag()
+    worker._pending = SlowPending()
     services.dispatcher = worker
     worker.start()
     try:
