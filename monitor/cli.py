@@ -8,13 +8,16 @@ import os
 import pathlib
 import sys
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from monitor.policy_file import load_pack
 from monitor.roles import ROLES
-from monitor.timeline import batch_mode, read_timeline
+from monitor.timeline import Timeline, batch_mode, read_timeline
 from policies.engine import evaluate
 from policies.packs import BUILTIN_PACKS, PackError, PolicyPack
+
+if TYPE_CHECKING:
+    from monitor.settings import Settings
 
 EXIT_INVALID = 2
 
@@ -159,30 +162,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+def pack_or_report(args: argparse.Namespace, err: IO[str]) -> PolicyPack | None:
+    """The pack of `--policy`/`--policy-file`, or None after printing what is wrong."""
     try:
-        pack = load_pack(args.policy, args.policy_file)
+        return load_pack(args.policy, args.policy_file)
     except PackError as exc:
         for pack_problem in exc.problems:
             print(f"policy: {pack_problem}", file=err)
+        return None
+
+
+def timeline_or_report(path: str, err: IO[str], prefix: str = "") -> Timeline | None:
+    """The events of a JSON-lines file ('-': standard input), or None after printing each
+    problem (`line N: field: message`)."""
+    try:
+        if path == "-":
+            timeline = read_timeline(sys.stdin.buffer)
+        else:
+            with open(path, "rb") as handle:
+                timeline = read_timeline(handle)
+    except OSError as exc:
+        print(f"{prefix}{path}: cannot be read: {exc.strerror}", file=err)
+        return None
+    if timeline.problems:
+        for problem in timeline.problems:
+            print(problem, file=err)
+        return None
+    return timeline
+
+
+def settings_or_report(err: IO[str]) -> Settings | None:
+    """The MONITOR_* settings, or None after printing `settings: MONITOR_KEY: why`."""
+    from pydantic import ValidationError
+
+    from monitor.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for problem in exc.errors():
+            key = "MONITOR_" + "_".join(str(p) for p in problem["loc"]).upper()
+            print(f"settings: {key}: {problem['msg']}", file=err)
+        return None
+
+
+def run_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    pack = pack_or_report(args, err)
+    if pack is None:
         return EXIT_INVALID
     with batch_mode():
         return _replay(pack, args, out, err)
 
 
 def _replay(pack: PolicyPack, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    try:
-        if args.file == "-":
-            timeline = read_timeline(sys.stdin.buffer)
-        else:
-            with open(args.file, "rb") as handle:
-                timeline = read_timeline(handle)
-    except OSError as exc:
-        print(f"{args.file}: cannot be read: {exc.strerror}", file=err)
-        return EXIT_INVALID
-    if timeline.problems:
-        for problem in timeline.problems:
-            print(problem, file=err)
+    timeline = timeline_or_report(args.file, err)
+    if timeline is None:
         return EXIT_INVALID
     until: dt.datetime | None = args.until or timeline.latest
     if until is None:  # unreachable: read_timeline reports a file without events
@@ -251,17 +285,10 @@ def run_ingest(args: argparse.Namespace) -> int:
 
 def run_service_command(args: argparse.Namespace) -> int:
     """Commands that use the configured database (MONITOR_* settings)."""
-    from pydantic import ValidationError
-
     from monitor import runtime
-    from monitor.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for err in exc.errors():
-            key = "MONITOR_" + "_".join(str(p) for p in err["loc"]).upper()
-            print(f"settings: {key}: {err['msg']}", file=sys.stderr)
+    settings = settings_or_report(sys.stderr)
+    if settings is None:
         return EXIT_INVALID
     if args.command == "serve":
         return runtime.serve(settings, args.host, args.port)

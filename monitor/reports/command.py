@@ -52,26 +52,15 @@ def period_of(
 
 
 def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
-    from monitor.policy_file import load_pack
+    from monitor.cli import pack_or_report, timeline_or_report
     from monitor.reports.sources import report_from_events
-    from monitor.timeline import batch_mode, read_timeline
-    from policies.packs import PackError
+    from monitor.timeline import batch_mode
 
-    try:
-        pack = load_pack(args.policy, args.policy_file)
-    except PackError as exc:
-        for pack_problem in exc.problems:
-            print(f"policy: {pack_problem}", file=err)
+    pack = pack_or_report(args, err)
+    if pack is None:
         return None
-    try:
-        with open(args.events, "rb") as handle:
-            timeline = read_timeline(handle)
-    except OSError as exc:
-        print(f"report: {args.events}: cannot be read: {exc.strerror}", file=err)
-        return None
-    if timeline.problems:
-        for line_problem in timeline.problems:
-            print(line_problem, file=err)
+    timeline = timeline_or_report(str(args.events), err, prefix="report: ")
+    if timeline is None:
         return None
     end = args.end or timeline.latest
     assert end is not None  # a valid timeline has events
@@ -88,19 +77,14 @@ def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
 
 
 def _from_database(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
-    from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
+    from monitor.cli import settings_or_report
     from monitor.reports.sources import report_from_database
     from monitor.services import build_services
-    from monitor.settings import Settings
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        for setting in exc.errors():
-            key = "MONITOR_" + "_".join(str(p) for p in setting["loc"]).upper()
-            print(f"settings: {key}: {setting['msg']}", file=err)
+    settings = settings_or_report(err)
+    if settings is None:
         return None
     period, problem = period_of(args.start, args.end or settings.now(), args.unit)
     if period is None:
