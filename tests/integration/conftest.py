@@ -583,7 +583,9 @@ class ThrowawayPostgres:
                     require_binary("a `postgres` user (initdb refuses root)", None)
                     raise
                 os.chown(self.dir, account.pw_uid, account.pw_gid)
-                self._as_user = ["runuser", "-u", "postgres", "--"]
+                # /usr/sbin is not on every PATH (a minimal CI environment): look there too
+                runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+                self._as_user = [require_binary("runuser", runuser), "-u", "postgres", "--"]
             self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
         except BaseException:
             shutil.rmtree(self.dir, ignore_errors=True)
