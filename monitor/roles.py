@@ -1,6 +1,6 @@
-"""The roles of CONTRACT.md; `admin` may do everything."""
+"""The roles of CONTRACT.md, plus `cds` (CDS Hooks clients, issue 6); `admin` may do everything."""
 
 from typing import Literal
 
-Role = Literal["ingest", "nurse", "infusion", "auditor", "admin"]
-ROLES: tuple[Role, ...] = ("ingest", "nurse", "infusion", "auditor", "admin")
+Role = Literal["ingest", "nurse", "infusion", "auditor", "cds", "admin"]
+ROLES: tuple[Role, ...] = ("ingest", "nurse", "infusion", "auditor", "cds", "admin")

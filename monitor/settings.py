@@ -9,12 +9,82 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import pathlib
+import re
 from typing import Annotated, Literal, get_args
 
-from pydantic import Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from policies.decisions import Audience
+from policies.events import Therapy
+
+NeuropathyDomain = Literal["sensory", "motor", "pain", "autonomic"]
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+MEDDRA = "http://terminology.hl7.org/CodeSystem/MDRAE"
+ATC = "http://www.whocc.no/atc"
+# The service's own FHIR namespace: its code systems, extensions and identifier systems.
+FHIR_BASE = "https://bipn-monitor.example/fhir"
+
+
+def _coding(value: str) -> str:
+    """`system|code`, both present: a code alone is ambiguous across code systems."""
+    system, sep, code = value.partition("|")
+    if not sep or not system.strip() or not code.strip() or "|" in code:
+        raise ValueError(f"{value!r} is not system|code (e.g. {RXNORM}|358258)")
+    return f"{system.strip()}|{code.strip()}"
+
+
+def _default_terms() -> dict[NeuropathyDomain, list[str]]:
+    """MedDRA codes of the CTCAE v5 terms (CTCAE lists each term's MedDRA code)."""
+    return {
+        "sensory": [f"{MEDDRA}|10034620"],
+        "motor": [f"{MEDDRA}|10034580"],
+        "pain": [f"{MEDDRA}|10029223"],
+        "autonomic": [],
+    }
+
+
+def _default_immunotherapies() -> dict[Therapy, list[str]]:
+    """ATC (and RxNorm) codes; plasma exchange is a procedure with no built-in code."""
+    return {
+        "ivig": [f"{ATC}|J06BA02"],
+        "corticosteroids": [
+            f"{ATC}|H02AB01",
+            f"{ATC}|H02AB02",
+            f"{ATC}|H02AB04",
+            f"{ATC}|H02AB06",
+            f"{ATC}|H02AB07",
+            f"{RXNORM}|3264",
+        ],
+        "plasma_exchange": [],
+        "rituximab": [f"{ATC}|L01FA01", f"{ATC}|L01XC02"],
+    }
+
+
+class CdsClient(BaseModel):
+    """A CDS Hooks client allowed to call: its issuer, and where its public key comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iss: Annotated[str, Field(min_length=1)]
+    jwks_url: str | None = None
+    jwks: dict[str, object] | None = None
+    public_key: str | None = Field(default=None, description="PEM text")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CdsClient:
+        given = [x for x in (self.jwks_url, self.jwks, self.public_key) if x is not None]
+        if len(given) != 1:
+            raise ValueError(f"client {self.iss!r}: give exactly one of jwks_url, jwks, public_key")
+        return self
+
 
 # nurse, infusion unit and pharmacy escalate to the physician; physician and neurology are the
 # top of the ladder, so their unanswered alert is paged to the physician again, as escalated.
@@ -92,6 +162,38 @@ class Settings(BaseSettings):
         default=2.0, description="first retry delay; doubles each attempt (with jitter)"
     )
     webhook_backoff_max_s: Annotated[float, Field(gt=0)] = 600.0
+    public_base_url: str | None = Field(
+        default=None,
+        description="the service's address as EHRs and browsers reach it (https://host/path, "
+        "no trailing slash): links in CDS cards and FHIR resources, and the audience CDS "
+        "Hooks JWTs must name. Unset: taken from each request",
+    )
+    fhir_bortezomib_codes: list[str] = Field(
+        default_factory=lambda: [f"{RXNORM}|358258"],
+        description="codings (system|code) that identify bortezomib in FHIR medications",
+    )
+    fhir_term_codes: dict[NeuropathyDomain, list[str]] = Field(
+        default_factory=lambda: _default_terms(),
+        description="codings (system|code) of the CTCAE terms an Observation grades, per "
+        "domain (JSON object). MedDRA is built in; add the NCIt codes of your release, and "
+        "a site code for autonomic severity",
+    )
+    fhir_grade_systems: list[str] = Field(
+        default_factory=lambda: [f"{FHIR_BASE}/CodeSystem/ctcae-grade"],
+        description="code systems whose codes are CTCAE grades written as digits (0-4), "
+        "accepted in Observation.valueCodeableConcept",
+    )
+    fhir_immunotherapy_codes: dict[Therapy, list[str]] = Field(
+        default_factory=lambda: _default_immunotherapies(),
+        description="codings (system|code) of immunotherapies, in a Procedure's code or a "
+        "MedicationAdministration's medication (JSON object); add your plasma-exchange "
+        "procedure code",
+    )
+    cds_clients: list[CdsClient] = Field(
+        default_factory=list,
+        description="CDS Hooks clients (JSON list of {iss, jwks_url | jwks | public_key}) "
+        "whose signed JWTs are accepted; a bearer token of this service is accepted too",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     fixed_now: dt.datetime | None = Field(
         default=None,
@@ -103,6 +205,48 @@ class Settings(BaseSettings):
     def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a UTC offset, e.g. 2026-05-01T09:00:00Z")
+        return value
+
+    @field_validator("fhir_bortezomib_codes", "fhir_grade_systems")
+    @classmethod
+    def _not_blank(cls, value: list[str]) -> list[str]:
+        blank = [v for v in value if not v.strip()]
+        if blank:
+            raise ValueError("entries must not be blank")
+        return value
+
+    @field_validator("fhir_bortezomib_codes")
+    @classmethod
+    def _codings(cls, value: list[str]) -> list[str]:
+        return [_coding(v) for v in value]
+
+    @field_validator("fhir_term_codes", "fhir_immunotherapy_codes", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: object, info: ValidationInfo) -> object:
+        """A site names the keys it changes; the others keep their built-in codes."""
+        defaults = (
+            _default_terms() if info.field_name == "fhir_term_codes" else _default_immunotherapies()
+        )
+        return {**defaults, **value} if isinstance(value, dict) else value
+
+    @field_validator("fhir_term_codes", "fhir_immunotherapy_codes")
+    @classmethod
+    def _coding_lists(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        mapped = {key: [_coding(v) for v in codes] for key, codes in value.items()}
+        owners: dict[str, str] = {}
+        for key, codes in mapped.items():
+            for code in codes:
+                if owners.setdefault(code, key) != key:
+                    raise ValueError(f"{code} is listed under both {owners[code]} and {key}")
+        return mapped
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s]+(/\S*)?$", value) or value.endswith("/"):
+            raise ValueError(f"{value!r} is not an http(s) URL without a trailing slash")
         return value
 
     @field_validator("escalation_targets")

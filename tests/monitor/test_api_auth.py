@@ -19,6 +19,7 @@ from monitor.jobs import dead_letter
 from monitor.roles import ROLES, Role
 from tests import factories as f
 from tests.conftest import FIXED_NOW
+from tests.monitor.fhir.test_inbound import as_json, grading
 from tests.monitor.service_support import RunningService, rows, running_service
 
 # Who may call what, besides `admin` (who may do everything). Health needs no token.
@@ -40,6 +41,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): set(),
     ("GET", "/v1/admin/webhook-deliveries"): set(),
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
+    ("POST", "/fhir/r4"): {"ingest"},
 }
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
@@ -64,6 +66,7 @@ SUCCESS = {
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): 200,
     ("GET", "/v1/admin/webhook-deliveries"): 200,
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
+    ("POST", "/fhir/r4"): 201,
 }
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()
@@ -110,6 +113,11 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)
+    if method == "POST" and path == "/fhir/r4":
+        resource = as_json(
+            grading(ident=f"auth-{next(_event_ids)}", subject={"reference": "Patient/P1"})
+        )
+        return running.api.client.post(concrete, json=resource, headers=headers)
     if method == "POST" and path == "/v1/admin/webhooks":
         hook = {"name": f"hook-{next(_event_ids)}", "url": "http://127.0.0.1:9/hook"}
         return running.api.client.post(concrete, json=hook, headers=headers)
