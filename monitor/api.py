@@ -25,6 +25,7 @@ from starlette.routing import Match
 from monitor import auth
 from monitor.api_feed import add_feed_routes
 from monitor.api_fhir import add_fhir_ingest_routes
+from monitor.api_fhir_summary import add_fhir_summary_routes
 from monitor.api_reports import add_report_routes
 from monitor.api_webhooks import add_webhook_routes
 from monitor.auth import Principal
@@ -396,6 +397,7 @@ def create_app(services: Services) -> FastAPI:
     add_webhook_routes(app, services, require)
     add_report_routes(app, services, require)
     add_fhir_ingest_routes(app, services, require)
+    add_fhir_summary_routes(app, services, require)
 
     # --- the web page (static files; the data comes from the API with the user's token) --
 

@@ -1043,7 +1043,8 @@ def _administration(
         key_name = "treatment_change:held"
         body |= {"type": "treatment_change", "action": "held"}
         reason = _reason_text(given.statusReason[0] if given.statusReason else None)
-        body["reason"] = f"administration stopped: {reason}" if reason else "administration stopped"
+        if reason:
+            body["reason"] = reason
     else:
         key_name = ""
         problems.append(

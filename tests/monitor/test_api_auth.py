@@ -42,6 +42,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/admin/webhook-deliveries"): set(),
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
     ("POST", "/fhir/r4"): {"ingest"},
+    ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): {"nurse", "infusion"},
 }
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
@@ -67,6 +68,7 @@ SUCCESS = {
     ("GET", "/v1/admin/webhook-deliveries"): 200,
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
     ("POST", "/fhir/r4"): 201,
+    ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
 }
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()

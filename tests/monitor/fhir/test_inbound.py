@@ -654,7 +654,7 @@ def test_administrations_given_and_stopped() -> None:
     assert (stopped["type"], stopped["action"], stopped["reason"]) == (
         "treatment_change",
         "held",
-        "administration stopped: pain at site",
+        "pain at site",
     )
 
 
