@@ -4,7 +4,6 @@ import datetime as dt
 import json
 import logging
 import pathlib
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -29,7 +28,10 @@ from monitor.api_fhir_summary import add_fhir_summary_routes
 from monitor.api_reports import add_report_routes
 from monitor.api_webhooks import add_webhook_routes
 from monitor.auth import Principal
+from monitor.cds.api import add_cds_routes
+from monitor.clearance import clearance
 from monitor.ingest import EventConflictError, store_events
+from monitor.json_body import InvalidJsonError, parse_json
 from monitor.metrics import (
     EVENTS_ACCEPTED,
     EVENTS_DUPLICATE,
@@ -56,43 +58,6 @@ class EventBatch(BaseModel):
 
 def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, **extra})
-
-
-class InvalidJsonError(ValueError):
-    """A body that is not strict JSON (RFC 8259) of valid Unicode."""
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _reject_constant(name: str) -> Any:
-    raise InvalidJsonError(f"{name} is not a JSON value")
-
-
-def _parse_json(raw: bytes) -> Any:
-    """`json.loads`, but every way a body can fail is an `InvalidJsonError` (a 400, never a
-    500): bad syntax or encoding, NaN/Infinity, nesting too deep, integers too long to convert,
-    and unpaired UTF-16 surrogates (`"\\ud800"`), which no database or JSON parser downstream
-    accepts, so a stored event holding one could never be processed."""
-    try:
-        payload = json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise InvalidJsonError("nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
-        raise InvalidJsonError(str(exc)) from None
-    if _SURROGATE_ESCAPE.search(raw):
-        stack = [payload]
-        while stack:
-            value = stack.pop()
-            if isinstance(value, dict):
-                stack.extend(value.keys())
-                stack.extend(value.values())
-            elif isinstance(value, list):
-                stack.extend(value)
-            elif isinstance(value, str) and _SURROGATE.search(value):
-                raise InvalidJsonError("a string holds an unpaired UTF-16 surrogate (\\ud8xx)")
-    return payload
 
 
 def _route_template(request: Request) -> str:
@@ -212,7 +177,7 @@ def create_app(services: Services) -> FastAPI:
         if len(raw) > settings.max_body_bytes:
             return _problem(413, f"body over {settings.max_body_bytes} bytes")
         try:
-            payload = _parse_json(raw)
+            payload = parse_json(raw)
         except InvalidJsonError as exc:
             return _problem(400, f"the body is not valid JSON: {exc}")
         # validation, the database and the enqueue block: keep them off the event loop
@@ -398,6 +363,7 @@ def create_app(services: Services) -> FastAPI:
     add_report_routes(app, services, require)
     add_fhir_ingest_routes(app, services, require)
     add_fhir_summary_routes(app, services, require)
+    add_cds_routes(app, services, require)
 
     # --- the web page (static files; the data comes from the API with the user's token) --
 
@@ -507,29 +473,3 @@ def _events_of(payload: Any, max_batch: int) -> tuple[list[Event], list[dict[str
                 }
             )
     return events, (problems or None)
-
-
-def clearance(state: dict[str, Any], pending_events: int, now: dt.datetime) -> dict[str, Any]:
-    """For the infusion chair: may a dose be given now, which one, and why (not)."""
-    status = state.get("status", "none")
-    reasons: list[str] = []
-    if status in ("none", "ended"):
-        reasons.append("no active bortezomib course on record")
-    elif status == "held":
-        reasons.append("bortezomib is on hold")
-    elif status in ("discontinued", "completed"):
-        reasons.append(f"bortezomib was {status}")
-    due = state.get("reassessment_overdue_since") or state.get("next_reassessment_due")
-    if status in ("active", "held") and due is not None and dt.datetime.fromisoformat(due) <= now:
-        reasons.append(f"neuropathy reassessment due {due} has not been recorded: grade first")
-    if pending_events:
-        reasons.append(f"{pending_events} recent event(s) still being processed: retry shortly")
-    cleared = not reasons
-    return {
-        "cleared": cleared,
-        "dose_mg_m2": state.get("dose_mg_m2") if cleared else None,
-        "schedule": state.get("schedule") if cleared else None,
-        "route": state.get("route") if cleared else None,
-        "status": status,
-        "reasons": reasons or ["active course, no pending reassessment or hold"],
-    }

@@ -20,6 +20,7 @@ from monitor.auth import Principal
 from monitor.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
 from monitor.fhir.problems import Problem, information, operation_outcome
 from monitor.ingest import EventConflictError, IngestResult, IngestStatus, store_events
+from monitor.json_body import InvalidJsonError, parse_json
 from monitor.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from monitor.services import Services
 
@@ -47,8 +48,6 @@ def outcome_response(
 def add_fhir_ingest_routes(
     app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
 ) -> None:
-    from monitor.api import InvalidJsonError, _parse_json  # the API's strict JSON reading
-
     @app.post(
         "/fhir/r4",
         summary="FHIR R4 in: a Bundle (transaction, batch, collection) or one resource",
@@ -85,7 +84,7 @@ def add_fhir_ingest_routes(
         if len(raw) > settings.max_body_bytes:
             return outcome_response(413, "too-costly", f"body over {settings.max_body_bytes} bytes")
         try:
-            payload = _parse_json(raw)
+            payload = parse_json(raw)
         except InvalidJsonError as exc:
             return outcome_response(400, "structure", f"the body is not valid JSON: {exc}")
         return await run_in_threadpool(accept, payload, principal)

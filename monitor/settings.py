@@ -12,6 +12,9 @@ import pathlib
 import re
 from typing import Annotated, Literal, get_args
 
+import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -83,6 +86,25 @@ class CdsClient(BaseModel):
         given = [x for x in (self.jwks_url, self.jwks, self.public_key) if x is not None]
         if len(given) != 1:
             raise ValueError(f"client {self.iss!r}: give exactly one of jwks_url, jwks, public_key")
+        # a bad key is a configuration error at start-up, not a 401 for every call later
+        if self.public_key is not None:
+            try:
+                serialization.load_pem_public_key(self.public_key.encode())
+            except (ValueError, TypeError, UnsupportedAlgorithm):
+                raise ValueError(
+                    f"client {self.iss!r}: public_key is not a PEM public key"
+                ) from None
+        if self.jwks is not None:
+            try:
+                jwt.PyJWKSet.from_dict(self.jwks)
+            except jwt.PyJWTError as exc:
+                raise ValueError(
+                    f"client {self.iss!r}: jwks is not a usable JWK Set ({exc})"
+                ) from None
+        if self.jwks_url is not None and not re.match(r"^https?://\S+$", self.jwks_url):
+            raise ValueError(
+                f"client {self.iss!r}: jwks_url {self.jwks_url!r} is not an http(s) URL"
+            )
         return self
 
 

@@ -77,10 +77,15 @@ def is_bortezomib(concept: CodeableConcept | None, settings: Settings) -> bool:
     return bool(set(coding_keys(concept)) & set(settings.fhir_bortezomib_codes))
 
 
-def order_is_bortezomib(request: MedicationRequest, settings: Settings) -> bool:
+def order_is_bortezomib(
+    request: MedicationRequest,
+    settings: Settings,
+    bundle_medications: dict[str, Medication] | None = None,
+) -> bool:
     """For the CDS order check: is this draft order bortezomib (unresolvable: no)?"""
     try:
-        return is_bortezomib(medication_concept(request, "MedicationRequest"), settings)
+        concept = medication_concept(request, "MedicationRequest", bundle_medications)
+        return is_bortezomib(concept, settings)
     except FhirProblems:
         return False
 

@@ -35,6 +35,8 @@ AUDITED_ACTIONS = (
 DOSE_TOLERANCE_MG_M2 = 0.05
 ANSWER_DAYS = 7.0
 SEVERITIES = ("urgent", "warning", "info")
+CDS_INDICATORS = ("critical", "warning", "info")
+NO_REASON = "(no reason given)"
 NO_UNIT = "(none)"
 
 Outcome = Literal[
@@ -442,6 +444,7 @@ class AdherenceReport:
         policy: str,
         *,
         with_alerts: bool = True,
+        with_cds: bool = False,
         ack_target_minutes: float = 60.0,
         on_item: Callable[[AuditItem], None] | None = None,
         drill_down: bool = True,
@@ -451,6 +454,7 @@ class AdherenceReport:
         self.period = period
         self.policy = policy
         self.with_alerts = with_alerts
+        self.with_cds = with_cds  # the database report: CDS Hooks cards live there only
         self.ack_target_minutes = ack_target_minutes
         self._all = _Section()
         self._by_action: dict[str, _Section] = defaultdict(_Section)
@@ -470,6 +474,9 @@ class AdherenceReport:
         self._alerts: dict[str, dict[str, Any]] = {
             s: {"total": 0, "acknowledged": 0, "minutes": []} for s in SEVERITIES
         }
+        self._cds_indicators: Counter[str] = Counter({i: 0 for i in CDS_INDICATORS})
+        self._cds_outcomes: Counter[str] = Counter()
+        self._cds_reasons: Counter[str] = Counter()
 
     def add_patient(
         self,
@@ -524,6 +531,14 @@ class AdherenceReport:
             bucket["acknowledged"] += 1
             bucket["minutes"].append(max((acknowledged_at - created_at).total_seconds(), 0) / 60)
 
+    def add_cds_card(self, indicator: str, outcome: str | None, reason: str | None) -> None:
+        """A CDS Hooks card issued in the period, with its latest feedback (`accepted`,
+        `overridden` and the override reason's code, or None without feedback)."""
+        self._cds_indicators[indicator] += 1
+        self._cds_outcomes[outcome or "no_feedback"] += 1
+        if outcome == "overridden":
+            self._cds_reasons[reason or NO_REASON] += 1
+
     def patients(self) -> Iterator[dict[str, Any]]:
         """The per-patient entries, by patient id."""
         self._patients.seek(0)
@@ -570,6 +585,7 @@ class AdherenceReport:
             "reassessments": self._all.reassessments(),
             "escalations": escalations,
             "alerts": self._alert_section() if self.with_alerts else None,
+            **({"cds": self._cds_section()} if self.with_cds else {}),
             "deviations": {
                 "total": sum(self._deviations.values()),
                 "by_reason": dict(sorted(self._deviations.items())),
@@ -584,6 +600,18 @@ class AdherenceReport:
             "hours_to_action": list(self._hours),
             "days_to_therapy": list(self._days),
             "minutes_to_ack": {s: list(b["minutes"]) for s, b in self._alerts.items()},
+        }
+
+    def _cds_section(self) -> dict[str, Any]:
+        """CDS Hooks cards issued in the period and what became of them (the latest feedback
+        of each card counts)."""
+        return {
+            "cards": sum(self._cds_indicators.values()),
+            "by_indicator": dict(self._cds_indicators),
+            "accepted": self._cds_outcomes["accepted"],
+            "overridden": self._cds_outcomes["overridden"],
+            "no_feedback": self._cds_outcomes["no_feedback"],
+            "override_reasons": dict(sorted(self._cds_reasons.items())),
         }
 
     def _alert_section(self) -> dict[str, Any]:

@@ -75,6 +75,7 @@ def render_html(result: dict[str, Any], distributions: dict[str, Any]) -> str:
         _section_by_month(result, charts["by-month"]),
         _section_recommendations(result, charts["time-to-action"]),
         _section_alerts(result, charts["ack-times"]),
+        _section_cds(result),
         _section_by_unit(result),
         _section_drill_down(result),
         "</main>\n</body>\n</html>\n",
@@ -361,6 +362,44 @@ def _section_alerts(result: dict[str, Any], svg: str | None) -> str:
         f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
     )
     return f'<section class="chart">\n<h2>Alert acknowledgement</h2>\n{figure}{table}</section>\n'
+
+
+def _section_cds(result: dict[str, Any]) -> str:
+    """CDS Hooks cards at order signing and what prescribers did with them (database reports
+    only: an offline report has no such section, and shows none)."""
+    cds = result.get("cds")
+    if cds is None:
+        return ""
+    by_indicator = cds.get("by_indicator") or {}
+    rows = "\n".join(
+        f'<tr data-indicator="{_e(name)}"><th scope="row">{_e(name)}</th>'
+        f'<td class="num">{_count(count)}</td></tr>'
+        for name, count in by_indicator.items()
+    )
+    outcomes = "\n".join(
+        f'<tr data-outcome="{name}"><th scope="row">{_label(name)}</th>'
+        f'<td class="num">{_count(cds.get(name))}</td></tr>'
+        for name in ("accepted", "overridden", "no_feedback")
+    )
+    reasons = (
+        "\n".join(
+            f'<tr data-reason="{_e(reason)}"><th scope="row">{_e(reason)}</th>'
+            f'<td class="num">{_count(count)}</td></tr>'
+            for reason, count in (cds.get("override_reasons") or {}).items()
+        )
+        or '<tr class="empty"><td colspan="2">No card was overridden.</td></tr>'
+    )
+    return (
+        "<section>\n<h2>Order checks (CDS Hooks)</h2>\n"
+        f"<p>{_figure('cds.cards', _count(cds.get('cards')))} cards at order signing; "
+        "the latest feedback of each counts.</p>\n"
+        '<table data-table="cds">\n<caption>Cards and what became of them</caption>\n'
+        '<thead><tr><th scope="col">indicator / outcome</th><th class="num">cards</th></tr>'
+        f"</thead>\n<tbody>\n{rows}\n{outcomes}\n</tbody>\n</table>\n"
+        '<table data-table="cds-override-reasons">\n<caption>Override reasons</caption>\n'
+        '<thead><tr><th scope="col">reason</th><th class="num">cards</th></tr></thead>\n'
+        f"<tbody>\n{reasons}\n</tbody>\n</table>\n</section>\n"
+    )
 
 
 def _counts_cells(counts: dict[str, Any], keys: Iterable[str]) -> str:

@@ -38,7 +38,14 @@ from monitor.reports.adherence import (
     audit_patient,
 )
 from monitor.services import Services
-from monitor.storage.models import AlertAckRow, AlertRow, DecisionRow, EventRow
+from monitor.storage.models import (
+    AlertAckRow,
+    AlertRow,
+    CdsCardRow,
+    CdsFeedbackRow,
+    DecisionRow,
+    EventRow,
+)
 from policies.decisions import Decision
 from policies.engine import evaluate_patient, unique_events
 from policies.events import Administration, Enrollment, Event, TreatmentChange
@@ -64,6 +71,7 @@ def report_from_database(
         period,
         pack.label,
         ack_target_minutes=services.settings.report_ack_target_minutes,
+        with_cds=True,
         on_item=on_item,
         drill_down=drill_down,
     )
@@ -95,7 +103,38 @@ def report_from_database(
         )
         for severity, created_at, acknowledged_at in rows:
             report.add_alert(severity, created_at, acknowledged_at)
+        _add_cds_cards(connection, report, period)
     return report
+
+
+def _add_cds_cards(connection: Connection, report: AdherenceReport, period: Period) -> None:
+    """The CDS Hooks cards issued in the period (of the unit's courses, with a unit), each with
+    its latest feedback (by outcome time, then arrival)."""
+    in_period = [
+        col(CdsCardRow.created_at) >= period.start,
+        col(CdsCardRow.created_at) <= period.end,
+    ]
+    if period.unit is not None:
+        in_period.append(col(CdsCardRow.unit) == period.unit)
+    latest: dict[int | None, tuple[str | None, str | None]] = {}
+    feedback = connection.execute(
+        select(
+            col(CdsFeedbackRow.card_id),
+            col(CdsFeedbackRow.outcome),
+            col(CdsFeedbackRow.override_code),
+        )
+        .join(CdsCardRow, col(CdsCardRow.id) == col(CdsFeedbackRow.card_id))
+        .where(*in_period)
+        .order_by(col(CdsFeedbackRow.outcome_at), col(CdsFeedbackRow.id))
+    )
+    for card_id, outcome, reason in feedback:
+        latest[card_id] = (outcome, reason)
+    cards = connection.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+        select(col(CdsCardRow.id), col(CdsCardRow.indicator)).where(*in_period)
+    )
+    for card, indicator in cards:
+        last_outcome, last_reason = latest.get(card, (None, None))
+        report.add_cds_card(indicator, last_outcome, last_reason)
 
 
 PatientRows = Iterator[tuple[str, list[AuditEvent], list[AuditDecision]]]

@@ -250,3 +250,61 @@ class AuditLogRow(SQLModel, table=True):
     status_code: int
     prev_hash: str = Field(max_length=64)
     row_hash: str = Field(max_length=64)
+
+
+class CdsCardRow(SQLModel, table=True):
+    """A CDS Hooks card the service answered (issue 6): kept so feedback can be matched to it
+    and the adherence report can count cards and what became of them. `unit` is the course's
+    unit when the card was issued (the report's unit filter); `suggestions` is the JSON list of
+    the card's suggestion uuids (accepted feedback must name one of them)."""
+
+    __tablename__ = "cds_card"
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(max_length=36, unique=True)
+    service_id: str = Field(max_length=64)
+    hook: str = Field(max_length=32)
+    hook_instance: str = Field(max_length=128)
+    patient_id: str = Field(max_length=64, index=True)
+    unit: str | None = Field(default=None, max_length=64)
+    order_ref: str | None = Field(default=None, max_length=128)
+    indicator: str = Field(max_length=16)  # info | warning | critical
+    rule: str = Field(max_length=8)
+    policy: str = Field(max_length=64)
+    decision_id: str | None = Field(default=None, max_length=40)
+    suggestions: str = Field(default="[]", sa_type=Text)
+    principal: str = Field(max_length=64)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class CdsFeedbackRow(SQLModel, table=True):
+    """What the clinician did with a card, as the CDS client reported it: `accepted` (with the
+    suggestion uuids) or `overridden` (with an optional reason coding and comment). A card may
+    get several; the latest `outcome_at` stands."""
+
+    __tablename__ = "cds_feedback"
+
+    id: int | None = Field(default=None, primary_key=True)
+    card_id: int = Field(foreign_key="cds_card.id", index=True)
+    outcome: str = Field(max_length=16)  # accepted | overridden
+    accepted_suggestions: str = Field(default="[]", sa_type=Text)
+    override_system: str | None = Field(default=None, max_length=256)
+    override_code: str | None = Field(default=None, max_length=64)
+    override_display: str | None = Field(default=None, max_length=256)
+    override_comment: str | None = Field(default=None, sa_type=Text)
+    outcome_at: dt.datetime = Field(sa_type=UTCDateTime)
+    received_at: dt.datetime = Field(sa_type=UTCDateTime)
+    principal: str = Field(max_length=64)
+
+
+class CdsJwtRow(SQLModel, table=True):
+    """A CDS Hooks JWT already used (`iss`, `jti`), kept until it expires: the same token
+    presented again is a replay and is refused, whichever API process sees it."""
+
+    __tablename__ = "cds_jwt"
+    __table_args__ = (UniqueConstraint("issuer", "jti", name="uq_cds_jwt_issuer_jti"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    issuer: str = Field(max_length=256)
+    jti: str = Field(max_length=256)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)

@@ -19,6 +19,7 @@ from monitor.jobs import dead_letter
 from monitor.roles import ROLES, Role
 from tests import factories as f
 from tests.conftest import FIXED_NOW
+from tests.monitor.cds.support import draft_order, hook_request
 from tests.monitor.fhir.test_inbound import as_json, grading
 from tests.monitor.service_support import RunningService, rows, running_service
 
@@ -43,11 +44,16 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
     ("POST", "/fhir/r4"): {"ingest"},
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): {"nurse", "infusion"},
+    ("POST", "/cds-services/{service_id}"): {"cds"},
+    ("POST", "/cds-services/{service_id}/feedback"): {"cds"},
 }
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
 PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}")}
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")} | PAGES
+# CDS Hooks discovery: what the service offers, no patient data (the spec's clients call it to
+# configure themselves).
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}
+PUBLIC |= PAGES
 # What a permitted call answers (the fixture makes each one succeed).
 SUCCESS = {
     ("POST", "/v1/events"): 202,
@@ -69,6 +75,8 @@ SUCCESS = {
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
     ("POST", "/fhir/r4"): 201,
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
+    ("POST", "/cds-services/{service_id}"): 200,
+    ("POST", "/cds-services/{service_id}/feedback"): 200,
 }
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()
@@ -97,7 +105,18 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
                     "'2026-10-01 12:00:00.000000')"
                 )
             )
+        # one order check, so that feedback has a card to be about
+        checked = service.api.client.post(
+            "/cds-services/bortezomib-order-check",
+            json=hook_request("P1", draft_order(patient="P1")),
+            headers=admin,
+        )
+        assert checked.status_code == 200, checked.text
+        ISSUED_CARD[:] = [checked.json()["cards"][0]["uuid"]]
         yield service
+
+
+ISSUED_CARD: list[str] = []
 
 
 def call(running: RunningService, method: str, path: str, headers: dict[str, str]) -> Any:
@@ -108,6 +127,7 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         .replace("{alert_id}", "1")
         .replace("{webhook_id}", "2")
         .replace("{delivery_id}", "1")
+        .replace("{service_id}", "bortezomib-order-check")
     )
     if "{decision_id}" in path:
         [first] = rows(running.services, "SELECT min(decision_id) AS d FROM decision")
@@ -120,6 +140,19 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
             grading(ident=f"auth-{next(_event_ids)}", subject={"reference": "Patient/P1"})
         )
         return running.api.client.post(concrete, json=resource, headers=headers)
+    if method == "POST" and path == "/cds-services/{service_id}":
+        return running.api.client.post(concrete, json=hook_request("P1"), headers=headers)
+    if method == "POST" and path == "/cds-services/{service_id}/feedback":
+        feedback = {
+            "feedback": [
+                {
+                    "card": ISSUED_CARD[0],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-10-01T12:00:00Z",
+                }
+            ]
+        }
+        return running.api.client.post(concrete, json=feedback, headers=headers)
     if method == "POST" and path == "/v1/admin/webhooks":
         hook = {"name": f"hook-{next(_event_ids)}", "url": "http://127.0.0.1:9/hook"}
         return running.api.client.post(concrete, json=hook, headers=headers)

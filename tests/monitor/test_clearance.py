@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from monitor.api import clearance
+from monitor.clearance import clearance
 from monitor.processing import course_summary
 from policies import DEFAULT, evaluate_patient
 from tests.factories import administration, assessment, at, enrollment, events, treatment_change

@@ -36,6 +36,9 @@ TABLES = {
     "event",
     "outbox",
     "patient",
+    "cds_card",
+    "cds_feedback",
+    "cds_jwt",
 }
 
 

@@ -22,9 +22,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from starlette.testclient import TestClient
 
-import monitor.api
 from monitor.api import create_app
-from monitor.api_fhir_summary import SUMMARY_PATH, add_fhir_summary_routes
 from monitor.auth import create_token
 from monitor.inprocess import InProcessWorker
 from monitor.roles import Role
@@ -69,21 +67,8 @@ PO_EVENTS = [f.enrollment(FIXED_NOW - 30 * DAY, patient="PO", event_id="po-e")]
 
 
 def app_with_summary(services: Services, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    """`create_app(services)` with the summary route: as `create_app` registers it once the
-    lead wires it in; until then added here with `create_app`'s own `require` (caught on its
-    way to `add_report_routes`), so roles and audit behave exactly as in the service."""
-    caught: dict[str, Any] = {}
-    original = monitor.api.add_report_routes
-
-    def catch(app: FastAPI, services: Services, require: Any) -> None:
-        caught["require"] = require
-        original(app, services, require)
-
-    monkeypatch.setattr(monitor.api, "add_report_routes", catch)
-    app = create_app(services)
-    if not any(getattr(route, "path", None) == SUMMARY_PATH for route in app.routes):
-        add_fhir_summary_routes(app, services, caught["require"])
-    return app
+    """The service's app (create_app registers the summary route)."""
+    return create_app(services)
 
 
 @pytest.fixture

@@ -1,0 +1,42 @@
+"""Settings of issue 6 that a site sets: bad values stop the start-up with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor.settings import ATC, Settings
+
+
+@pytest.mark.parametrize(
+    ("client", "message"),
+    [
+        ({"iss": "ehr", "public_key": "nope"}, "client 'ehr': public_key is not a PEM public key"),
+        ({"iss": "ehr", "jwks": {"keys": [{"kty": "EC"}]}}, "client 'ehr': jwks is not a usable"),
+        ({"iss": "ehr", "jwks_url": "ftp://x"}, "jwks_url 'ftp://x' is not an http(s) URL"),
+        ({"iss": "ehr"}, "give exactly one of jwks_url, jwks, public_key"),
+        (
+            {"iss": "ehr", "jwks_url": "https://ehr/jwks", "public_key": "x"},
+            "give exactly one of jwks_url, jwks, public_key",
+        ),
+    ],
+)
+def test_a_cds_client_with_an_unusable_key_is_refused(client: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match="cds_clients") as raised:
+        Settings(cds_clients=[client])
+    assert message in str(raised.value)
+
+
+def test_code_maps_given_by_a_site_keep_the_other_built_in_keys() -> None:
+    settings = Settings(fhir_immunotherapy_codes={"plasma_exchange": ["urn:site|PLEX"]})
+    assert settings.fhir_immunotherapy_codes["plasma_exchange"] == ["urn:site|PLEX"]
+    assert settings.fhir_immunotherapy_codes["ivig"] == [f"{ATC}|J06BA02"]
+    cleared = Settings(fhir_term_codes={"pain": []})
+    assert cleared.fhir_term_codes["pain"] == []
+    assert cleared.fhir_term_codes["sensory"]
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "https://host/", "host:8000", "https://"])
+def test_the_public_base_url_is_an_http_url_without_a_trailing_slash(url: str) -> None:
+    with pytest.raises(ValueError, match="public_base_url"):
+        Settings(public_base_url=url)
+    assert Settings(public_base_url="https://monitor.example.org/bipn").public_base_url
