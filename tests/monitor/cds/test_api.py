@@ -7,10 +7,15 @@ import json
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.codeableconcept import CodeableConcept
+from fhir.resources.R4B.coding import Coding
+from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
+from fhir.resources.R4B.reference import Reference
 
 from monitor.fhir.medication import Regimen, read_regimen
 from monitor.ingest import store_events
+from monitor.settings import RXNORM as RXNORM_SYSTEM
 from monitor.settings import Settings
 from policies import parse_event
 from tests import factories as f
@@ -337,3 +342,26 @@ def test_the_openapi_documents_the_request_bodies(cds: CdsService) -> None:
     assert set(components["CdsHookRequest"]["required"]) == {"hook", "hookInstance", "context"}
     assert "draftOrders" in components["CdsOrderContext"]["properties"]
     assert "outcomeTimestamp" in components["CdsFeedback"]["properties"]
+
+
+def test_an_order_coding_its_drug_in_a_medication_of_the_draft_orders(cds: CdsService) -> None:
+    """EHRs often send the drug as a Medication beside the order; both ways get the card."""
+    order = draft_order("mr-ref", "P-HELD").model_copy(
+        update={
+            "medicationCodeableConcept": None,
+            "medicationReference": Reference(reference="Medication/bz"),
+        }
+    )
+    body = hook_request("P-HELD", order)
+    medication = Medication(
+        id="bz", code=CodeableConcept(coding=[Coding(system=RXNORM_SYSTEM, code="358258")])
+    )
+    body["context"]["draftOrders"]["entry"].append(
+        {"resource": medication.model_dump(mode="json", exclude_none=True)}
+    )
+    response = cds.call(body)
+    assert response.status_code == 200, response.text
+    assert [c["indicator"] for c in response.json()["cards"]] == ["critical"]
+    # without the Medication, the order can't be told to be bortezomib: no card
+    body["context"]["draftOrders"]["entry"].pop()
+    assert cds.call(body).json()["cards"] == []

@@ -16,11 +16,11 @@ from tests.monitor.service_support import Api
 README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
 
 
-def readme_transaction() -> dict[str, Any]:
+def readme_json(section: str) -> dict[str, Any]:
     text = README.read_text()
-    marker = text.index("### FHIR ingest")
+    marker = text.index(section)
     block = re.search(r"<<'JSON'\n(.*?)\nJSON\n", text[marker:], re.DOTALL)
-    assert block is not None, "the README lost its FHIR example"
+    assert block is not None, f"the README lost its example under {section!r}"
     payload: dict[str, Any] = json.loads(block.group(1))
     return payload
 
@@ -28,7 +28,7 @@ def readme_transaction() -> dict[str, Any]:
 def test_the_readme_fhir_example(api: Api, worker: InProcessWorker) -> None:
     response = api.client.post(
         "/fhir/r4",
-        content=json.dumps(readme_transaction()).encode(),
+        content=json.dumps(readme_json("### FHIR ingest")).encode(),
         headers=api.headers("ingest") | {"Content-Type": "application/fhir+json"},
     )
     assert response.status_code == 200, response.text
@@ -52,3 +52,30 @@ def test_the_readme_fhir_example(api: Api, worker: InProcessWorker) -> None:
     tasks = [r for r in resources if r.get_resource_type() == "Task"]
     assert len(tasks) == 1
     assert tasks[0].restriction.period.end is not None
+
+
+def test_the_readme_cds_hooks_example(api: Api, worker: InProcessWorker) -> None:
+    """After the FHIR example's grading, the draft for the old dose gets the README's card."""
+    api.client.post(
+        "/fhir/r4",
+        content=json.dumps(readme_json("### FHIR ingest")).encode(),
+        headers=api.headers("ingest") | {"Content-Type": "application/fhir+json"},
+    )
+    assert worker.wait_idle()
+    response = api.client.post(
+        "/cds-services/bortezomib-order-check",
+        json=readme_json("### CDS Hooks"),
+        headers=api.headers("cds"),
+    )
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["indicator"] == "warning"
+    assert card["summary"].startswith("Order above the recommendation")
+    assert card["summary"].endswith("(rule D1)")
+    assert card["source"]["label"] == "bipn-monitor default@1, rule D1"
+    [suggestion] = card["suggestions"]
+    assert suggestion["label"] == "Order the recommended regimen: 1.0 mg/m2 weekly SC"
+    [action] = suggestion["actions"]
+    assert action["type"] == "update"
+    assert action["resource"]["id"] == "draft-1"
+    assert card["links"][0]["url"].endswith("/patients/P-0042")
