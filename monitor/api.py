@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import func, text, update
+from sqlalchemy import text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from monitor.auth import Principal
 from monitor.cds.api import add_cds_routes
 from monitor.clearance import clearance
 from monitor.ingest import EventConflictError, store_events
-from monitor.json_body import InvalidJsonError, parse_json
+from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
 from monitor.metrics import (
     EVENTS_ACCEPTED,
     EVENTS_DUPLICATE,
@@ -39,9 +39,10 @@ from monitor.metrics import (
     REGISTRY,
     DatabaseCollector,
 )
+from monitor.patients import load_patient
 from monitor.roles import Role
 from monitor.services import Services
-from monitor.storage.models import DeadLetterRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from monitor.storage.models import DeadLetterRow, DecisionRow, OutboxRow, PatientRow
 from policies.decisions import utc_text, utc_text_or_none
 from policies.events import Event, EventValidationError, parse_event
 
@@ -170,12 +171,10 @@ def create_app(services: Services) -> FastAPI:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return _problem(415, f"Content-Type must be application/json, not {content_type!r}")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return _problem(413, f"body over {settings.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > settings.max_body_bytes:
-            return _problem(413, f"body over {settings.max_body_bytes} bytes")
+        try:
+            raw = await read_body(request, settings.max_body_bytes)
+        except BodyTooLargeError as exc:
+            return _problem(413, str(exc))
         try:
             payload = parse_json(raw)
         except InvalidJsonError as exc:
@@ -221,19 +220,8 @@ def create_app(services: Services) -> FastAPI:
 
     def _patient(patient_id: str, principal: Principal, what: str) -> tuple[PatientRow, int]:
         with services.sessions() as session:
-            row = session.get(PatientRow, patient_id)
-            pending = session.execute(
-                select(func.count(col(OutboxRow.id))).where(
-                    col(OutboxRow.patient_id) == patient_id,
-                    col(OutboxRow.processed_at).is_(None),
-                )
-            ).scalar_one()
-            known = (
-                row is not None
-                or session.execute(
-                    select(col(EventRow.id)).where(col(EventRow.patient_id) == patient_id).limit(1)
-                ).first()
-            )
+            record = load_patient(session, patient_id)
+        row, pending, known = record.row, record.pending_events, record.known
         status = 200 if known else 404
         auth.record(services.sessions, principal, what, f"patient:{patient_id}", status, now())
         if not known:

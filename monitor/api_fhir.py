@@ -20,7 +20,7 @@ from monitor.auth import Principal
 from monitor.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
 from monitor.fhir.problems import Problem, information, operation_outcome
 from monitor.ingest import EventConflictError, IngestResult, IngestStatus, store_events
-from monitor.json_body import InvalidJsonError, parse_json
+from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
 from monitor.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from monitor.services import Services
 
@@ -77,12 +77,10 @@ def add_fhir_ingest_routes(
                 "not-supported",
                 f"Content-Type must be {FHIR_JSON} (or application/json), not {content_type!r}",
             )
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
-            return outcome_response(413, "too-costly", f"body over {settings.max_body_bytes} bytes")
-        raw = await request.body()
-        if len(raw) > settings.max_body_bytes:
-            return outcome_response(413, "too-costly", f"body over {settings.max_body_bytes} bytes")
+        try:
+            raw = await read_body(request, settings.max_body_bytes)
+        except BodyTooLargeError as exc:
+            return outcome_response(413, "too-costly", str(exc))
         try:
             payload = parse_json(raw)
         except InvalidJsonError as exc:

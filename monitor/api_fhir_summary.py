@@ -18,8 +18,9 @@ from monitor import auth
 from monitor.alerts import alert_view
 from monitor.auth import Principal
 from monitor.fhir.summary import build_monitor_summary
+from monitor.patients import current_decisions, load_patient
 from monitor.services import Services
-from monitor.storage.models import AlertAckRow, AlertRow, DecisionRow, EventRow, PatientRow
+from monitor.storage.models import AlertAckRow, AlertRow, EventRow
 
 FHIR_JSON = "application/fhir+json"
 SUMMARY_PATH = "/fhir/r4/Patient/{patient_id}/$monitor-summary"
@@ -93,24 +94,11 @@ Loaded = tuple[
 def _load(session: Session, patient_id: str) -> Loaded | None:
     """State, current decisions, their trigger events and every alert (with its ack); None
     for a patient the service has no event of (as `GET /v1/patients/{id}`)."""
-    row = session.get(PatientRow, patient_id)
-    if row is None and (
-        session.execute(
-            select(col(EventRow.id)).where(col(EventRow.patient_id) == patient_id).limit(1)
-        ).first()
-        is None
-    ):
+    record = load_patient(session, patient_id)
+    if not record.known:
         return None
-    state: dict[str, Any] = json.loads(row.state) if row is not None else {}
-    decisions = [
-        json.loads(body)
-        for body in session.execute(
-            select(col(DecisionRow.body)).where(
-                col(DecisionRow.patient_id) == patient_id,
-                col(DecisionRow.superseded_at).is_(None),
-            )
-        ).scalars()
-    ]
+    state: dict[str, Any] = json.loads(record.row.state) if record.row is not None else {}
+    decisions = current_decisions(session, patient_id)
     wanted = sorted({d["trigger"] for d in decisions if not d["trigger"].startswith("timer:")})
     triggers: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), IN_CHUNK):

@@ -4,6 +4,26 @@ import json
 import re
 from typing import Any
 
+from starlette.requests import Request
+
+
+class BodyTooLargeError(ValueError):
+    """A body over the configured limit (a 413), told before reading it when declared."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused early by its declared length and again by its real one."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    raw = await request.body()
+    if len(raw) > limit:
+        raise BodyTooLargeError(limit)
+    return raw
+
 
 class InvalidJsonError(ValueError):
     """A body that is not strict JSON (RFC 8259) of valid Unicode."""

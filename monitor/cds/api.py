@@ -26,7 +26,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import func
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
@@ -37,15 +36,12 @@ from monitor.cds.jwt_auth import JwtRejectedError, JwtVerifier, looks_like_jwt, 
 from monitor.clearance import clearance
 from monitor.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.fhir.problems import FhirProblems
-from monitor.json_body import InvalidJsonError, parse_json
+from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
+from monitor.patients import current_decisions, load_patient
 from monitor.services import Services
 from monitor.storage.models import (
     CdsCardRow,
     CdsFeedbackRow,
-    DecisionRow,
-    EventRow,
-    OutboxRow,
-    PatientRow,
 )
 
 log = logging.getLogger("monitor.cds")
@@ -410,12 +406,10 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
 async def _read_json(request: Request, limit: int) -> Any:
     """The body as JSON, or the 400/413 response saying why not. Strings must be valid
     Unicode (an unpaired surrogate could not be stored)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return JSONResponse(status_code=413, content={"detail": f"body over {limit} bytes"})
-    raw = await request.body()
-    if len(raw) > limit:
-        return JSONResponse(status_code=413, content={"detail": f"body over {limit} bytes"})
+    try:
+        raw = await read_body(request, limit)
+    except BodyTooLargeError as exc:
+        return JSONResponse(status_code=413, content={"detail": str(exc)})
     try:
         payload = parse_json(raw)
     except InvalidJsonError as exc:
@@ -522,29 +516,11 @@ def _draft_medications(entries: list[Any]) -> dict[str, Medication]:
 
 def _course(services: Services, patient_id: str) -> CourseView:
     """What the monitor knows of the patient: state, clearance, current decisions."""
-
     with services.sessions() as session:
-        row = session.get(PatientRow, patient_id)
-        pending = session.execute(
-            select(func.count(col(OutboxRow.id))).where(
-                col(OutboxRow.patient_id) == patient_id,
-                col(OutboxRow.processed_at).is_(None),
-            )
-        ).scalar_one()
-        known = row is not None or (
-            session.execute(
-                select(col(EventRow.id)).where(col(EventRow.patient_id) == patient_id).limit(1)
-            ).first()
-            is not None
-        )
-        bodies = session.execute(
-            select(col(DecisionRow.body)).where(
-                col(DecisionRow.patient_id) == patient_id,
-                col(DecisionRow.superseded_at).is_(None),
-            )
-        ).scalars()
-        decisions = [json.loads(body) for body in bodies]
-    state: dict[str, Any] = {"status": "none", **(json.loads(row.state) if row else {})}
+        record = load_patient(session, patient_id)
+        decisions = current_decisions(session, patient_id)
+    state = record.state()
+    known, pending = record.known, record.pending_events
     return CourseView(
         patient_id=patient_id,
         known=known,
