@@ -88,9 +88,6 @@ class FhirMapping:
     # entries read as part of another entry (a Medication an order references): no event
     consumed: dict[int, str] = field(default_factory=dict)
 
-    def failed_entries(self) -> set[int | None]:
-        return {p.entry for p in self.problems}
-
 
 @dataclass(slots=True)
 class _Source:
@@ -387,9 +384,9 @@ def _map_sources(
             ]
     consumed: dict[int, str] = {}
     for source in sources:
-        if not isinstance(source.resource, Medication) or source.entry is None:
+        if not isinstance(source.resource, Medication):
             continue
-        if used_medications & set(_names(source)):
+        if source.entry is not None and used_medications & set(_names(source)):
             consumed[source.entry] = "read as the medication an order or administration references"
         else:
             problems.append(
@@ -765,7 +762,7 @@ def _grading_draft(members: list[_Grading], problems: list[EntryProblem]) -> _Dr
             )
         )
     if conflicts:
-        problems += conflicts + _with_group(members, conflicts)
+        problems += conflicts + _with_group([m.source for m in members], conflicts)
         return None
     body: dict[str, Any] = {
         "type": "assessment",
@@ -778,20 +775,20 @@ def _grading_draft(members: list[_Grading], problems: list[EntryProblem]) -> _Dr
     return _Draft([m.source for m in members], [m.key for m in members], body, locations)
 
 
-def _with_group(members: list[Any], problems: list[EntryProblem]) -> list[EntryProblem]:
+def _with_group(sources: list[_Source], problems: list[EntryProblem]) -> list[EntryProblem]:
     """The other members of a failed group fail too, saying why (nothing partial is stored)."""
     failed = {p.entry for p in problems}
     named = ", ".join(str(e) for e in sorted(e for e in failed if e is not None))
     return [
         EntryProblem(
-            m.source.entry,
-            m.source.path,
+            source.entry,
+            source.path,
             "invalid",
             f"rejected with entry {named}: the Observations of one patient and time make one "
             "assessment, which is stored whole or not at all",
         )
-        for m in members
-        if m.source.entry not in failed
+        for source in sources
+        if source.entry not in failed
     ]
 
 
@@ -1143,10 +1140,5 @@ def _validate(draft: _Draft, problems: list[EntryProblem]) -> Event | None:
             )
         problems += found
         if len(draft.sources) > 1:
-            problems += _with_group([_Member(s) for s in draft.sources], found)
+            problems += _with_group(draft.sources, found)
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class _Member:
-    source: _Source

@@ -27,6 +27,9 @@ from fhir.resources.R4B.period import Period
 from fhir.resources.R4B.procedure import Procedure
 from fhir.resources.R4B.quantity import Quantity
 from fhir.resources.R4B.reference import Reference
+from hypothesis import given as given_
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from monitor.fhir.codes import EXTENSION, NCIT, SNOMED, UCUM, route_concept
 from monitor.fhir.inbound import FhirMapping, map_fhir
@@ -410,6 +413,13 @@ BAD = [
         id="unmapped resource",
     ),
     pytest.param(
+        as_json(Medication(id="bz", code=BORTEZOMIB)),
+        "Medication",
+        "not-supported",
+        "a Medication is read only as the medication of an order or administration",
+        id="a lone medication",
+    ),
+    pytest.param(
         {"resourceType": "Nonsense"},
         "Nonsense.resourceType",
         "not-supported",
@@ -732,3 +742,26 @@ def test_settings_refuse_a_code_listed_for_two_domains() -> None:
         Settings(fhir_term_codes={"sensory": ["urn:x|1"], "motor": ["urn:x|1"]})
     with pytest.raises(ValueError, match=r"is not system\|code"):
         Settings(fhir_bortezomib_codes=["358258"])
+
+
+ENTRIES = [
+    order(),
+    grading("sensory", 2, "o1"),
+    grading("pain", 1, "o2"),
+    grading("motor", 1, "o3", effectiveDateTime="2026-03-09T08:40:00+01:00"),
+    given(),
+    given(id="a2", identifier=[Identifier(system="urn:ehr:mar", value="a2")], status="stopped"),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given_(st.permutations(range(len(ENTRIES))), st.sampled_from(["batch", "transaction"]))
+def test_entry_order_does_not_change_the_events(order_of: list[int], kind: str) -> None:
+    """Any arrival order of the same resources maps to the same events, with the same ids."""
+
+    def events(indexes: list[int]) -> set[str]:
+        mapping = mapped(bundle(*(ENTRIES[i] for i in indexes), kind=kind))
+        assert not mapping.problems
+        return {m.event.model_dump_json() for m in mapping.events}
+
+    assert events(list(order_of)) == events(list(range(len(ENTRIES))))
