@@ -8,7 +8,6 @@ Screenshots of failures go to pytest's tmp_path only, never into the repository.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import pathlib
 import re
 import socket
@@ -16,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -31,12 +29,11 @@ from monitor.roles import Role
 from monitor.services import Services
 from tests import factories as f
 from tests.conftest import FIXED_NOW
+from tests.web.browser import launched_browser
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request
 
-CHROMIUM = pathlib.Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 WAIT_MS = 10_000  # for what the page does on its own (the stream polls every 0.1 s here)
 
 
@@ -44,34 +41,10 @@ def days_ago(days: float) -> dt.datetime:
     return FIXED_NOW - dt.timedelta(days=days)
 
 
-def require_browser() -> ModuleType:
-    """`playwright.sync_api`; skips when it or chromium is missing, fails when CI is set (the
-    policy of `tests.conftest.require_server`)."""
-    problem = None
-    try:
-        from playwright import sync_api
-    except ImportError as exc:
-        problem = f"the playwright module is not installed ({exc}; pip install -e '.[dev]')"
-    else:
-        if not os.access(CHROMIUM, os.X_OK):
-            problem = f"{CHROMIUM} is missing (apt-get install chromium)"
-    if problem is None:
-        return sync_api
-    if os.environ.get("CI"):
-        pytest.fail(f"{problem}, and CI is set: the browser test must run")
-    pytest.skip(f"{problem}: browser test skipped (set CI to insist)")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    sync_api = require_browser()
-    playwright = sync_api.sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launched_browser() as launched:
         yield launched
-        launched.close()
-    finally:
-        playwright.stop()
 
 
 def free_port() -> int:

@@ -24,7 +24,8 @@ from monitor.reports.adherence import AdherenceReport, Period
 from monitor.reports.html import _months, render_html
 from monitor.reports.sources import report_from_events
 from monitor.timeline import read_timeline
-from tests.web.test_page_browser import CHROMIUM, LAUNCH_ARGS, Console, require_browser
+from tests.web.browser import launched_browser
+from tests.web.test_page_browser import Console
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route
@@ -537,14 +538,8 @@ def test_strings_from_the_data_are_escaped(sample: tuple[dict[str, Any], dict[st
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    sync_api = require_browser()
-    playwright = sync_api.sync_playwright().start()
-    try:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+    with launched_browser() as launched:
         yield launched
-        launched.close()
-    finally:
-        playwright.stop()
 
 
 def open_offline(browser: Browser, path: pathlib.Path, blocked: list[str]) -> tuple[Page, Console]:
