@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from monitor import auth
 from monitor.auth import Principal
 from monitor.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
-from monitor.fhir.problems import Problem, information, operation_outcome
+from monitor.fhir.problems import IssueCode, Problem, information, operation_outcome
 from monitor.ingest import EventConflictError, IngestResult, IngestStatus, store_events
 from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
 from monitor.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
@@ -39,10 +39,9 @@ def fhir_response(status: int, resource: Bundle | OperationOutcome) -> JSONRespo
 
 
 def outcome_response(
-    status: int, code: str, message: str, location: str = "request"
+    status: int, code: IssueCode, message: str, location: str = "request"
 ) -> JSONResponse:
-    problem = Problem(location, code, message)  # type: ignore[arg-type]  # codes listed below
-    return fhir_response(status, operation_outcome([problem]))
+    return fhir_response(status, operation_outcome([Problem(location, code, message)]))
 
 
 def add_fhir_ingest_routes(

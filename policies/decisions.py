@@ -35,6 +35,11 @@ def utc_text(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
+def from_utc_text(text: str) -> dt.datetime:
+    """The inverse of `utc_text` (any RFC 3339 text with an offset or `Z`): an aware time."""
+    return dt.datetime.fromisoformat(text)
+
+
 def utc_text_or_none(moment: dt.datetime | None) -> str | None:
     """`utc_text`, passing None through (optional times in JSON)."""
     return None if moment is None else utc_text(moment)

@@ -34,6 +34,7 @@ from monitor.auth import Principal
 from monitor.cds.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM, CourseView, DraftOrder, order_card
 from monitor.cds.jwt_auth import JwtRejectedError, JwtVerifier, looks_like_jwt, remember_jti
 from monitor.clearance import clearance
+from monitor.fhir.inbound import patient_id_of
 from monitor.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.fhir.problems import FhirProblems
 from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
@@ -482,7 +483,7 @@ def _draft_orders(
         if not order_is_bortezomib(request, services.settings, medications):
             continue
         subject = request.subject.reference if request.subject is not None else None
-        if subject and subject.rstrip("/").split("/")[-2:] != ["Patient", context.patient_id]:
+        if subject and patient_id_of(subject) != context.patient_id:
             problems.append(
                 (f"{where}.subject", f"{subject!r} is not the context's patient "
                  f"Patient/{context.patient_id}")

@@ -35,7 +35,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from monitor.fhir.medication import Regimen, Route, Schedule, regimen_dosage
 from monitor.settings import FHIR_BASE
-from policies.decisions import utc_minute
+from policies.decisions import from_utc_text, utc_minute
 
 Indicator = Literal["info", "warning", "critical"]
 INDICATORS: tuple[Indicator, ...] = ("critical", "warning", "info")  # most serious first
@@ -561,7 +561,7 @@ def _short(text: str) -> str:
 def _instant(value: Any) -> dt.datetime | None:
     if not isinstance(value, str):
         return None
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return from_utc_text(value)
 
 
 def _number(value: Any) -> float | None:

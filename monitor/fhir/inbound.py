@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.extension import Extension
 from fhir.resources.R4B.medication import Medication
@@ -55,6 +56,8 @@ DOMAIN_TERMS = {
     "pain": "neuralgia",
     "autonomic": "autonomic severity",
 }
+# what a Bundle may hold, from its model (the entries are parsed one by one, below)
+BUNDLE_ELEMENTS = {"resourceType"} | {n for n in Bundle.model_fields if not n.endswith("__ext")}
 _PATIENT_REFERENCE = re.compile(r"^(?:.*/)?Patient/([^/]+)(?:/_history/[^/]+)?$")
 
 
@@ -201,23 +204,7 @@ def _map_bundle(payload: dict[str, Any], settings: Settings) -> FhirMapping:
                 f"{len(entries)} entries: at most {settings.max_batch_events} per request",
             )
         )
-    extra = sorted(
-        set(payload)
-        - {
-            "resourceType",
-            "type",
-            "entry",
-            "id",
-            "meta",
-            "timestamp",
-            "identifier",
-            "total",
-            "link",
-            "signature",
-            "language",
-            "implicitRules",
-        }
-    )
+    extra = sorted(set(payload) - BUNDLE_ELEMENTS)
     for name in extra:
         request_problems.append(
             EntryProblem(None, f"Bundle.{name}", "structure", "unknown element of a Bundle")
@@ -258,8 +245,7 @@ def _map_bundle(payload: dict[str, Any], settings: Settings) -> FhirMapping:
         problems += parse_problems
         if source is not None:
             sources.append(source)
-    mapping = _map_sources(kind, len(entries), sources, problems, settings)
-    return mapping
+    return _map_sources(kind, len(entries), sources, problems, settings)
 
 
 def _parse(
@@ -459,8 +445,8 @@ def _common(source: _Source, resource: Any) -> tuple[str, list[Problem]]:
             )
         )
     else:
-        match = _PATIENT_REFERENCE.match(subject.reference or "")
-        if match is None:
+        found = patient_id_of(subject.reference)
+        if found is None:
             given = subject.reference or (
                 "an identifier only" if subject.identifier is not None else "no reference"
             )
@@ -473,8 +459,14 @@ def _common(source: _Source, resource: Any) -> tuple[str, list[Problem]]:
                 )
             )
         else:
-            patient_id = match.group(1)
+            patient_id = found
     return patient_id, problems
+
+
+def patient_id_of(reference: str | None) -> str | None:
+    """The logical id of a `Patient/{id}` reference (relative, absolute or versioned)."""
+    match = _PATIENT_REFERENCE.match(reference or "")
+    return match.group(1) if match else None
 
 
 def _time(value: Any, location: str, what: str) -> tuple[dt.datetime | None, list[Problem]]:
@@ -489,6 +481,19 @@ def _time(value: Any, location: str, what: str) -> tuple[dt.datetime | None, lis
             f"{value!s} is a date without a time: give a date-time with an offset",
         )
     ]
+
+
+def _moment(
+    source: _Source, resource: Any, element: str, what: str, problems: list[Problem]
+) -> tuple[dt.datetime | None, str]:
+    """`<element>DateTime`, else `<element>Period.start`: when it happened, and where it was."""
+    instant = getattr(resource, f"{element}DateTime")
+    period = getattr(resource, f"{element}Period")
+    name = f"{element}DateTime" if instant is not None else f"{element}Period.start"
+    value = instant if instant is not None else (period.start if period is not None else None)
+    at, time_problems = _time(value, f"{source.path}.{name}", what)
+    problems += time_problems
+    return at, f"{source.path}.{name}"
 
 
 def _key(source: _Source, mapped: str) -> tuple[str, list[Problem]]:
@@ -988,14 +993,7 @@ def _administration(
     concept = _medication(source, given, settings, medications, problems, bortezomib_only=False)
     if concept is None:
         raise FhirProblems(problems)
-    time_value = given.effectiveDateTime or (
-        given.effectivePeriod.start if given.effectivePeriod is not None else None
-    )
-    time_location = f"{source.path}." + (
-        "effectiveDateTime" if given.effectiveDateTime is not None else "effectivePeriod.start"
-    )
-    at, time_problems = _time(time_value, time_location, "when it was given")
-    problems += time_problems
+    at, time_location = _moment(source, given, "effective", "when it was given", problems)
     locations: dict[str, tuple[int | None, str]] = {
         "patient_id": (source.entry, f"{source.path}.subject.reference"),
         "occurred_at": (source.entry, time_location),
@@ -1092,14 +1090,7 @@ def _procedure(source: _Source, procedure: Procedure, settings: Settings) -> _Dr
             )
         )
         raise FhirProblems(problems)
-    time_value = procedure.performedDateTime or (
-        procedure.performedPeriod.start if procedure.performedPeriod is not None else None
-    )
-    time_location = f"{source.path}." + (
-        "performedDateTime" if procedure.performedDateTime is not None else "performedPeriod.start"
-    )
-    at, time_problems = _time(time_value, time_location, "when it was done")
-    problems += time_problems
+    at, time_location = _moment(source, procedure, "performed", "when it was done", problems)
     body: dict[str, Any] = {"patient_id": patient_id}
     if at is not None:
         body["occurred_at"] = at.isoformat()

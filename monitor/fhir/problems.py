@@ -11,7 +11,14 @@ from typing import Literal
 from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutcomeIssue
 
 IssueCode = Literal[
-    "invalid", "structure", "required", "value", "code-invalid", "not-supported", "conflict"
+    "invalid",
+    "structure",
+    "required",
+    "value",
+    "code-invalid",
+    "not-supported",
+    "conflict",
+    "too-costly",
 ]
 
 

@@ -79,7 +79,7 @@ from fhir.resources.R4B.task import Task, TaskRestriction
 
 from monitor.fhir.codes import UCUM
 from monitor.settings import FHIR_BASE
-from policies.decisions import utc_minute
+from policies.decisions import from_utc_text, utc_minute
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, FHIR_BASE)
 EXT = f"{FHIR_BASE}/StructureDefinition/"
@@ -144,7 +144,7 @@ def build_monitor_summary(
     """The summary bundle. `decisions` are the current decisions' contract bodies,
     `trigger_events` the stored bodies of their trigger events by event id, `alerts` the
     patient's alerts as `monitor.alerts.alert_view` shows them (with their ack)."""
-    ordered = sorted(decisions, key=lambda d: (_instant(d["at"]), d["decision_id"]))
+    ordered = sorted(decisions, key=lambda d: (from_utc_text(d["at"]), d["decision_id"]))
     current = {d["decision_id"]: d for d in ordered}
     resources: list[DomainResource] = [
         _detected_issue(patient_id, d, trigger_events.get(d["trigger"])) for d in ordered
@@ -298,7 +298,7 @@ def _reassessment_task(
     due_text = overdue_since or state.get("next_reassessment_due")
     if not due_text:
         return None
-    due = _instant(due_text)
+    due = from_utc_text(due_text)
     scheduled = _latest(decisions, ("schedule_reassessment",), due_at=due)
     missed = _latest(decisions, ("reassessment_overdue",), due_at=due) if overdue_since else None
     status = "overdue" if overdue_since else ("due" if due <= now else "scheduled")
@@ -341,7 +341,7 @@ def _flags(patient_id: str, state: Json, decisions: Sequence[Json]) -> list[Flag
         window_end = watch.get("window_end")
         text = "Coasting watch after the bortezomib stop: neuropathy may still worsen"
         if window_end:
-            text += f"; the coasting window ends {utc_minute(_instant(window_end))}"
+            text += f"; the coasting window ends {utc_minute(from_utc_text(window_end))}"
         flags.append(
             _flag(
                 f"coasting-watch-{_digest(patient_id, watch['stopped_at'])}",
@@ -485,13 +485,9 @@ def _latest(
         d
         for d in decisions
         if d["action"] in actions
-        and (due_at is None or (d.get("due_at") and _instant(d["due_at"]) == due_at))
+        and (due_at is None or (d.get("due_at") and from_utc_text(d["due_at"]) == due_at))
     ]
-    return max(found, key=lambda d: (_instant(d["at"]), d["decision_id"]), default=None)
-
-
-def _instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return max(found, key=lambda d: (from_utc_text(d["at"]), d["decision_id"]), default=None)
 
 
 def _digest(*parts: str) -> str:

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from policies.decisions import from_utc_text
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -697,8 +699,8 @@ def _months(period: dict[str, Any], by_month: dict[str, Any]) -> list[str]:
     items; only the latter when the period is very long."""
     found = set(by_month)
     try:
-        start = dt.datetime.fromisoformat(str(period["from"]).replace("Z", "+00:00"))
-        end = dt.datetime.fromisoformat(str(period["to"]).replace("Z", "+00:00"))
+        start = from_utc_text(str(period["from"]))
+        end = from_utc_text(str(period["to"]))
     except (KeyError, ValueError):
         return sorted(found)
     end -= dt.timedelta(microseconds=1)
