@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     db_engine,
     wait_processed,
 )
+from tests.shared_scenarios import scenario_policy
 
 SCENARIOS = ROOT.parent / "shared" / "scenarios"
 EXAMPLE = ROOT / "examples" / "timeline.jsonl"
@@ -135,7 +136,7 @@ def test_shared_scenarios_over_http_equal_replay(
         for event in scenario["events"]:
             # one database per policy holds several scenarios: they must not share patients
             assert owner.setdefault(event["patient_id"], scenario["name"]) == scenario["name"]
-        by_policy[scenario.get("policy", "default")].extend(scenario["events"])
+        by_policy[scenario_policy(scenario)].extend(scenario["events"])
     assert set(by_policy) <= {"default", "label"}
     rng = random.Random(20261001)
     compared = 0

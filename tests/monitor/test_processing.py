@@ -40,9 +40,7 @@ from tests.monitor.service_support import (
     running_service,
 )
 from tests.policies.test_properties import timelines
-
-SCENARIOS = pathlib.Path(__file__).resolve().parents[3] / "shared" / "scenarios"
-SCENARIO_FILES = sorted(SCENARIOS.glob("*.json")) if SCENARIOS.is_dir() else []
+from tests.shared_scenarios import SCENARIO_FILES, SCENARIOS, scenario_policy
 
 
 def send_in_batches(api: Api, bodies: list[dict[str, Any]], sizes: list[int]) -> None:
@@ -92,7 +90,7 @@ def test_shared_scenario_decisions_equal_replay(
     if own_clock is None:
         own_clock = max(instant(b["occurred_at"]) for b in bodies)
     now = FIXED_NOW if clock == "fixed-now" else own_clock
-    policy = scenario.get("policy", "default")
+    policy = scenario_policy(scenario)
     shuffled = random.Random(path.stem).sample(bodies, len(bodies))
     with running_service(tmp_path, policy=policy, fixed_now=now) as running:
         send_in_batches(running.api, shuffled, [len(bodies) // 2])

@@ -25,10 +25,8 @@ from monitor.fhir.inbound import map_fhir
 from policies import Event, builtin_pack, evaluate, parse_event
 from tests.monitor.fhir import builders as b
 from tests.monitor.service_support import RunningService, row_counts, running_service
+from tests.shared_scenarios import SCENARIO_FILES, SCENARIOS, scenario_policy
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
-SCENARIOS = ROOT.parent / "shared" / "scenarios"
-SCENARIO_FILES = sorted(SCENARIOS.glob("*.json")) if SCENARIOS.is_dir() else []
 SETTINGS = b.fhir_settings()
 
 pytestmark = [
@@ -94,7 +92,7 @@ def test_scenario_as_fhir_gives_the_decisions_of_its_json_events(
     path: pathlib.Path, kind: b.BundleKind
 ) -> None:
     scenario = load(path)
-    pack, until = builtin_pack(scenario.get("policy", "default")), until_of(scenario)
+    pack, until = builtin_pack(scenario_policy(scenario)), until_of(scenario)
     expressed = b.events_bundle(scenario["events"], SETTINGS, kind)
     events = mapped_events(expressed)
     assert len(events) == len(scenario["events"])
@@ -115,7 +113,7 @@ def test_scenarios_as_panels_and_coded_grades_give_the_same_decisions() -> None:
     """The other assessment forms: one Observation with components, grades as codes."""
     for path in SCENARIO_FILES:
         scenario = load(path)
-        pack, until = builtin_pack(scenario.get("policy", "default")), until_of(scenario)
+        pack, until = builtin_pack(scenario_policy(scenario)), until_of(scenario)
         expressed = b.events_bundle(
             scenario["events"], SETTINGS, "batch", assessment="panel", value="coded"
         )
@@ -162,7 +160,7 @@ def test_scenario_posted_as_fhir_gives_the_decisions_of_its_json_events(
     path: pathlib.Path, tmp_path: pathlib.Path
 ) -> None:
     scenario = load(path)
-    policy = scenario.get("policy", "default")
+    policy = scenario_policy(scenario)
     patients = [e["patient_id"] for e in scenario["events"]]
     expressed = b.events_bundle(scenario["events"], SETTINGS, "transaction")
     events = mapped_events(expressed)  # the ids the service will store, for the triggers
