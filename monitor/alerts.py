@@ -28,9 +28,12 @@ from monitor.storage.models import (
     DecisionRow,
     PatientRow,
 )
-from policies.decisions import utc_minute, utc_text
+from policies.decisions import Audience, utc_minute, utc_text
 
-AlertKind = Literal["new", "correction", "reminder", "escalation"]
+AlertKind = Literal["new", "correction", "reminder", "escalation", "monitoring"]
+# Who hears an alert: the decisions' audiences, and `admin` (a patient's monitoring stopped).
+AlertAudience = Literal[Audience, "admin"]
+MONITORING_AUDIENCE = ("admin", "physician")
 SCAN_BATCH = 500
 
 
@@ -80,7 +83,10 @@ def alert_view(alert: AlertRow, ack: AlertAckRow | None) -> dict[str, Any]:
         "unit": alert.unit,
         "message": alert.message,
         "decision_id": alert.decision_id,
-        "decision_url": f"/v1/patients/{alert.patient_id}/decisions/{alert.decision_id}",
+        # a monitoring alert has no decision: it is about the patient's state
+        "decision_url": f"/v1/patients/{alert.patient_id}"
+        if alert.kind == "monitoring"
+        else f"/v1/patients/{alert.patient_id}/decisions/{alert.decision_id}",
         "escalates_alert_id": alert.escalates_alert_id,
         "created_at": utc_text(alert.created_at),
         "acknowledged": ack is not None,
@@ -163,6 +169,15 @@ class AlertNotFoundError(LookupError):
     pass
 
 
+class AckBeforeAlertError(ValueError):
+    """An acknowledgement dated before its alert was raised."""
+
+    def __init__(self, at: dt.datetime, raised_at: dt.datetime) -> None:
+        super().__init__("acknowledged before the alert was raised")
+        self.at = at
+        self.raised_at = raised_at
+
+
 def acknowledge(
     session: Session,
     alert_id: int,
@@ -181,6 +196,8 @@ def acknowledge(
     existing = _ack_of(session, alert_id)
     if existing is not None:
         return alert_view(alert, existing), False
+    if at < alert.created_at:
+        raise AckBeforeAlertError(at, alert.created_at)
     ack = AlertAckRow(
         alert_id=alert_id,
         acknowledged_by=by,
@@ -203,6 +220,30 @@ def _ack_of(session: Session, alert_id: int) -> AlertAckRow | None:
     return session.execute(
         select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert_id)
     ).scalar_one_or_none()
+
+
+def monitoring_stopped(
+    patient_id: str, unit: str | None, dead_letter_id: int, reason: str, now: dt.datetime
+) -> AlertRow:
+    """The urgent alert of a dead-lettered fold: the patient's events are kept but no longer
+    evaluated, so no decision (a discontinuation, an escalation) can come until someone acts.
+    One per dead letter (its id is the alert's `decision_id`, `dl-<id>`)."""
+    return AlertRow(
+        decision_id=f"dl-{dead_letter_id}",
+        kind="monitoring",
+        action="monitoring_stopped",
+        patient_id=patient_id,
+        unit=unit,
+        severity="urgent",
+        audience=json.dumps(list(MONITORING_AUDIENCE)),
+        message=(
+            f"Monitoring of patient {patient_id} stopped: {reason}. Its events are kept but "
+            "no longer evaluated, so no new advice will come for this patient: an "
+            f"administrator must retry dead letter {dead_letter_id} or quarantine the event "
+            "that fails. Until then, clearance for the chair is refused."
+        ),
+        created_at=now,
+    )
 
 
 def due_reminders(session: Session, settings: Settings, now: dt.datetime) -> list[AlertRow]:

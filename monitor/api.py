@@ -4,8 +4,7 @@ import datetime as dt
 import json
 import logging
 import pathlib
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -14,24 +13,23 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
-from starlette.routing import Match
 
-from monitor import auth
 from monitor.api_feed import add_feed_routes
 from monitor.api_fhir import add_fhir_ingest_routes
 from monitor.api_fhir_summary import add_fhir_summary_routes
 from monitor.api_reports import add_report_routes
 from monitor.api_webhooks import add_webhook_routes
-from monitor.auth import Principal
+from monitor.auth import Principal, find_token, list_tokens, revoke_tokens, token_view
 from monitor.cds.api import add_cds_routes
 from monitor.clearance import clearance
+from monitor.guard import BodyTooLargeError, RequestGuard, RequestLog, route_template
 from monitor.ingest import EventConflictError, store_events
-from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
+from monitor.json_body import InvalidJsonError, StrictJsonRoute, parse_json, read_body
 from monitor.metrics import (
     EVENTS_ACCEPTED,
     EVENTS_DUPLICATE,
@@ -39,16 +37,26 @@ from monitor.metrics import (
     REGISTRY,
     DatabaseCollector,
 )
-from monitor.patients import load_patient
+from monitor.patients import PatientRecord, load_patient, quarantined_events
+from monitor.quarantine import set_quarantine
 from monitor.roles import Role
 from monitor.services import Services
-from monitor.storage.models import DeadLetterRow, DecisionRow, OutboxRow, PatientRow
+from monitor.storage.models import MAX_ROW_ID, DeadLetterRow, DecisionRow, OutboxRow
 from policies.decisions import utc_text, utc_text_or_none
-from policies.events import Event, EventValidationError, parse_event
+from policies.events import FREE_TEXT, NO_CONTROL, Event, EventValidationError, parse_event
 
 log = logging.getLogger("monitor.api")
 PATIENT_ID = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$", max_length=64)]
 JSON_TYPES = ("application/json",)
+
+
+class QuarantineRequest(BaseModel):
+    """Which event to set aside, and why (shown on the patient page)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: Annotated[str, Field(min_length=1, max_length=128, pattern=NO_CONTROL)]
+    reason: Annotated[str, Field(min_length=1, max_length=512, pattern=FREE_TEXT)]
 
 
 class EventBatch(BaseModel):
@@ -61,13 +69,10 @@ def _problem(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail, **extra})
 
 
-def _route_template(request: Request) -> str:
-    """`/v1/patients/{patient_id}`: logs name the route, never the patient."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "unmatched"
+def _shown(value: Any) -> str:
+    """A rejected value in an error message: its repr, cut short (never a whole body)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def create_app(services: Services) -> FastAPI:
@@ -76,6 +81,7 @@ def create_app(services: Services) -> FastAPI:
         version="0.1.0",
         description="Bortezomib-induced peripheral neuropathy monitor (CONTRACT.md).",
     )
+    app.router.route_class = StrictJsonRoute  # before any route: every JSON body is strict
     bearer = HTTPBearer(auto_error=False)
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(DatabaseCollector(services))
@@ -90,18 +96,15 @@ def create_app(services: Services) -> FastAPI:
             request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
         ) -> Principal:
-            if credentials is None or credentials.scheme.lower() != "bearer":
-                raise HTTPException(
-                    401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-                )
-            principal = auth.authenticate(services.sessions, credentials.credentials)
-            if principal is None:
+            # authenticated by the guard before the application ran (monitor.guard)
+            principal: Principal | None = getattr(request.state, "principal", None)
+            if principal is None:  # a CDS Hooks JWT on a route that does not take one
                 raise HTTPException(
                     401, "the token is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
                 )
             if principal.role not in allowed:
-                action = f"{request.method} {_route_template(request)}"
-                auth.record(services.sessions, principal, action, "denied", 403, now())
+                action = f"{request.method} {route_template(request.scope)}"
+                services.audit.record(principal, action, "denied", 403, now())
                 raise HTTPException(
                     403,
                     f"role {principal.role!r} may not {action}; allowed: {', '.join(allowed)}",
@@ -118,28 +121,15 @@ def create_app(services: Services) -> FastAPI:
                 # a secret (or a URL holding credentials) is not echoed back
                 "message": err["msg"]
                 if {"secret", "url"} & {str(p) for p in err["loc"]}
-                else f"{err.get('input')!r}: {err['msg']}",
+                else f"{_shown(err.get('input'))}: {err['msg']}",
             }
             for err in exc.errors()
         ]
         return _problem(422, "invalid request", errors=problems)
 
-    @app.middleware("http")
-    async def _access_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "route": _route_template(request),
-                "status": response.status_code,
-                "ms": round((time.perf_counter() - started) * 1000, 1),
-            },
-        )
-        return response
+    # the guard within the request log: every answer, the guard's 401/413/422 too, is logged
+    app.add_middleware(RequestGuard, services=services)
+    app.add_middleware(RequestLog)
 
     # --- ingest ---------------------------------------------------------------------------
 
@@ -167,14 +157,13 @@ def create_app(services: Services) -> FastAPI:
     async def post_events(
         request: Request, principal: Annotated[Principal, Depends(require("ingest"))]
     ) -> JSONResponse:
-        settings = services.settings
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return _problem(415, f"Content-Type must be application/json, not {content_type!r}")
         try:
-            raw = await read_body(request, settings.max_body_bytes)
+            raw = await read_body(request)
         except BodyTooLargeError as exc:
-            return _problem(413, str(exc))
+            return _problem(413, str(exc.detail))
         try:
             payload = parse_json(raw)
         except InvalidJsonError as exc:
@@ -187,13 +176,13 @@ def create_app(services: Services) -> FastAPI:
         if problems is not None:
             # the whole request is rejected: its valid events too (a batch-level problem: 1)
             EVENTS_REJECTED.inc(max(len(items) + sum(p["index"] is not None for p in problems), 1))
-            auth.record(services.sessions, principal, "POST /v1/events", "events", 422, now())
+            services.audit.record(principal, "POST /v1/events", "events", 422, now())
             return _problem(422, "invalid events: nothing was stored", errors=problems)
         try:
             result = store_events(services.sessions, items, now())
         except EventConflictError as exc:
             EVENTS_REJECTED.inc(len(items))
-            auth.record(services.sessions, principal, "POST /v1/events", "events", 409, now())
+            services.audit.record(principal, "POST /v1/events", "events", 409, now())
             return _problem(
                 409,
                 "event_id already used with a different body: nothing was stored",
@@ -202,9 +191,7 @@ def create_app(services: Services) -> FastAPI:
         accepted = sum(1 for _, status in result.statuses if status == "accepted")
         EVENTS_ACCEPTED.inc(accepted)
         EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)
-        auth.record(
-            services.sessions, principal, "POST /v1/events", f"{len(items)} events", 202, now()
-        )
+        services.audit.record(principal, "POST /v1/events", f"{len(items)} events", 202, now())
         if result.patients and services.dispatcher is not None:
             services.dispatcher.enqueue(result.patients)  # after the commit (outbox)
         return JSONResponse(
@@ -218,29 +205,28 @@ def create_app(services: Services) -> FastAPI:
 
     # --- patients -------------------------------------------------------------------------
 
-    def _patient(patient_id: str, principal: Principal, what: str) -> tuple[PatientRow, int]:
+    def _patient(patient_id: str, principal: Principal, what: str) -> PatientRecord:
         with services.sessions() as session:
             record = load_patient(session, patient_id)
-        row, pending, known = record.row, record.pending_events, record.known
-        status = 200 if known else 404
-        auth.record(services.sessions, principal, what, f"patient:{patient_id}", status, now())
-        if not known:
+        status = 200 if record.known else 404
+        services.audit.record(principal, what, f"patient:{patient_id}", status, now())
+        if not record.known:
             raise HTTPException(404, f"no events for patient {patient_id!r}")
-        return row or PatientRow(patient_id=patient_id), pending
+        return record
 
     @app.get("/v1/patients/{patient_id}", summary="Course state")
     def get_patient(
         patient_id: PATIENT_ID,
         principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
     ) -> dict[str, Any]:
-        row, pending = _patient(patient_id, principal, "GET /v1/patients/{patient_id}")
+        record = _patient(patient_id, principal, "GET /v1/patients/{patient_id}")
         return {
             "patient_id": patient_id,
-            "status": "none",  # events stored, none folded yet: no course on record so far
-            **json.loads(row.state),
-            "pending_events": pending,
+            **record.state(),  # status none: events stored, none folded yet
+            "pending_events": record.pending_events,
             # UTC `Z` form, as every other time the API serves
-            "evaluated_at": utc_text_or_none(row.evaluated_at),
+            "evaluated_at": utc_text_or_none(record.row.evaluated_at if record.row else None),
+            **record.monitoring(),
         }
 
     @app.get("/v1/patients/{patient_id}/decisions", summary="Current decisions")
@@ -281,8 +267,7 @@ def create_app(services: Services) -> FastAPI:
                 )
             ).scalar_one_or_none()
         status = 200 if row is not None else 404
-        auth.record(
-            services.sessions,
+        services.audit.record(
             principal,
             "GET /v1/patients/{patient_id}/decisions/{decision_id}",
             f"patient:{patient_id}",
@@ -301,14 +286,14 @@ def create_app(services: Services) -> FastAPI:
         patient_id: PATIENT_ID,
         principal: Annotated[Principal, Depends(require("infusion"))],
     ) -> dict[str, Any]:
-        row, pending = _patient(patient_id, principal, "GET /v1/patients/{patient_id}/clearance")
-        return clearance(json.loads(row.state), pending, now())
+        record = _patient(patient_id, principal, "GET /v1/patients/{patient_id}/clearance")
+        return clearance(record.state(), record.pending_events, now(), record.monitoring_error)
 
     # --- admin ----------------------------------------------------------------------------
 
     @app.get("/v1/admin/dead-letters", summary="Work that failed for good")
     def list_dead_letters(
-        _principal: Annotated[Principal, Depends(require("admin"))],
+        principal: Annotated[Principal, Depends(require("admin"))],
         include_retried: bool = False,
     ) -> dict[str, Any]:
         query = select(DeadLetterRow).order_by(col(DeadLetterRow.id))
@@ -316,11 +301,12 @@ def create_app(services: Services) -> FastAPI:
             query = query.where(col(DeadLetterRow.retried_at).is_(None))
         with services.sessions() as session:
             rows = list(session.execute(query).scalars())
+        services.audit.record(principal, "GET /v1/admin/dead-letters", "dead_letters", 200, now())
         return {"dead_letters": [row.model_dump(mode="json") for row in rows]}
 
     @app.post("/v1/admin/dead-letters/{dead_letter_id}/retry", status_code=202)
     def retry_dead_letter(
-        dead_letter_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        dead_letter_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
         principal: Annotated[Principal, Depends(require("admin"))],
     ) -> dict[str, Any]:
         with services.sessions.begin() as session:
@@ -334,8 +320,7 @@ def create_app(services: Services) -> FastAPI:
                 .values(dead_letter_id=None)
             )
             patient_id = row.patient_id
-        auth.record(
-            services.sessions,
+        services.audit.record(
             principal,
             "POST /v1/admin/dead-letters/{dead_letter_id}/retry",
             f"dead_letter:{dead_letter_id}",
@@ -345,6 +330,86 @@ def create_app(services: Services) -> FastAPI:
         if patient_id and services.dispatcher is not None:
             services.dispatcher.enqueue([patient_id])
         return {"dead_letter_id": dead_letter_id, "status": "requeued"}
+
+    def quarantine(
+        event_id: str, principal: Principal, *, quarantined: bool, reason: str | None
+    ) -> dict[str, Any]:
+        action = f"{'POST' if quarantined else 'DELETE'} /v1/admin/quarantined-events"
+        result = set_quarantine(
+            services.sessions,
+            event_id,
+            quarantined=quarantined,
+            by=principal.name,
+            reason=reason,
+            now=now(),
+        )
+        status = 200 if result is not None else 404
+        services.audit.record(principal, action, f"event:{event_id}"[:256], status, now())
+        if result is None:
+            raise HTTPException(404, f"no event {event_id!r}")
+        if result.changed and services.dispatcher is not None:
+            services.dispatcher.enqueue([result.patient_id])  # after the commit
+        return result.view()
+
+    @app.post(
+        "/v1/admin/quarantined-events",
+        summary="Set one event aside: kept and shown, left out of every fold (the rest of its "
+        "patient's events are folded again at once)",
+    )
+    def quarantine_event(
+        body: QuarantineRequest, principal: Annotated[Principal, Depends(require("admin"))]
+    ) -> dict[str, Any]:
+        return quarantine(body.event_id, principal, quarantined=True, reason=body.reason)
+
+    @app.delete(
+        "/v1/admin/quarantined-events",
+        summary="Release a quarantined event (its patient is folded again with it)",
+    )
+    def release_event(
+        event_id: Annotated[str, Query(min_length=1, max_length=128, pattern=NO_CONTROL)],
+        principal: Annotated[Principal, Depends(require("admin"))],
+    ) -> dict[str, Any]:
+        return quarantine(event_id, principal, quarantined=False, reason=None)
+
+    @app.get("/v1/admin/quarantined-events", summary="Events set aside, every patient")
+    def list_quarantined(
+        principal: Annotated[Principal, Depends(require("admin"))],
+    ) -> dict[str, Any]:
+        with services.sessions() as session:
+            found = quarantined_events(session)
+        services.audit.record(
+            principal, "GET /v1/admin/quarantined-events", "quarantined_events", 200, now()
+        )
+        return {"quarantined_events": found}
+
+    @app.get("/v1/admin/tokens", summary="API tokens (never the tokens or their hashes)")
+    def list_api_tokens(
+        principal: Annotated[Principal, Depends(require("admin"))],
+        all: Annotated[bool, Query(description="revoked and expired ones too")] = False,
+    ) -> dict[str, Any]:
+        tokens = list_tokens(services.sessions, now(), include_inactive=all)
+        services.audit.record(principal, "GET /v1/admin/tokens", "tokens", 200, now())
+        return {"tokens": tokens}
+
+    @app.post(
+        "/v1/admin/tokens/{token_id}/revoke",
+        summary="Revoke a token: refused from now on, its open alert streams end",
+    )
+    def revoke_api_token(
+        token_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+        principal: Annotated[Principal, Depends(require("admin"))],
+    ) -> dict[str, Any]:
+        revoked = revoke_tokens(services.sessions, now(), token_id=token_id)
+        existing = revoked[0] if revoked else None
+        if existing is None:
+            row = find_token(services.sessions, token_id)
+            existing = token_view(row, now()) if row is not None else None
+        status = 200 if existing is not None else 404
+        action = "POST /v1/admin/tokens/{token_id}/revoke"
+        services.audit.record(principal, action, f"token:{token_id}", status, now())
+        if existing is None:
+            raise HTTPException(404, f"no token {token_id}")
+        return {**existing, "already_revoked": not revoked}
 
     add_feed_routes(app, services, require)
     add_webhook_routes(app, services, require)

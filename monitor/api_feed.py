@@ -6,18 +6,19 @@ time, and some name types local to `add_feed_routes`.
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from monitor import auth
 from monitor.alerts import (
+    AckBeforeAlertError,
+    AlertAudience,
     AlertFilter,
     AlertKind,
     AlertNotFoundError,
@@ -25,13 +26,20 @@ from monitor.alerts import (
     last_alert_id,
     list_alerts,
 )
-from monitor.auth import Principal
+from monitor.auth import Principal, still_valid
 from monitor.services import Services
-from monitor.storage.models import DecisionRow, EventRow
-from policies.decisions import Audience, Severity, utc_text
-from policies.events import EVENT_ADAPTER, Administration, Assessment, Enrollment
+from monitor.storage.models import MAX_ROW_ID, DecisionRow, EventRow
+from policies.decisions import Severity, utc_text
+from policies.events import (
+    EVENT_ADAPTER,
+    NO_CONTROL,
+    Administration,
+    Assessment,
+    ClinicalTime,
+    Enrollment,
+)
 
-Unit = Annotated[str, Field(min_length=1, max_length=64)]
+Unit = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL)]
 MAX_PAGE = 500
 STREAM_BATCH = 100
 
@@ -44,8 +52,10 @@ class AckRequest(BaseModel):
     by: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")] | None = (
         None
     )
-    at: AwareDatetime | None = Field(
-        default=None, description="when it was acknowledged, RFC 3339 with offset"
+    at: ClinicalTime | None = Field(
+        default=None,
+        description="when it was acknowledged, RFC 3339 with offset; not before the alert was "
+        "raised, not in the future",
     )
     note: Annotated[str, Field(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
 
@@ -54,7 +64,7 @@ class FeedQuery(BaseModel):
     """The feed's filters (repeat a parameter for "any of")."""
 
     severity: list[Severity] = []
-    audience: list[Audience] = []
+    audience: list[AlertAudience] = []
     unit: list[Unit] = []
     kind: list[AlertKind] = []
     acknowledged: bool | None = None
@@ -71,7 +81,7 @@ class FeedQuery(BaseModel):
 
 def _feed_query(
     severity: Annotated[list[Severity] | None, Query()] = None,
-    audience: Annotated[list[Audience] | None, Query()] = None,
+    audience: Annotated[list[AlertAudience] | None, Query()] = None,
     unit: Annotated[list[Unit] | None, Query()] = None,
     kind: Annotated[list[AlertKind] | None, Query()] = None,
     acknowledged: bool | None = None,
@@ -97,11 +107,11 @@ def add_feed_routes(
         feed: Annotated[FeedQuery, Depends(_feed_query)],
         cursor: Annotated[
             int | None,
-            Query(ge=1, le=2**63 - 1, description="next_cursor of the previous page"),
+            Query(ge=1, le=MAX_ROW_ID, description="next_cursor of the previous page"),
         ] = None,
         after: Annotated[
             int | None,
-            Query(ge=0, le=2**63 - 1, description="alerts after this id, oldest first"),
+            Query(ge=0, le=MAX_ROW_ID, description="alerts after this id, oldest first"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     ) -> dict[str, Any]:
@@ -110,7 +120,7 @@ def add_feed_routes(
         with services.sessions() as session:
             alerts = list_alerts(session, feed.where(), before=cursor, after=after, limit=limit)
             last = last_alert_id(session)
-        auth.record(services.sessions, principal, "GET /v1/alerts", "alerts", 200, now())
+        services.audit.record(principal, "GET /v1/alerts", "alerts", 200, now())
         full = len(alerts) == limit
         return {
             "alerts": alerts,
@@ -134,13 +144,20 @@ def add_feed_routes(
         # (a generator's body runs once streaming has begun: everything that can refuse the
         # request, the resume point included, is a dependency, checked before the 200)
         await run_in_threadpool(
-            auth.record, services.sessions, principal, "GET /v1/alerts/stream", "alerts", 200, now()
+            services.audit.record, principal, "GET /v1/alerts/stream", "alerts", 200, now()
         )
         where = feed.where()
         position = resume if resume is not None else await run_in_threadpool(_last_id)
         yield ServerSentEvent(comment="bipn-monitor alert stream", retry=3000)
         ends = anyio.current_time() + services.settings.stream_max_s
         while True:
+            # the token may be revoked, or expire, while the stream is open: it ends then (the
+            # client's reconnect is refused with a 401)
+            if principal.token_id is not None and not await run_in_threadpool(
+                still_valid, services.sessions, principal.token_id, now()
+            ):
+                yield ServerSentEvent(comment="the token is no longer valid: stream closed")
+                return
             alerts = await run_in_threadpool(_after, where, position)
             for alert in alerts:
                 position = alert["id"]
@@ -160,7 +177,7 @@ def add_feed_routes(
 
     @app.post("/v1/alerts/{alert_id}/ack", summary="Acknowledge an alert (twice is harmless)")
     def ack_alert(
-        alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+        alert_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
         principal: Annotated[Principal, Depends(require("nurse"))],
         body: AckRequest | None = None,
     ) -> dict[str, Any]:
@@ -182,14 +199,21 @@ def add_feed_routes(
                     note=request.note,
                     now=current,
                 )
+        except AckBeforeAlertError as exc:
+            services.audit.record(
+                principal, "POST /v1/alerts/{alert_id}/ack", f"alert:{alert_id}", 422, current
+            )
+            raise HTTPException(
+                422,
+                f"at: {utc_text(exc.at)} is before the alert was raised "
+                f"({utc_text(exc.raised_at)}): an alert cannot be acknowledged before it exists",
+            ) from None
         except AlertNotFoundError:
-            auth.record(
-                services.sessions, principal, "POST /v1/alerts/{alert_id}/ack",
+            services.audit.record(principal, "POST /v1/alerts/{alert_id}/ack",
                 f"alert:{alert_id}", 404, current,
             )  # fmt: skip
             raise HTTPException(404, f"no alert {alert_id}") from None
-        auth.record(
-            services.sessions, principal, "POST /v1/alerts/{alert_id}/ack",
+        services.audit.record(principal, "POST /v1/alerts/{alert_id}/ack",
             f"alert:{alert_id}", 200, current,
         )  # fmt: skip
         return {**alert, "already_acknowledged": not recorded}
@@ -203,12 +227,16 @@ def add_feed_routes(
         principal: Annotated[Principal, Depends(require("nurse", "infusion"))],
     ) -> dict[str, Any]:
         with services.sessions() as session:
+            # what the folds see: quarantined events are left out (the patient page lists them)
             bodies = list(
                 session.execute(
-                    select(col(EventRow.body))
-                    .where(col(EventRow.patient_id) == patient_id)
+                    select(col(EventRow.event_id), col(EventRow.body))
+                    .where(
+                        col(EventRow.patient_id) == patient_id,
+                        col(EventRow.quarantined_at).is_(None),
+                    )
                     .order_by(col(EventRow.occurred_at), col(EventRow.id))
-                ).scalars()
+                ).all()
             )
             decisions = list(
                 session.execute(
@@ -221,8 +249,7 @@ def add_feed_routes(
                 ).scalars()
             )
         status = 200 if bodies else 404
-        auth.record(
-            services.sessions, principal, "GET /v1/patients/{patient_id}/history",
+        services.audit.record(principal, "GET /v1/patients/{patient_id}/history",
             f"patient:{patient_id}", status, now(),
         )  # fmt: skip
         if not bodies:
@@ -234,7 +261,7 @@ def _resume_point(
     last_event_id: Annotated[str | None, Header()] = None,
     after: Annotated[
         int | None,
-        Query(ge=0, le=2**63 - 1, description="start after this id (default: live only)"),
+        Query(ge=0, le=MAX_ROW_ID, description="start after this id (default: live only)"),
     ] = None,
 ) -> int | None:
     """Where a stream starts: after `Last-Event-ID` (a reconnect), or `?after=`."""
@@ -242,8 +269,8 @@ def _resume_point(
         value = last_event_id.strip()
         # ASCII digits only (headers are Latin-1: "²" is a digit to isdigit(), not to int()),
         # and no more than ?after= allows (a larger id overflows the query: a broken stream)
-        digits = value.isascii() and value.isdigit() and len(value) <= 19
-        if not digits or int(value) > 2**63 - 1:
+        digits = value.isascii() and value.isdigit() and len(value) <= 10
+        if not digits or int(value) > MAX_ROW_ID:
             raise HTTPException(422, f"Last-Event-ID: {value[:40]!r} is not an alert id")
         return int(value)
     return after
@@ -252,11 +279,18 @@ def _resume_point(
 DOSE_ACTIONS = ("reduce_dose", "hold", "resume", "discontinue")
 
 
-def _history(patient_id: str, bodies: list[str], decisions: list[str]) -> dict[str, Any]:
+def _history(
+    patient_id: str, bodies: Sequence[tuple[str, str]], decisions: list[str]
+) -> dict[str, Any]:
     grades: list[dict[str, Any]] = []
     doses: list[dict[str, Any]] = []
-    for body in bodies:
-        event = EVENT_ADAPTER.validate_json(body)
+    unreadable: list[str] = []
+    for event_id, body in bodies:
+        try:
+            event = EVENT_ADAPTER.validate_json(body)
+        except ValidationError:  # stored before a bound existed: its dead letter names it
+            unreadable.append(event_id)
+            continue
         at = utc_text(event.occurred_at)
         if isinstance(event, Assessment):
             grades.append(
@@ -287,4 +321,5 @@ def _history(patient_id: str, bodies: list[str], decisions: list[str]) -> dict[s
         "grades": grades,
         "doses": doses,
         "dose_decisions": dose_decisions,
+        "unreadable_events": unreadable,
     }

@@ -15,12 +15,12 @@ from fhir.resources.R4B.bundle import Bundle, BundleEntry, BundleEntryResponse
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from starlette.concurrency import run_in_threadpool
 
-from monitor import auth
 from monitor.auth import Principal
 from monitor.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
 from monitor.fhir.problems import IssueCode, Problem, information, operation_outcome
+from monitor.guard import BodyTooLargeError
 from monitor.ingest import EventConflictError, IngestResult, IngestStatus, store_events
-from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
+from monitor.json_body import InvalidJsonError, parse_json, read_body
 from monitor.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from monitor.services import Services
 
@@ -68,7 +68,6 @@ def add_fhir_ingest_routes(
     async def post_fhir(
         request: Request, principal: Annotated[Principal, Depends(require("ingest"))]
     ) -> JSONResponse:
-        settings = services.settings
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ACCEPTED_TYPES:
             return outcome_response(
@@ -77,9 +76,9 @@ def add_fhir_ingest_routes(
                 f"Content-Type must be {FHIR_JSON} (or application/json), not {content_type!r}",
             )
         try:
-            raw = await read_body(request, settings.max_body_bytes)
+            raw = await read_body(request)
         except BodyTooLargeError as exc:
-            return outcome_response(413, "too-costly", str(exc))
+            return outcome_response(413, "too-costly", str(exc.detail))
         try:
             payload = parse_json(raw)
         except InvalidJsonError as exc:
@@ -92,7 +91,7 @@ def add_fhir_ingest_routes(
             status, what, resource = _all_or_nothing(mapping)
         else:
             status, what, resource = _each_entry(mapping)
-        auth.record(services.sessions, principal, ACTION, what, status, services.settings.now())
+        services.audit.record(principal, ACTION, what, status, services.settings.now())
         return fhir_response(status, resource)
 
     def _store(events: list[MappedEvent]) -> IngestResult:

@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutcomeIssue
 from sqlmodel import Session, col, select
 
-from monitor import auth
 from monitor.alerts import alert_view
 from monitor.auth import Principal
 from monitor.fhir.summary import build_monitor_summary
@@ -53,8 +52,7 @@ def add_fhir_summary_routes(
         with services.sessions() as session:
             loaded = _load(session, patient_id)
         status = 200 if loaded is not None else 404
-        auth.record(
-            services.sessions,
+        services.audit.record(
             principal,
             f"GET {SUMMARY_PATH}",
             f"patient:{patient_id}",

@@ -8,16 +8,23 @@ from typing import IO, Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import AwareDatetime
 
-from monitor import auth
 from monitor.auth import Principal
 from monitor.reports.command import period_of
 from monitor.reports.render import MEDIA_TYPES, run_report
 from monitor.reports.sources import report_from_database
 from monitor.services import Services
+from policies.events import NO_CONTROL, ClinicalTime
 
 CHUNK = 64 * 1024
+# The HTML report is one self-contained page: its own inline style and SVG, nothing to load,
+# no script (a value that slipped past escaping could still run nothing), never framed.
+REPORT_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def add_report_routes(
@@ -41,13 +48,13 @@ def add_report_routes(
     def adherence_report(
         principal: Annotated[Principal, Depends(require("auditor"))],
         start: Annotated[
-            AwareDatetime | None,
+            ClinicalTime | None,
             Query(alias="from", description="period start (default: 30 days before `to`)"),
         ] = None,
         end: Annotated[
-            AwareDatetime | None, Query(alias="to", description="period end (default: now)")
+            ClinicalTime | None, Query(alias="to", description="period end (default: now)")
         ] = None,
-        unit: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        unit: Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_CONTROL)] = None,
         format: Literal["json", "csv", "html"] = "json",
     ) -> Response:
         now = services.settings.now()
@@ -60,8 +67,7 @@ def add_report_routes(
             ),
             format,
         )
-        auth.record(
-            services.sessions,
+        services.audit.record(
             principal,
             "GET /v1/reports/adherence",
             f"report:adherence:{format}",
@@ -69,7 +75,7 @@ def add_report_routes(
             now,
         )
         name = f"adherence-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{format}"
-        headers = {"Content-Disposition": f'inline; filename="{name}"'}
+        headers = {"Content-Disposition": f'inline; filename="{name}"', **REPORT_HEADERS}
         return StreamingResponse(_chunks(text), media_type=MEDIA_TYPES[format], headers=headers)
 
 

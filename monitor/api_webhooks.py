@@ -9,21 +9,28 @@ import secrets
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
+import httpcore
 from fastapi import Depends, FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import col, select
 
-from monitor import auth
-from monitor.alerts import AlertKind
+from monitor import egress
+from monitor.alerts import AlertAudience, AlertKind
 from monitor.api_feed import Unit
 from monitor.auth import Principal
 from monitor.services import Services
-from monitor.storage.models import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
+from monitor.settings import Settings
+from monitor.storage.models import (
+    MAX_ROW_ID,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
 from monitor.webhooks import delivery_view, endpoint_view
-from policies.decisions import Audience, Severity
+from policies.decisions import Severity
 
-ID = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ID = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 class WebhookFilters(BaseModel):
@@ -32,7 +39,7 @@ class WebhookFilters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     severity: list[Severity] = []
-    audience: list[Audience] = []
+    audience: list[AlertAudience] = []
     unit: list[Unit] = []
     kind: list[AlertKind] = []
 
@@ -57,6 +64,29 @@ class WebhookRegistration(BaseModel):
         return value
 
 
+def destination_refusal(url: AnyHttpUrl, settings: Settings) -> str | None:
+    """Why webhooks may not call this URL (`monitor.egress`), checked at registration as far
+    as it can be: the host as written, then what it resolves to now (a name that does not
+    resolve yet is accepted; every delivery checks again, after its own resolution)."""
+    host = url.host or ""
+    allowed = egress.parse_networks(settings.webhook_allow_networks)
+    why = egress.host_refusal(host, allowed)
+    if why is None:
+        try:
+            addresses = egress.resolve(host, url.port or 443, timeout=2.0)
+        except (egress.DeadlineExceededError, httpcore.ConnectError):
+            return None
+        reasons = [r for r in (egress.refusal(a, allowed) for a in addresses) if r is not None]
+        why = f"{host} resolves to {reasons[0]}" if reasons else None
+    if why is None:
+        return None
+    return (
+        f"refused: {why}. Webhooks may not reach loopback, link-local, private, shared or "
+        "metadata addresses; allow an on-premise receiver's network with "
+        "MONITOR_WEBHOOK_ALLOW_NETWORKS"
+    )
+
+
 def add_webhook_routes(
     app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
 ) -> None:
@@ -64,13 +94,23 @@ def add_webhook_routes(
         return services.settings.now()
 
     def audit(principal: Principal, action: str, resource: str, status: int) -> None:
-        auth.record(services.sessions, principal, action, resource, status, now())
+        services.audit.record(principal, action, resource, status, now())
 
     @app.post("/v1/admin/webhooks", status_code=201, summary="Register a webhook endpoint")
     def register_webhook(
         registration: WebhookRegistration,
         principal: Annotated[Principal, Depends(require("admin"))],
     ) -> JSONResponse:
+        refused = destination_refusal(registration.url, services.settings)
+        if refused is not None:
+            audit(principal, "POST /v1/admin/webhooks", "webhook", 422)
+            return JSONResponse(
+                status_code=422,
+                content={
+                    "detail": "invalid request",
+                    "errors": [{"field": "url", "message": refused}],
+                },
+            )
         secret = registration.secret or secrets.token_urlsafe(32)
         filters = registration.filters
         with services.sessions.begin() as session:
@@ -122,7 +162,7 @@ def add_webhook_routes(
     def list_deliveries(
         principal: Annotated[Principal, Depends(require("admin"))],
         status: Literal["pending", "delivered", "failed"] | None = None,
-        webhook_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+        webhook_id: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
         query = select(WebhookDeliveryRow).order_by(col(WebhookDeliveryRow.id).desc())

@@ -1,119 +1,155 @@
-"""Bearer tokens with roles, and the hash-chained audit log of who did what."""
+"""Bearer tokens with roles: created (shown once, stored as a hash), listed, revoked, expiring."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
-from sqlalchemy import text
+from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from monitor.roles import ROLES, Role
-from monitor.storage.models import ApiTokenRow, AuditLogRow
+from monitor.storage.models import ApiTokenRow
+from policies.decisions import utc_text, utc_text_or_none
 
-GENESIS_HASH = "0" * 64
 TOKEN_PREFIX = "bm_"
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the token's name and role (never the token itself)."""
+    """Who is calling: the token's name and role (never the token itself). `token_id` lets a
+    long-lived request (the alert stream) check the token is still valid."""
 
     name: str
     role: Role
+    token_id: int | None = field(default=None, compare=False)
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(sessions: sessionmaker[Session], role: Role, name: str, now: dt.datetime) -> str:
+def create_token(
+    sessions: sessionmaker[Session],
+    role: Role,
+    name: str,
+    now: dt.datetime,
+    expires_at: dt.datetime | None = None,
+) -> str:
     """A new random token; only its hash is stored, so this is the one time it is seen."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if expires_at is not None and expires_at <= now:
+        raise ValueError(f"the expiry {utc_text(expires_at)} is not in the future")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with sessions.begin() as session:
-        session.add(ApiTokenRow(name=name, role=role, token_hash=hash_token(token), created_at=now))
+        session.add(
+            ApiTokenRow(
+                name=name,
+                role=role,
+                token_hash=hash_token(token),
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
     return token
 
 
-def authenticate(sessions: sessionmaker[Session], token: str) -> Principal | None:
+def _usable(row: ApiTokenRow | None, now: dt.datetime) -> bool:
+    return (
+        row is not None
+        and row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > now)
+        and row.role in ROLES
+    )
+
+
+def authenticate(
+    sessions: sessionmaker[Session], token: str, now: dt.datetime | None = None
+) -> Principal | None:
+    """The token's principal, or None when it is unknown, revoked or expired (at `now`)."""
+    moment = now or dt.datetime.now(dt.UTC)
     with sessions() as session:
         row = session.execute(
-            select(ApiTokenRow).where(
-                col(ApiTokenRow.token_hash) == hash_token(token),
-                col(ApiTokenRow.revoked_at).is_(None),
-            )
+            select(ApiTokenRow).where(col(ApiTokenRow.token_hash) == hash_token(token))
         ).scalar_one_or_none()
-    if row is None or row.role not in ROLES:
+    if row is None or not _usable(row, moment):
         return None
-    return Principal(name=row.name, role=row.role)
+    return Principal(name=row.name, role=row.role, token_id=row.id)
 
 
-def _row_hash(prev_hash: str, row: AuditLogRow) -> str:
-    fields = (
-        prev_hash,
-        row.at.astimezone(dt.UTC).isoformat(),
-        row.actor,
-        row.role,
-        row.action,
-        row.resource,
-        str(row.status_code),
-    )
-    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
-
-
-def record(
-    sessions: sessionmaker[Session],
-    principal: Principal,
-    action: str,
-    resource: str,
-    status_code: int,
-    now: dt.datetime,
-) -> None:
-    """Append one audit row chained to the last. No clinical payload: who, what, when, result."""
-    with sessions.begin() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # one appender at a time, or two rows would chain to the same predecessor
-            session.execute(text("SELECT pg_advisory_xact_lock(7301)"))
-        last = session.execute(
-            select(col(AuditLogRow.row_hash)).order_by(col(AuditLogRow.id).desc()).limit(1)
-        ).scalar_one_or_none()
-        row = AuditLogRow(
-            at=now,
-            actor=principal.name,
-            role=principal.role,
-            action=action,
-            resource=resource[:256],
-            status_code=status_code,
-            prev_hash=last or GENESIS_HASH,
-            row_hash="",
-        )
-        row.row_hash = _row_hash(row.prev_hash, row)
-        session.add(row)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    rows: int
-    broken_at: int | None  # the id of the first row that does not verify
-    reason: str | None
-
-
-def verify_chain(sessions: sessionmaker[Session]) -> ChainReport:
-    """Recompute every row's hash from its predecessor; the first mismatch is reported."""
-    previous = GENESIS_HASH
-    count = 0
+def still_valid(sessions: sessionmaker[Session], token_id: int, now: dt.datetime) -> bool:
+    """Not revoked, not expired: what an open stream asks at each poll."""
     with sessions() as session:
-        rows = session.execute(select(AuditLogRow).order_by(col(AuditLogRow.id))).scalars()
-        for row in rows:
-            count += 1
-            if row.prev_hash != previous:
-                return ChainReport(count, row.id, "prev_hash does not match the previous row")
-            if _row_hash(row.prev_hash, row) != row.row_hash:
-                return ChainReport(count, row.id, "row_hash does not match the row's content")
-            previous = row.row_hash
-    return ChainReport(count, None, None)
+        return _usable(session.get(ApiTokenRow, token_id), now)
+
+
+TokenState = Literal["active", "revoked", "expired"]
+
+
+def token_state(row: ApiTokenRow, now: dt.datetime) -> TokenState:
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def token_view(row: ApiTokenRow, now: dt.datetime) -> dict[str, object]:
+    """A token as `token list` and the admin API show it: never the token or its hash."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "state": token_state(row, now),
+        "created_at": utc_text(row.created_at),
+        "expires_at": utc_text_or_none(row.expires_at),
+        "revoked_at": utc_text_or_none(row.revoked_at),
+    }
+
+
+def list_tokens(
+    sessions: sessionmaker[Session], now: dt.datetime, *, include_inactive: bool = False
+) -> list[dict[str, object]]:
+    with sessions() as session:
+        rows = session.execute(select(ApiTokenRow).order_by(col(ApiTokenRow.id))).scalars()
+        views = [token_view(row, now) for row in rows]
+    return views if include_inactive else [v for v in views if v["state"] == "active"]
+
+
+def revoke_tokens(
+    sessions: sessionmaker[Session],
+    now: dt.datetime,
+    *,
+    token_id: int | None = None,
+    name: str | None = None,
+) -> list[dict[str, object]]:
+    """Revoke one token by id, or every active token of a name; returns what was revoked
+    (a token already revoked stays as it was, with its first revocation time)."""
+    if (token_id is None) == (name is None):
+        raise ValueError("give a token id or a name")
+    with sessions.begin() as session:
+        query = select(ApiTokenRow).where(col(ApiTokenRow.revoked_at).is_(None))
+        if token_id is not None:
+            query = query.where(col(ApiTokenRow.id) == token_id)
+        else:
+            query = query.where(col(ApiTokenRow.name) == name)
+        rows = list(session.execute(query).scalars())
+        if rows:
+            session.execute(
+                update(ApiTokenRow)
+                .where(col(ApiTokenRow.id).in_([r.id for r in rows]))
+                .values(revoked_at=now)
+            )
+            for row in rows:
+                row.revoked_at = now
+        return [token_view(row, now) for row in rows]
+
+
+def find_token(sessions: sessionmaker[Session], token_id: int) -> ApiTokenRow | None:
+    with sessions() as session:
+        return session.get(ApiTokenRow, token_id)

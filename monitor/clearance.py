@@ -4,10 +4,23 @@ import datetime as dt
 from typing import Any
 
 
-def clearance(state: dict[str, Any], pending_events: int, now: dt.datetime) -> dict[str, Any]:
-    """For the infusion chair: may a dose be given now, which one, and why (not)."""
+def clearance(
+    state: dict[str, Any],
+    pending_events: int,
+    now: dt.datetime,
+    monitoring_error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """For the infusion chair: may a dose be given now, which one, and why (not). While the
+    patient's monitoring is stopped (a dead-lettered fold) the stored state may be out of date:
+    never cleared."""
     status = state.get("status", "none")
     reasons: list[str] = []
+    if monitoring_error is not None:
+        reasons.append(
+            "monitoring error: this patient's latest events could not be evaluated since "
+            f"{monitoring_error['since']} (dead letter {monitoring_error['dead_letter_id']}); "
+            "the course state may be out of date: ask the physician before dosing"
+        )
     if status in ("none", "ended"):
         reasons.append("no active bortezomib course on record")
     elif status == "held":

@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import os
 import pathlib
+import re
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
@@ -17,6 +18,7 @@ from policies.engine import evaluate
 from policies.packs import BUILTIN_PACKS, PackError, PolicyPack
 
 if TYPE_CHECKING:
+    from monitor.services import Services
     from monitor.settings import Settings
 
 EXIT_INVALID = 2
@@ -35,6 +37,29 @@ def _aware_time(text: str) -> dt.datetime:
             f"{text!r} has no UTC offset: give one, e.g. {example}Z or {example}+01:00"
         )
     return moment
+
+
+_DURATION = re.compile(r"^(\d{1,6})([dhm])$")
+
+
+def _duration(text: str) -> dt.timedelta:
+    found = _DURATION.match(text.strip())
+    if found is None or int(found.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: a whole number with d (days), h or m, e.g. 90d"
+        )
+    unit = {"d": "days", "h": "hours", "m": "minutes"}[found.group(2)]
+    return dt.timedelta(**{unit: int(found.group(1))})
+
+
+def _queues(text: str) -> str:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ("monitor", "webhooks")]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the queues are monitor and webhooks (comma-separated)"
+        )
+    return ",".join(dict.fromkeys(names))
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
@@ -88,6 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="a production Celery worker process")
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     worker.add_argument(
+        "--queues",
+        type=_queues,
+        default="monitor",
+        help="monitor (the patients' events, default), webhooks (alert deliveries: run these "
+        "workers apart, so no receiver slows clinical work), or monitor,webhooks",
+    )
+    worker.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -101,10 +133,41 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="create a token; prints only the token")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", default=None, help="who or what uses it (default: the role)")
+    expiry = create.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires-in",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="valid this long, e.g. 90d, 12h, 30m (default: until revoked)",
+    )
+    expiry.add_argument(
+        "--expires-at", type=_aware_time, default=None, help="valid until this time (RFC 3339)"
+    )
+    listing = token_commands.add_parser("list", help="the tokens (never the tokens themselves)")
+    listing.add_argument("--all", action="store_true", help="revoked and expired ones too")
+    revoke = token_commands.add_parser(
+        "revoke", help="revoke a token by id, or every active token of a name"
+    )
+    target = revoke.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", nargs="?", type=int, default=None, help="the token's id")
+    target.add_argument("--name", dest="revoke_name", default=None)
 
     audit = commands.add_parser("audit", help="the access audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    audit_commands.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify = audit_commands.add_parser(
+        "verify", help="check the keyed hash chain and its checkpoints; exit 1 if broken"
+    )
+    verify.add_argument(
+        "--checkpoints",
+        type=pathlib.Path,
+        default=None,
+        help="a checkpoint file, or the service's JSON log holding its `audit checkpoint` "
+        "lines (default: MONITOR_AUDIT_CHECKPOINT_PATH)",
+    )
+    audit_commands.add_parser(
+        "checkpoint", help="sign the chain's head now (the scheduler does it periodically)"
+    )
 
     ingest = commands.add_parser("ingest", help="send an events file to a running service")
     ingest.add_argument("file", type=pathlib.Path)
@@ -295,10 +358,10 @@ def run_service_command(args: argparse.Namespace) -> int:
     if args.command == "api":
         return runtime.api(settings, args.host, args.port)
     if args.command == "worker":
-        return runtime.worker(settings, args.concurrency, args.metrics_port)
+        return runtime.worker(settings, args.concurrency, args.metrics_port, args.queues)
     if args.command == "scheduler":
         return runtime.scheduler(settings)
-    from monitor.auth import create_token, verify_chain
+    from monitor.audit import AuditKeyError
     from monitor.services import build_services
     from monitor.storage.migrate import upgrade
 
@@ -310,17 +373,69 @@ def run_service_command(args: argparse.Namespace) -> int:
             return 0
         if args.command == "token":
             upgrade(services.engine)
-            print(
-                create_token(services.sessions, args.role, args.name or args.role, settings.now())
-            )
-            return 0
+            return _token_command(args, services)
         if args.command == "audit":
-            report = verify_chain(services.sessions)
-            if report.broken_at is None:
-                print(f"audit log intact: {report.rows} rows")
-                return 0
-            print(f"audit log broken at row {report.broken_at}: {report.reason}", file=sys.stderr)
-            return 1
+            return _audit_command(args, services)
+    except AuditKeyError as exc:
+        print(f"audit: {exc}", file=sys.stderr)
+        return EXIT_INVALID
     finally:
         services.close()
     raise AssertionError(args.command)  # argparse rejects unknown commands
+
+
+def _token_command(args: argparse.Namespace, services: Services) -> int:
+    import json
+
+    from monitor.auth import Principal, create_token, list_tokens, revoke_tokens
+
+    now = services.settings.now()
+    if args.token_command == "create":
+        expires = args.expires_at or (now + args.expires_in if args.expires_in else None)
+        try:
+            token = create_token(services.sessions, args.role, args.name or args.role, now, expires)
+        except ValueError as exc:
+            print(f"token: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        print(token)
+        return 0
+    if args.token_command == "list":
+        for view in list_tokens(services.sessions, now, include_inactive=args.all):
+            print(json.dumps(view))
+        return 0
+    revoked = revoke_tokens(services.sessions, now, token_id=args.id, name=args.revoke_name)
+    operator = Principal(name=f"cli:{os.environ.get('USER', 'unknown')}"[:64], role="admin")
+    for view in revoked:
+        services.audit.record(operator, "token revoke", f"token:{view['id']}", 200, now)
+        print(json.dumps(view))
+    if not revoked:
+        wanted = f"token {args.id}" if args.id is not None else f"tokens named {args.revoke_name!r}"
+        print(f"token: no active {wanted}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit_command(args: argparse.Namespace, services: Services) -> int:
+    if args.audit_command == "checkpoint":
+        checkpoint = services.audit.checkpoint(services.settings.now())
+        print(
+            checkpoint.as_json()
+            if checkpoint
+            else "audit log: nothing new since the last checkpoint"
+        )
+        return 0
+    if args.checkpoints is not None:
+        services.audit.checkpoint_path = args.checkpoints
+    try:
+        report = services.audit.verify()
+    except ValueError as exc:  # an unreadable checkpoint file
+        print(f"audit log: {exc}", file=sys.stderr)
+        return 1
+    if report.broken_at is None:
+        print(
+            f"audit log intact: {report.rows} rows, {report.checkpoints} checkpoints "
+            f"({services.audit.checkpoint_path})"
+        )
+        return 0
+    print(f"audit log broken at row {report.broken_at}: {report.reason}", file=sys.stderr)
+    return 1

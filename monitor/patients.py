@@ -10,18 +10,28 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from monitor.storage.models import DecisionRow, EventRow, OutboxRow, PatientRow
+from monitor.storage.models import DeadLetterRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from policies.decisions import utc_text
 
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
     row: PatientRow | None
-    pending_events: int  # stored, not yet folded (their outbox rows are open)
+    pending_events: int  # stored, not yet folded (their outbox rows are open, not parked)
     known: bool  # a patient row, or at least one event: what makes a 404 otherwise
+    monitoring_error: dict[str, Any] | None = None  # the open dead letter, when folding failed
+    quarantined: tuple[dict[str, Any], ...] = ()  # events an admin set aside
 
     def state(self) -> dict[str, Any]:
         """The course state; `status: none` before the first fold (events stored, none folded)."""
         return {"status": "none", **(json.loads(self.row.state) if self.row else {})}
+
+    def monitoring(self) -> dict[str, Any]:
+        """What the patient API shows of the pipeline: is this patient's monitoring running?"""
+        return {
+            "monitoring": self.monitoring_error or {"status": "running"},
+            "quarantined_events": list(self.quarantined),
+        }
 
 
 def load_patient(session: Session, patient_id: str) -> PatientRecord:
@@ -30,6 +40,7 @@ def load_patient(session: Session, patient_id: str) -> PatientRecord:
         select(func.count(col(OutboxRow.id))).where(
             col(OutboxRow.patient_id) == patient_id,
             col(OutboxRow.processed_at).is_(None),
+            col(OutboxRow.dead_letter_id).is_(None),
         )
     ).scalar_one()
     known = (
@@ -39,7 +50,52 @@ def load_patient(session: Session, patient_id: str) -> PatientRecord:
         ).first()
         is not None
     )
-    return PatientRecord(row=row, pending_events=int(pending), known=known)
+    dead = session.execute(
+        select(DeadLetterRow)
+        .where(col(DeadLetterRow.patient_id) == patient_id, col(DeadLetterRow.retried_at).is_(None))
+        .order_by(col(DeadLetterRow.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return PatientRecord(
+        row=row,
+        pending_events=int(pending),
+        known=known,
+        monitoring_error=None if dead is None else _stopped(dead),
+        quarantined=tuple(quarantined_events(session, patient_id)),
+    )
+
+
+def quarantined_events(session: Session, patient_id: str | None = None) -> list[dict[str, Any]]:
+    """The events an admin set aside (of one patient, or all), in timeline order."""
+    query = select(EventRow).where(col(EventRow.quarantined_at).is_not(None))
+    if patient_id is not None:
+        query = query.where(col(EventRow.patient_id) == patient_id)
+    rows = session.execute(query.order_by(col(EventRow.occurred_at), col(EventRow.id))).scalars()
+    return [_quarantine_view(event) for event in rows]
+
+
+def _stopped(dead: DeadLetterRow) -> dict[str, Any]:
+    return {
+        "status": "stopped",
+        "since": utc_text(dead.created_at),
+        "dead_letter_id": dead.id,
+        "reason": dead.reason,
+        "error": dead.error,
+        "event_id": dead.event_id,
+    }
+
+
+def _quarantine_view(event: EventRow) -> dict[str, Any]:
+    assert event.quarantined_at is not None
+    return {
+        "event_id": event.event_id,
+        "patient_id": event.patient_id,
+        "type": event.type,
+        "occurred_at": utc_text(event.occurred_at),
+        "quarantined_at": utc_text(event.quarantined_at),
+        "quarantined_by": event.quarantined_by,
+        "reason": event.quarantine_reason,
+    }
 
 
 def current_decisions(session: Session, patient_id: str) -> list[dict[str, Any]]:

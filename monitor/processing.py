@@ -14,11 +14,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from monitor.alerts import add_alerts
+from monitor.logsafe import SafeMessageError
 from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.storage.database import insert_for
 from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
@@ -89,12 +91,30 @@ def _lock_patient(session: Session, patient_id: str) -> PatientRow:
     return row
 
 
+class StoredEventError(SafeMessageError):
+    """A stored event no longer passes the event models (stored before a bound existed, or
+    edited in the database): the fold cannot use it. Names the event, not its content."""
+
+    def __init__(self, event_id: str, fields: list[str]) -> None:
+        super().__init__(f"stored event {event_id} is invalid ({', '.join(fields)})")
+        self.event_id = event_id
+
+
 def _load_events(session: Session, patient_id: str) -> tuple[list[Event], int]:
+    """The patient's events, but those an admin quarantined; and the largest row id."""
     rows = session.execute(
-        select(col(EventRow.id), col(EventRow.body)).where(col(EventRow.patient_id) == patient_id)
+        select(col(EventRow.id), col(EventRow.event_id), col(EventRow.body)).where(
+            col(EventRow.patient_id) == patient_id, col(EventRow.quarantined_at).is_(None)
+        )
     ).all()
-    events = [EVENT_ADAPTER.validate_json(body) for _, body in rows]
-    return events, max((pk for pk, _ in rows), default=0)
+    events = []
+    for _, event_id, body in rows:
+        try:
+            events.append(EVENT_ADAPTER.validate_json(body))
+        except ValidationError as exc:
+            fields = [".".join(str(p) for p in err["loc"][1:]) or "event" for err in exc.errors()]
+            raise StoredEventError(event_id, list(dict.fromkeys(fields))) from None
+    return events, max((pk for pk, _, _ in rows), default=0)
 
 
 def _next_due(

@@ -10,10 +10,11 @@ import signal
 import sys
 from typing import Any
 
-from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import func
 from sqlmodel import col, select
 
+from monitor.audit import AuditKeyError
+from monitor.logsafe import RequestIdFilter, SafeJsonFormatter
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
@@ -23,13 +24,16 @@ log = logging.getLogger("monitor")
 
 
 def configure_logging(settings: Settings) -> None:
-    """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients."""
+    """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients;
+    tracebacks are sanitised (`monitor.logsafe`); lines written while serving a request carry
+    its `request_id`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        SafeJsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
         )
     )
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
@@ -114,6 +118,11 @@ def _production_services(settings: Settings) -> Services:
     if settings.broker_url is None:
         raise SystemExit("MONITOR_BROKER_URL is required for the api/worker/scheduler processes")
     services = build_services(settings)
+    try:
+        services.audit.require_key()  # before serving: the audit chain is keyed
+    except AuditKeyError as exc:
+        services.close()
+        raise SystemExit(f"settings: {exc}") from None
     services.dispatcher = CeleryDispatcher(create_celery(settings))
     return services
 
@@ -128,7 +137,11 @@ def api(settings: Settings, host: str, port: int) -> int:
     return 0
 
 
-def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> int:
+def worker(
+    settings: Settings, concurrency: int, metrics_port: int | None, queues: str = "monitor"
+) -> int:
+    """A Celery worker: `monitor` (the patients' events, the default) or `webhooks` (alert
+    deliveries, in processes of their own), or both (`monitor,webhooks`)."""
     configure_logging(settings)
     if settings.broker_url is None:
         raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
@@ -152,7 +165,7 @@ def worker(settings: Settings, concurrency: int, metrics_port: int | None) -> in
             "--concurrency",
             str(concurrency),
             "--queues",
-            "monitor",
+            queues,
             "--without-gossip",
             "--without-mingle",
             "--hostname",

@@ -6,7 +6,8 @@ database lease, `monitor.lease`):
   which raises `reassessment_overdue` / `escalation_unanswered` exactly as `replay --until`;
 - remind: an alert to the nurse feed the day before each pending reassessment is due;
 - escalate: urgent alerts unacknowledged for `escalate_after_s` go to the next audience;
-- re-drive webhook deliveries whose task was lost.
+- re-drive webhook deliveries whose task was lost;
+- checkpoint the audit chain: its signed head, outside the table (`monitor.audit`).
 
 Timers live in the database, never as Celery ETAs. Runs are logged with counts only.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from sqlalchemy import ColumnElement, or_, update
+from sqlalchemy import ColumnElement, exists, or_, update
 from sqlmodel import Session, col, select
 
 from monitor import alerts
@@ -29,7 +30,7 @@ from monitor.metrics import ALERTS_RAISED
 from monitor.services import Services
 from monitor.settings import Settings
 from monitor.storage.database import is_postgresql
-from monitor.storage.models import AlertRow, OutboxRow, PatientRow
+from monitor.storage.models import AlertRow, DeadLetterRow, OutboxRow, PatientRow
 from monitor.webhooks import due_for_redrive, fan_out
 
 log = logging.getLogger("monitor.scheduler")
@@ -114,6 +115,11 @@ def fire_due_timers(services: Services) -> int:
                     col(PatientRow.timer_enqueued_at).is_(None),
                     col(PatientRow.timer_enqueued_at) <= stale,
                 ),
+                # a patient whose fold is dead-lettered waits for the admin (retry, quarantine)
+                ~exists().where(
+                    col(DeadLetterRow.patient_id) == col(PatientRow.patient_id),
+                    col(DeadLetterRow.retried_at).is_(None),
+                ),
             )
             .limit(BATCH)
         )
@@ -169,12 +175,22 @@ def redrive_deliveries(services: Services) -> int:
     return sent
 
 
+def checkpoint_audit(services: Services) -> int:
+    """A signed checkpoint of the audit chain's head, every `audit_checkpoint_interval_s`,
+    kept outside the table (`monitor.audit`): 1 when one was written."""
+    written = services.audit.periodic_checkpoint(
+        services.settings.now(), services.settings.audit_checkpoint_interval_s
+    )
+    return 1 if written is not None else 0
+
+
 JOBS: tuple[Callable[[Services], int], ...] = (
     redrive_outbox,
     fire_due_timers,
     send_reminders,
     escalate_alerts,
     redrive_deliveries,
+    checkpoint_audit,
 )
 
 

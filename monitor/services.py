@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from monitor.audit import AuditLog
 from monitor.policy_file import load_pack
 from monitor.settings import Settings
 from monitor.storage.database import make_engine, make_session_factory
@@ -38,6 +39,7 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     pack: PolicyPack
+    audit: AuditLog
     dispatcher: Dispatcher | None = field(default=None)
 
     def close(self) -> None:
@@ -49,6 +51,11 @@ def build_services(settings: Settings) -> Services:
     pack = load_pack(
         settings.policy if settings.policy_file is None else None, settings.policy_file
     )
+    sessions = make_session_factory(engine)
     return Services(
-        settings=settings, engine=engine, sessions=make_session_factory(engine), pack=pack
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        pack=pack,
+        audit=AuditLog(sessions, settings),
     )

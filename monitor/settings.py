@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import ipaddress
 import pathlib
 import re
 from typing import Annotated, Literal, get_args
@@ -19,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -125,8 +127,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="forbid", frozen=True)
 
     database_url: str = Field(
-        default="sqlite:///./var/monitor.db",
-        description="SQLAlchemy URL; production: postgresql+psycopg://user@host/db",
+        default="",
+        description="SQLAlchemy URL; production: postgresql+psycopg://user@host/db. Unset: "
+        "SQLite in data_dir (`sqlite:///{data_dir}/monitor.db`)",
     )
     broker_url: str | None = Field(
         default=None,
@@ -138,7 +141,24 @@ class Settings(BaseSettings):
         default=None, description="a site pack (TOML); its `base` then decides the rules"
     )
     data_dir: pathlib.Path = Field(
-        default=pathlib.Path("var"), description="where the embedded mode keeps its files"
+        default=pathlib.Path("var"),
+        description="where the embedded mode keeps its files: the SQLite database (unless "
+        "database_url says otherwise), the audit key and the audit checkpoints",
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="the key of the audit log's hash chain (HMAC), at least 32 characters; "
+        "required in production. Unset in the embedded mode: generated once into "
+        "{data_dir}/audit.key",
+    )
+    audit_checkpoint_path: pathlib.Path | None = Field(
+        default=None,
+        description="where signed checkpoints of the audit chain are appended (JSON lines); "
+        "keep it where the database's administrators cannot rewrite it. Default "
+        "{data_dir}/audit-checkpoints.jsonl",
+    )
+    audit_checkpoint_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=60.0, description="how often the scheduler writes an audit checkpoint"
     )
     max_batch_events: Annotated[int, Field(ge=1, le=10_000)] = 1_000
     max_body_bytes: Annotated[int, Field(ge=1_024)] = 5_000_000
@@ -178,7 +198,19 @@ class Settings(BaseSettings):
         default=60.0,
         description="adherence report: the share of urgent alerts acknowledged within this",
     )
-    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    webhook_timeout_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=10.0,
+        description="the whole of one delivery attempt: connect, send and read the answer",
+    )
+    webhook_allow_networks: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR, e.g. 10.20.0.0/16) webhooks may reach although they are "
+        "private, loopback or link-local: an on-premise receiver. Everything else of those "
+        "ranges, and metadata hostnames, is refused",
+    )
+    webhook_max_response_bytes: Annotated[int, Field(ge=0, le=1_048_576)] = Field(
+        default=65_536, description="how much of a receiver's answer is read (the rest dropped)"
+    )
     webhook_max_attempts: Annotated[int, Field(ge=1, le=30)] = 8
     webhook_backoff_s: Annotated[float, Field(gt=0)] = Field(
         default=2.0, description="first retry delay; doubles each attempt (with jitter)"
@@ -221,6 +253,30 @@ class Settings(BaseSettings):
         default=None,
         description="freeze the service clock (tests, demos); RFC 3339 with offset",
     )
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        """The default database lives in data_dir (frozen model: set once, here)."""
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'monitor.db'}")
+        return self
+
+    @field_validator("audit_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (a random secret)")
+        return value
+
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a network (e.g. 10.20.0.0/16)") from None
+        return value
 
     @field_validator("fixed_now")
     @classmethod

@@ -19,10 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
+import httpcore
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
+from monitor import egress
 from monitor.alerts import alert_view, audiences
 from monitor.metrics import WEBHOOK_ATTEMPTS
 from monitor.services import Services
@@ -141,92 +142,79 @@ class DeliveryResult:
     retry_in_s: float | None = None
 
 
+# What a claim covers beyond the attempt's own deadline (the database writes around it): while
+# it holds, no other worker may send the same delivery.
+CLAIM_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    url: str
+    secret: str
+    active: bool
+    attempt_id: int
+    attempt_number: int
+    attempts_this_round: int
+    body: bytes
+
+
 def deliver(services: Services, delivery_id: int) -> DeliveryResult:
     """Try one delivery once: claim it, POST it (outside any transaction), record the attempt.
 
-    `skipped` when it is not pending, or another worker holds the claim (two tasks for one
-    delivery never send at the same time). Operational times are the wall clock.
+    `skipped` when it is not pending, or another worker holds the claim: a delivery in flight
+    is never sent twice (the claim outlasts the attempt, whose one deadline is
+    `webhook_timeout_s`). The attempt is recorded as `sending` with its number when claimed,
+    so numbers are true even when a worker dies mid-send (its attempt is then marked `lost`).
+    Operational times are the wall clock.
     """
+    claimed = _claim(services, delivery_id)
+    if claimed is None:
+        return DeliveryResult("skipped")
     settings = services.settings
-    wall = dt.datetime.now(dt.UTC)
-    # httpx's timeout bounds each phase (connect, write, read, pool), not the whole call
-    claim_s = 4 * settings.webhook_timeout_s + 30
-    with services.sessions.begin() as session:
-        claimed = session.execute(
-            update(WebhookDeliveryRow)
-            .where(
-                col(WebhookDeliveryRow.id) == delivery_id,
-                col(WebhookDeliveryRow.status) == "pending",
-                or_(
-                    col(WebhookDeliveryRow.claimed_until).is_(None),
-                    col(WebhookDeliveryRow.claimed_until) < wall,
-                ),
-            )
-            .values(claimed_until=wall + dt.timedelta(seconds=claim_s))
-        ).rowcount  # type: ignore[attr-defined]  # a CursorResult
-        if not claimed:
-            return DeliveryResult("skipped")
-        delivery = session.get(WebhookDeliveryRow, delivery_id)
-        assert delivery is not None
-        endpoint = session.get(WebhookEndpointRow, delivery.endpoint_id)
-        alert = session.get(AlertRow, delivery.alert_id)
-        assert endpoint is not None
-        assert alert is not None
-        ack = session.execute(
-            select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
-        ).scalar_one_or_none()
-        payload = {"type": "alert", "delivery_id": delivery_id, "alert": alert_view(alert, ack)}
-        url, secret, active = endpoint.url, endpoint.secret, endpoint.disabled_at is None
-        attempt_number = (
-            1
-            + session.execute(
-                select(func.count(col(WebhookAttemptRow.id))).where(
-                    col(WebhookAttemptRow.delivery_id) == delivery_id
-                )
-            ).scalar_one()
-        )
-        attempts_this_round = delivery.attempts + 1
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    status_code, error, retry_after, elapsed_ms = (
-        _post(settings, url, secret, delivery_id, body)
-        if active
-        else (None, "the endpoint was disabled", None, 0.0)
+    started = time.perf_counter()
+    status_code, error, retry_after, refused = (
+        _post(settings, claimed.url, claimed.secret, delivery_id, claimed.body)
+        if claimed.active
+        else (None, "the endpoint was disabled", None, True)
     )
+    elapsed_ms = (time.perf_counter() - started) * 1000
     exhausted = False
     if status_code is not None and 200 <= status_code < 300:
         outcome: Literal["delivered", "retry", "failed"] = "delivered"
-    elif not active:
+    elif refused:  # disabled, or the address is refused: no retry can change that
         outcome = "failed"
     elif status_code is None or status_code in RETRY_STATUSES or status_code >= 500:
-        exhausted = attempts_this_round >= settings.webhook_max_attempts
+        exhausted = claimed.attempts_this_round >= settings.webhook_max_attempts
         outcome = "failed" if exhausted else "retry"
     else:  # another 4xx or a redirect: the receiver refuses; only a person can fix that
         outcome = "failed"
     delay = None
     if outcome == "retry":
-        delay = backoff_s(settings, attempts_this_round)
+        delay = backoff_s(settings, claimed.attempts_this_round)
         if retry_after is not None:
             delay = min(max(delay, retry_after), settings.webhook_backoff_max_s)
     done = dt.datetime.now(dt.UTC)
     with services.sessions.begin() as session:
-        session.add(
-            WebhookAttemptRow(
-                delivery_id=delivery_id,
-                attempt=attempt_number,
-                at=wall,
+        session.execute(
+            update(WebhookAttemptRow)
+            .where(col(WebhookAttemptRow.id) == claimed.attempt_id)
+            .values(
                 status_code=status_code,
                 outcome=outcome,
                 error=error,
                 duration_ms=round(elapsed_ms, 1),
             )
         )
-        values: dict[str, Any] = {"attempts": attempts_this_round, "claimed_until": None}
+        values: dict[str, Any] = {"attempts": claimed.attempts_this_round, "claimed_until": None}
         if outcome == "delivered":
             values |= {"status": "delivered", "delivered_at": done, "last_error": None}
         elif outcome == "failed":
             reason = error or f"HTTP {status_code}"
             if exhausted:
-                reason = f"retries exhausted after {attempts_this_round} attempts; last: {reason}"
+                reason = (
+                    f"retries exhausted after {claimed.attempts_this_round} attempts; "
+                    f"last: {reason}"
+                )
             values |= {"status": "failed", "failed_at": done, "last_error": reason}
         else:
             assert delay is not None
@@ -245,7 +233,7 @@ def deliver(services: Services, delivery_id: int) -> DeliveryResult:
         "webhook attempt",
         extra={
             "delivery_id": delivery_id,
-            "attempt": attempt_number,
+            "attempt": claimed.attempt_number,
             "status_code": status_code,
             "outcome": outcome,
             "ms": round(elapsed_ms, 1),
@@ -254,11 +242,75 @@ def deliver(services: Services, delivery_id: int) -> DeliveryResult:
     return DeliveryResult(outcome, delay)
 
 
+def _claim(services: Services, delivery_id: int) -> _Claimed | None:
+    """Take the delivery for one attempt, or None (not pending, or claimed by another)."""
+    wall = dt.datetime.now(dt.UTC)
+    claim_s = services.settings.webhook_timeout_s + CLAIM_MARGIN_S
+    with services.sessions.begin() as session:
+        claimed = session.execute(
+            update(WebhookDeliveryRow)
+            .where(
+                col(WebhookDeliveryRow.id) == delivery_id,
+                col(WebhookDeliveryRow.status) == "pending",
+                or_(
+                    col(WebhookDeliveryRow.claimed_until).is_(None),
+                    col(WebhookDeliveryRow.claimed_until) < wall,
+                ),
+            )
+            .values(claimed_until=wall + dt.timedelta(seconds=claim_s))
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult
+        if not claimed:
+            return None
+        delivery = session.get(WebhookDeliveryRow, delivery_id)
+        assert delivery is not None
+        endpoint = session.get(WebhookEndpointRow, delivery.endpoint_id)
+        alert = session.get(AlertRow, delivery.alert_id)
+        assert endpoint is not None
+        assert alert is not None
+        ack = session.execute(
+            select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
+        ).scalar_one_or_none()
+        # an attempt still `sending` belongs to a worker that died with the claim held
+        session.execute(
+            update(WebhookAttemptRow)
+            .where(
+                col(WebhookAttemptRow.delivery_id) == delivery_id,
+                col(WebhookAttemptRow.outcome) == "sending",
+            )
+            .values(outcome="lost", error="the worker stopped during the attempt")
+        )
+        number = (
+            1
+            + session.execute(
+                select(func.count(col(WebhookAttemptRow.id))).where(
+                    col(WebhookAttemptRow.delivery_id) == delivery_id
+                )
+            ).scalar_one()
+        )
+        attempt = WebhookAttemptRow(
+            delivery_id=delivery_id, attempt=number, at=wall, outcome="sending"
+        )
+        session.add(attempt)
+        session.flush()
+        assert attempt.id is not None
+        payload = {"type": "alert", "delivery_id": delivery_id, "alert": alert_view(alert, ack)}
+        return _Claimed(
+            url=endpoint.url,
+            secret=endpoint.secret,
+            active=endpoint.disabled_at is None,
+            attempt_id=attempt.id,
+            attempt_number=number,
+            attempts_this_round=delivery.attempts + 1,
+            body=json.dumps(payload, separators=(",", ":")).encode(),
+        )
+
+
 def _post(
     settings: Settings, url: str, secret: str, delivery_id: int, body: bytes
-) -> tuple[int | None, str | None, float | None, float]:
-    """POST the signed body; (status, error, Retry-After seconds, ms). Network failures are
-    answers too (status None): the caller decides about retrying."""
+) -> tuple[int | None, str | None, float | None, bool]:
+    """POST the signed body under the egress policy (`monitor.egress`): (status, error,
+    Retry-After seconds, refused). Network failures are answers too (status None): the caller
+    decides about retrying; a refused destination is never retried."""
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
@@ -268,21 +320,27 @@ def _post(
         DELIVERY_HEADER: str(delivery_id),
         EVENT_HEADER: "alert",
     }
-    started = time.perf_counter()
     try:
-        response = httpx.post(
-            url, content=body, headers=headers, timeout=settings.webhook_timeout_s
+        answer = egress.post(
+            url,
+            body,
+            headers,
+            deadline_s=settings.webhook_timeout_s,
+            allowed=egress.parse_networks(settings.webhook_allow_networks),
+            max_response_bytes=settings.webhook_max_response_bytes,
         )
-    except httpx.HTTPError as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500], None, _ms(started)
-    retry_after = response.headers.get("Retry-After", "")
+    except egress.EgressRefusedError as exc:
+        return None, f"refused by the egress policy: {exc}"[:500], None, True
+    except egress.DeadlineExceededError:
+        return None, f"no complete answer within {settings.webhook_timeout_s:g} s", None, False
+    except httpcore.TimeoutException as exc:
+        return None, f"timeout: {type(exc).__name__}", None, False
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500], None, False
+    retry_after = answer.headers.get("retry-after", "")
     wait = float(retry_after) if retry_after.isdigit() else None
-    error = None if response.is_success else f"HTTP {response.status_code}"
-    return response.status_code, error, wait, _ms(started)
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
+    error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+    return answer.status, error, wait, False
 
 
 def due_for_redrive(services: Services, limit: int = 500) -> list[int]:

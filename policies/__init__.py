@@ -7,6 +7,7 @@ decisions = evaluate(builtin_pack("default"), events, until)
 from policies.decisions import Decision
 from policies.engine import (
     ConflictingEventError,
+    FoldError,
     PatientOutcome,
     evaluate,
     evaluate_patient,
@@ -23,6 +24,7 @@ __all__ = [
     "Event",
     "EventValidationError",
     "FieldProblem",
+    "FoldError",
     "PackError",
     "PatientOutcome",
     "PolicyPack",

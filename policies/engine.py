@@ -54,6 +54,18 @@ class ConflictingEventError(ValueError):
         self.event_id = event_id
 
 
+class FoldError(Exception):
+    """The fold of one patient failed: at which event (`event_id`; for a timer, the last event
+    applied before it), and why (`__cause__`). Bounded events never get here; this names the
+    event that did, so it can be set aside and the rest folded."""
+
+    def __init__(self, event_id: str | None, stage: str) -> None:
+        where = f"event {event_id}" if event_id else "the start"
+        super().__init__(f"the fold failed {stage} {where}")
+        self.event_id = event_id
+        self.stage = stage
+
+
 @dataclass(frozen=True, slots=True)
 class PatientOutcome:
     """One patient's decisions (in fold order) and the state at the end of the fold."""
@@ -108,12 +120,23 @@ def evaluate_patient(
 ) -> PatientOutcome:
     """Fold one patient's (unique) events up to `until` in timeline order, with its timers."""
     fold = Fold(pack=pack, patient=PatientState(patient_id=patient_id))
+    applied: str | None = None  # the last event applied
     for event in sorted(events, key=timeline_order):
         if event.occurred_at > until:
             break
-        _fire_timers(fold, before=event.occurred_at, inclusive=False)
-        _apply(fold, event)
-    _fire_timers(fold, before=until, inclusive=True)
+        try:
+            _fire_timers(fold, before=event.occurred_at, inclusive=False)
+        except Exception as exc:
+            raise FoldError(applied, "at a timer after") from exc
+        try:
+            _apply(fold, event)
+        except Exception as exc:
+            raise FoldError(event.event_id, "at") from exc
+        applied = event.event_id
+    try:
+        _fire_timers(fold, before=until, inclusive=True)
+    except Exception as exc:
+        raise FoldError(applied, "at a timer after") from exc
     return PatientOutcome(decisions=fold.decisions, state=fold.patient)
 
 

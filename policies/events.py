@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -54,6 +56,17 @@ EVENT_TYPES = (
 
 _DATE_TIME_START = re.compile(r"\d{4}-\d{2}-\d{2}")
 
+# Bounds every accepted event keeps (CONTRACT.md, "Additions for policy version 2"), so that
+# whatever is accepted can always be stored, folded and replayed: a date in year 9999 or a
+# cycle of 10^8 would overflow the fold's date arithmetic long after the 202.
+EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+MAX_CYCLE = 100
+MAX_DAY = 56
+MAX_JSON_DEPTH = 8  # levels of objects and arrays in `findings` / `extra`, themselves included
+MAX_JSON_BYTES = 16_384  # `findings` / `extra` as compact UTF-8 JSON
+MAX_STRING = 512  # characters, of any string of an event (tighter limits stay where they are)
+
 
 def _require_datetime_text(value: Any) -> Any:
     """Accept RFC 3339 text (or a datetime built in code), never a number, quoted or not."""
@@ -65,21 +78,90 @@ def _require_datetime_text(value: Any) -> Any:
     )
 
 
+def _within_clinical_range(value: dt.datetime) -> dt.datetime:
+    """1900-01-01 to 2200-01-01 UTC, both included; the offset is kept as given."""
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise ValueError(
+            f"{value.isoformat()!r} is out of range: clinical times lie between "
+            "1900-01-01 and 2200-01-01 UTC"
+        )
+    return value
+
+
 ClinicalTime = Annotated[
-    AwareDatetime, BeforeValidator(_require_datetime_text), Field(strict=False)
+    AwareDatetime,
+    BeforeValidator(_require_datetime_text),
+    AfterValidator(_within_clinical_range),
+    Field(strict=False),
 ]
-NO_NUL = r"^[^\x00]*$"  # U+0000 can't be stored in a database text column (PostgreSQL)
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
-Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_NUL)]
-Name128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_NUL)]
-Text200 = Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
-Text500 = Annotated[str, StringConstraints(max_length=500, pattern=NO_NUL)]
+
+# Strings that name things (ids, units, drugs) hold no control characters at all; free text
+# (reasons, notes) may hold tabs and line breaks, nothing else below U+0020. U+0000 in
+# particular can't be stored in a database text column (PostgreSQL).
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+FREE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL)]
+Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL)]
+Name128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL)]
+Text200 = Annotated[str, StringConstraints(max_length=200, pattern=FREE_TEXT)]
+Text500 = Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT)]
 PatientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 DoseMgM2 = Annotated[float, Field(gt=0, le=1.6)]
+Cycle = Annotated[int, Field(ge=1, le=MAX_CYCLE)]
+Day = Annotated[int, Field(ge=1, le=MAX_DAY)]
+
+
+def check_json_bounds(value: object) -> None:
+    """`findings` / `extra`: at most MAX_JSON_DEPTH levels, MAX_JSON_BYTES as JSON, strings
+    (keys too) of at most MAX_STRING characters without control characters, finite numbers.
+    Iterative, so a value nested a thousand levels deep is refused, not a RecursionError."""
+    stack: list[tuple[object, int, str]] = [(value, 1, "")]
+    while stack:
+        item, depth, where = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(
+                    f"is nested more than {MAX_JSON_DEPTH} levels deep (at {where or 'the top'!r})"
+                )
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                path = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str):
+                    _check_string(key, f"the key {path!r}")
+                stack.append((child, depth + 1, path))
+        elif isinstance(item, str):
+            _check_string(item, f"the string at {where or 'the top'!r}")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"holds {item!r} at {where or 'the top'!r}: numbers must be finite")
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"is {size} bytes as JSON: at most {MAX_JSON_BYTES}")
+
+
+def _check_string(text: str, what: str) -> None:
+    if len(text) > MAX_STRING:
+        raise ValueError(f"{what} is {len(text)} characters long: at most {MAX_STRING}")
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise ValueError(f"{what} holds the control character U+{ord(found.group()):04X}")
+
+
+def _bounded_json(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None:
+        check_json_bounds(value)
+    return value
+
+
+BoundedJson = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class Grades(_Strict):
@@ -105,7 +187,7 @@ class Grades(_Strict):
 class Findings(BaseModel):
     """Optional findings; extra keys are kept (sites record more than we interpret)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
 
     ncs_pattern: NcsPattern | None = None
     csf_albuminocytologic_dissociation: bool | None = None
@@ -113,12 +195,17 @@ class Findings(BaseModel):
     mrc_sum_score: Annotated[int, Field(ge=0, le=60)] | None = None
     rankin: Annotated[int, Field(ge=0, le=5)] | None = None
 
+    @model_validator(mode="after")
+    def _bounded(self) -> Findings:
+        check_json_bounds(self.model_dump(exclude_none=True))
+        return self
+
 
 class _EventBase(_Strict):
     event_id: EventId
     patient_id: PatientId
     occurred_at: ClinicalTime
-    extra: dict[str, Any] | None = None
+    extra: BoundedJson | None = None
 
 
 class Enrollment(_EventBase):
@@ -138,7 +225,7 @@ class Enrollment(_EventBase):
 class Assessment(_EventBase):
     type: Literal["assessment"]
     grades: Grades
-    cycle: Annotated[int, Field(ge=1)] | None = None
+    cycle: Cycle | None = None
     findings: Findings | None = None
     source: AssessmentSource | None = None
     assessor: Name128 | None = None
@@ -148,8 +235,8 @@ class Administration(_EventBase):
     type: Literal["administration"]
     dose_mg_m2: DoseMgM2
     route: Route
-    cycle: Annotated[int, Field(ge=1)] | None = None
-    day: Annotated[int, Field(ge=1, le=56)] | None = None
+    cycle: Cycle | None = None
+    day: Day | None = None
 
 
 class TreatmentChange(_EventBase):
@@ -286,8 +373,12 @@ def _message(err: Any, field: str) -> str:
         return f"{shown} is not allowed: expected {expected}"
     if kind == "string_pattern_mismatch" and field == "patient_id":
         return f"{shown} is not a valid id: 1-64 characters of A-Z a-z 0-9 . _ -"
-    if kind == "string_pattern_mismatch" and ctx.get("pattern") == NO_NUL:
-        return "contains the NUL character (U+0000), which cannot be stored"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in (FREE_TEXT, NO_CONTROL):
+        found = re.search(r"[\x00-\x1f\x7f]", value) if isinstance(value, str) else None
+        code = f"U+{ord(found.group()):04X}" if found else "a control character"
+        if code == "U+0000":
+            return "contains the NUL character (U+0000), which cannot be stored"
+        return f"contains the control character {code}, which is not allowed here"
     if kind == "string_too_short":
         return f"{shown} is too short: at least {ctx.get('min_length')} character(s)"
     if kind == "string_too_long":

@@ -62,16 +62,19 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_compose_has_the_production_topology() -> None:
     services = _compose()["services"]
-    assert {"redis", "postgres", "migrate", "api", "worker", "scheduler"} <= services.keys()
+    assert {"redis", "postgres", "migrate", "api", "worker", "webhooks", "scheduler"} <= set(
+        services
+    )
     image_services = _image_services(_compose())
-    assert set(image_services) == {"migrate", "api", "worker", "scheduler"}
+    assert set(image_services) == {"migrate", "api", "worker", "webhooks", "scheduler"}
 
 
 def test_every_image_service_runs_a_command_the_cli_accepts() -> None:
     expected = {
         "migrate": ("migrate", {}),
         "api": ("api", {"host": "0.0.0.0", "port": 8000}),
-        "worker": ("worker", {}),
+        "worker": ("worker", {"queues": "monitor"}),
+        "webhooks": ("worker", {"queues": "webhooks"}),
         "scheduler": ("scheduler", {}),
     }
     for name, service in _image_services(_compose()).items():
@@ -107,7 +110,7 @@ def test_compose_start_order_and_healthchecks() -> None:
     assert "127.0.0.1:8000" in api_check
     assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     assert services["migrate"]["restart"] == "no"
-    for name in ("api", "worker", "scheduler"):
+    for name in ("api", "worker", "webhooks", "scheduler"):
         assert services[name]["depends_on"] == {
             "migrate": {"condition": "service_completed_successfully"},
             "redis": {"condition": "service_healthy"},
@@ -163,14 +166,20 @@ def test_every_container_runs_the_image_with_arguments_the_cli_accepts() -> None
     assert {name: parsed.command for name, parsed in commands.items()} == {
         "bipn-api": "api",
         "bipn-worker": "worker",
+        "bipn-webhooks": "worker",
         "bipn-scheduler": "scheduler",
         "bipn-migrate": "migrate",
         "bipn-replay": "replay",
     }
     assert (commands["bipn-api"].host, commands["bipn-api"].port) == ("0.0.0.0", 8000)
+    # deliveries on their own queue, in pods of their own (issue 11)
+    assert commands["bipn-worker"].queues == "monitor"
+    assert commands["bipn-webhooks"].queues == "webhooks"
 
 
-@pytest.mark.parametrize("name", ["bipn-api", "bipn-worker", "bipn-scheduler", "bipn-migrate"])
+@pytest.mark.parametrize(
+    "name", ["bipn-api", "bipn-worker", "bipn-webhooks", "bipn-scheduler", "bipn-migrate"]
+)
 def test_service_pods_take_settings_from_the_configmap_and_secret(name: str) -> None:
     objects = _by_kind_and_name()
     kind = "Job" if name == "bipn-migrate" else "Deployment"
@@ -202,7 +211,7 @@ def test_config_and_secret_split_the_settings() -> None:
     secret = objects[("Secret", "bipn-monitor-secrets")]["stringData"]
     assert set(config) <= SETTING_NAMES, set(config) - SETTING_NAMES
     assert all(isinstance(v, str) for v in config.values())  # ConfigMap values are strings
-    assert set(secret) == {"MONITOR_DATABASE_URL", "MONITOR_BROKER_URL"}
+    assert set(secret) == {"MONITOR_DATABASE_URL", "MONITOR_BROKER_URL", "MONITOR_AUDIT_KEY"}
     assert not set(config) & set(secret)
     assert all("CHANGE-ME" in v for v in secret.values())  # placeholders, never credentials
     # The ConfigMap's values are valid settings (with the Secret's URLs as stand-ins).

@@ -15,7 +15,15 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
 
-from monitor.jobs import TASK_NAME, dead_letter, retry_delay, run_process_patient
+from monitor.jobs import (
+    TASK_NAME,
+    DeadLetteredError,
+    TransientFailureError,
+    dead_letter,
+    retry_delay,
+    run_process_patient,
+)
+from monitor.logsafe import describe_chain
 from monitor.services import Services
 from monitor.settings import Settings
 from monitor.webhooks import TASK_NAME as DELIVER_TASK_NAME
@@ -34,6 +42,9 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 MASKED_ARGS = "[patient]"
+CLINICAL_QUEUE = "monitor"  # process_patient
+WEBHOOK_QUEUE = "webhooks"  # deliver_webhook
+QUEUES = (CLINICAL_QUEUE, WEBHOOK_QUEUE)
 
 
 def create_celery(settings: Settings, services: Callable[[], Services] | None = None) -> Celery:
@@ -47,7 +58,11 @@ def create_celery(settings: Settings, services: Callable[[], Services] | None = 
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue="monitor",
+        task_default_queue=CLINICAL_QUEUE,
+        # deliveries wait on receivers outside the hospital's control: their own queue and
+        # their own worker processes (`worker --queues webhooks`), so no receiver can delay
+        # the processing of a patient's events
+        task_routes={DELIVER_TASK_NAME: {"queue": WEBHOOK_QUEUE}},
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
@@ -113,18 +128,20 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
             marks.release([patient_id])  # before reading the outbox: see QueuedMarks
         try:
             outcome = run_process_patient(svc, patient_id)
-        except Exception as exc:  # classified: retried, or dead-lettered and re-raised
+        except Exception as exc:  # classified: retried, or dead-lettered and reported
+            # Celery logs the message of what it is given: the error described without patient
+            # data (monitor.logsafe); the traceback goes through the sanitising log formatter
             delay = retry_delay(svc, exc, self.request.retries)
             if delay is not None:
                 raise self.retry(
-                    exc=exc,
+                    exc=TransientFailureError(describe_chain(exc)),
                     countdown=delay,
                     # our bound, not Celery's default of 3 (past it, retry() re-raises exc)
                     max_retries=svc.settings.task_max_retries,
                     argsrepr=MASKED_ARGS,
                 ) from exc
-            dead_letter(svc, patient_id, exc, self.request.retries + 1)
-            raise
+            dead_id = dead_letter(svc, patient_id, exc, self.request.retries + 1)
+            raise DeadLetteredError(f"dead letter {dead_id}: {describe_chain(exc)}") from exc
         return {"inserted": outcome.inserted, "superseded": outcome.superseded}
 
     @app.task(
@@ -146,9 +163,11 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
             result = deliver(svc, delivery_id)
         except Exception as exc:  # classified: transient database errors retry, others raise
             delay = retry_delay(svc, exc, self.request.retries)
+            described = TransientFailureError(describe_chain(exc))
             if delay is None:
-                raise  # the row stays pending: the scheduler's re-drive tries it later
-            raise self.retry(exc=exc, countdown=delay) from exc
+                # the row stays pending: the scheduler's re-drive tries it later
+                raise described from exc
+            raise self.retry(exc=described, countdown=delay) from exc
         if result.retry_in_s is not None:
             raise self.retry(countdown=result.retry_in_s)
         return result.outcome
@@ -195,7 +214,11 @@ class CeleryDispatcher:
             with self._app.producer_or_acquire() as producer:
                 for delivery_id in delivery_ids:
                     self._app.send_task(
-                        DELIVER_TASK_NAME, args=[delivery_id], producer=producer, retry=True
+                        DELIVER_TASK_NAME,
+                        args=[delivery_id],
+                        queue=WEBHOOK_QUEUE,
+                        producer=producer,
+                        retry=True,
                     )
                     sent += 1
         except BROKER_ERRORS as exc:  # the scheduler re-drives pending deliveries

@@ -25,11 +25,10 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from monitor import auth
 from monitor.auth import Principal
 from monitor.cds.cards import OVERRIDE_REASONS, OVERRIDE_SYSTEM, CourseView, DraftOrder, order_card
 from monitor.cds.jwt_auth import JwtRejectedError, JwtVerifier, looks_like_jwt, remember_jti
@@ -37,13 +36,15 @@ from monitor.clearance import clearance
 from monitor.fhir.inbound import patient_id_of
 from monitor.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.fhir.problems import FhirProblems
-from monitor.json_body import BodyTooLargeError, InvalidJsonError, parse_json, read_body
+from monitor.guard import BodyTooLargeError
+from monitor.json_body import InvalidJsonError, parse_json, read_body
 from monitor.patients import current_decisions, load_patient
 from monitor.services import Services
 from monitor.storage.models import (
     CdsCardRow,
     CdsFeedbackRow,
 )
+from policies.events import ClinicalTime
 
 log = logging.getLogger("monitor.cds")
 PATIENT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
@@ -133,17 +134,13 @@ class CdsFeedback(BaseModel):
         default=None, alias="acceptedSuggestions"
     )
     override_reason: CdsOverrideReason | None = Field(default=None, alias="overrideReason")
-    outcome_timestamp: AwareDatetime = Field(alias="outcomeTimestamp")
+    # the service's one bound on times (1900-2200 UTC), kept in UTC (the spec's form)
+    outcome_timestamp: ClinicalTime = Field(alias="outcomeTimestamp")
 
     @field_validator("outcome_timestamp")
     @classmethod
     def _utc(cls, value: dt.datetime) -> dt.datetime:
-        """In UTC (the spec's form), refused when that leaves the calendar (year 1 or 9999
-        with an offset)."""
-        try:
-            return value.astimezone(dt.UTC)
-        except OverflowError:
-            raise ValueError("is out of range once converted to UTC") from None
+        return value.astimezone(dt.UTC)
 
 
 class CdsFeedbackRequest(BaseModel):
@@ -244,7 +241,7 @@ def add_cds_routes(
     ) -> JSONResponse:
         # the body is read only once the caller is known: nothing about it leaks to strangers
         action = "POST /cds-services/{service_id}"
-        payload = await _read_json(request, settings.max_body_bytes)
+        payload = await _read_json(request)
         base = base_url(request)
         return await run_in_threadpool(hook_call, service_id, payload, principal, base, action)
 
@@ -253,11 +250,10 @@ def add_cds_routes(
     ) -> JSONResponse:
         service = SERVICES.get(service_id)
         if service is None:
-            auth.record(services.sessions, principal, action, f"cds:{service_id}", 404, now())
+            services.audit.record(principal, action, f"cds:{service_id}", 404, now())
             raise HTTPException(404, f"no CDS service {service_id!r}: see GET /cds-services")
         if isinstance(payload, JSONResponse):  # not JSON, or too large
-            auth.record(
-                services.sessions,
+            services.audit.record(
                 principal,
                 action,
                 f"cds:{service_id}",
@@ -274,7 +270,7 @@ def add_cds_routes(
         if body is None or problems:
             patient = body.context.patient_id if body is not None else None
             resource = f"patient:{patient}" if patient else f"cds:{service_id}"
-            auth.record(services.sessions, principal, action, resource, 422, now())
+            services.audit.record(principal, action, resource, 422, now())
             return _invalid(problems)
         patient_id = body.context.patient_id
         cards = []
@@ -305,7 +301,7 @@ def add_cds_routes(
                             created_at=now(),
                         )
                     )
-        auth.record(services.sessions, principal, action, f"patient:{patient_id}", 200, now())
+        services.audit.record(principal, action, f"patient:{patient_id}", 200, now())
         return JSONResponse({"cards": [card.body for card in cards]})
 
     @app.post(
@@ -326,23 +322,21 @@ def add_cds_routes(
         service_id: SERVICE_ID,
         principal: Annotated[Principal, Depends(authenticate(feedback=True))],
     ) -> JSONResponse:
-        payload = await _read_json(request, settings.max_body_bytes)
+        payload = await _read_json(request)
         return await run_in_threadpool(feedback_call, service_id, payload, principal)
 
     def feedback_call(service_id: str, payload: Any, principal: Principal) -> JSONResponse:
         action = "POST /cds-services/{service_id}/feedback"
         received = now()
         if service_id not in SERVICES:
-            auth.record(services.sessions, principal, action, f"cds:{service_id}", 404, received)
+            services.audit.record(principal, action, f"cds:{service_id}", 404, received)
             raise HTTPException(404, f"no CDS service {service_id!r}: see GET /cds-services")
         if isinstance(payload, JSONResponse):
-            auth.record(
-                services.sessions, principal, action, "cds-feedback", payload.status_code, received
-            )
+            services.audit.record(principal, action, "cds-feedback", payload.status_code, received)
             return payload
         body, problems = _validated(CdsFeedbackRequest, payload)
         if body is None:
-            auth.record(services.sessions, principal, action, "cds-feedback", 422, received)
+            services.audit.record(principal, action, "cds-feedback", 422, received)
             return _invalid(problems)
         resource = f"cds-feedback:{len(body.feedback)}"
         with services.sessions.begin() as session:
@@ -372,7 +366,7 @@ def add_cds_routes(
                     response = JSONResponse(
                         {"recorded": recorded, "duplicates": len(body.feedback) - recorded}
                     )
-        auth.record(services.sessions, principal, action, resource, status, received)
+        services.audit.record(principal, action, resource, status, received)
         return response
 
     # the request bodies' models in the OpenAPI components (the routes read bodies themselves)
@@ -404,13 +398,13 @@ def _request_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-async def _read_json(request: Request, limit: int) -> Any:
+async def _read_json(request: Request) -> Any:
     """The body as JSON, or the 400/413 response saying why not. Strings must be valid
     Unicode (an unpaired surrogate could not be stored)."""
     try:
-        raw = await read_body(request, limit)
+        raw = await read_body(request)
     except BodyTooLargeError as exc:
-        return JSONResponse(status_code=413, content={"detail": str(exc)})
+        return JSONResponse(status_code=413, content={"detail": str(exc.detail)})
     try:
         payload = parse_json(raw)
     except InvalidJsonError as exc:
@@ -526,7 +520,7 @@ def _course(services: Services, patient_id: str) -> CourseView:
         patient_id=patient_id,
         known=known,
         state=state,
-        clearance=clearance(state, pending, services.settings.now()),
+        clearance=clearance(state, pending, services.settings.now(), record.monitoring_error),
         pending_events=pending,
         decisions=decisions,
         policy=services.pack.label,

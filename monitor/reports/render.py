@@ -56,8 +56,22 @@ class CsvItems:
         view["month"] = item.month
         for name in ("event_id", "type", "at", "dose_mg_m2", "action"):
             view[f"evidence_{name}"] = evidence.get(name)
-        self._writer.writerow(["" if view[c] is None else view[c] for c in CSV_COLUMNS])
+        self._writer.writerow([csv_cell(view[c]) for c in CSV_COLUMNS])
         self.rows += 1
+
+
+# A cell a spreadsheet would read as a formula (OWASP, "CSV injection"): an id or unit sent as
+# `=HYPERLINK(...)` or `@SUM(...)` must stay text when an auditor opens the file.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """The value as a CSV cell: text that starts like a formula gets a leading `'`."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 Build = Callable[[Callable[[AuditItem], None] | None, bool], AdherenceReport]

@@ -16,11 +16,17 @@ from monitor.settings import Settings
 def make_engine(settings: Settings) -> Engine:
     """An engine for the configured URL. SQLite: WAL, foreign keys, one writer at a time."""
     url = make_url(settings.database_url)
+    # hide_parameters: a database error names its statement, never the values bound to it
+    # (patient ids, event bodies), in the exception and so in any log line
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=10, hide_parameters=True
+        )
     if url.database and url.database != ":memory:":
         pathlib.Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -9,6 +9,10 @@ from sqlmodel import Field, SQLModel
 
 from monitor.storage.types import UTCDateTime
 
+# Row ids are 32-bit integers (INTEGER, SERIAL): an id taken from a request is bounded by this,
+# or PostgreSQL refuses the comparison ("integer out of range") and the request would fail.
+MAX_ROW_ID = 2**31 - 1
+
 
 class EventRow(SQLModel, table=True):
     """An accepted event: its validated body as received (offsets kept) and indexed columns."""
@@ -23,6 +27,11 @@ class EventRow(SQLModel, table=True):
     received_at: dt.datetime = Field(sa_type=UTCDateTime)
     body: str = Field(sa_type=Text)
     body_hash: str = Field(max_length=64)
+    # set by `admin` when this one event stops the patient's fold: it is kept (and shown on the
+    # patient page) but left out of every fold until released
+    quarantined_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    quarantined_by: str | None = Field(default=None, max_length=64)
+    quarantine_reason: str | None = Field(default=None, max_length=512)
 
 
 class OutboxRow(SQLModel, table=True):
@@ -221,6 +230,7 @@ class DeadLetterRow(SQLModel, table=True):
     attempts: int = 0
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     retried_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    event_id: str | None = Field(default=None, max_length=128)  # the event that failed, if known
 
 
 class ApiTokenRow(SQLModel, table=True):
@@ -234,10 +244,12 @@ class ApiTokenRow(SQLModel, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditLogRow(SQLModel, table=True):
-    """Append-only access log: who did what, when; each row chained to the previous by hash."""
+    """Append-only access log: who did what, when; each row chained to the previous by a keyed
+    hash (`scheme` 2, see `monitor.audit`; 1: rows written before the chain was keyed)."""
 
     __tablename__ = "audit_log"
 
@@ -250,6 +262,7 @@ class AuditLogRow(SQLModel, table=True):
     status_code: int
     prev_hash: str = Field(max_length=64)
     row_hash: str = Field(max_length=64)
+    scheme: int = Field(default=2, sa_column_kwargs={"server_default": "1"})
 
 
 class CdsCardRow(SQLModel, table=True):

@@ -198,6 +198,7 @@ async function startPatient() {
     const [state, decisions, history] = await Promise.all(
       [base, `${base}/decisions`, `${base}/history`].map((path) => api(path)));
     renderCourse(state);
+    renderMonitoring(state);
     renderDecisions(decisions.decisions);
     renderChart(history);
   } catch (error) {
@@ -217,6 +218,25 @@ function renderCourse(state) {
   ];
   $("course").replaceChildren(...rows.filter(([, v]) => v !== null && v !== undefined)
     .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+function renderMonitoring(state) {
+  // a dead-lettered fold: the state shown may be out of date, and no new advice will come
+  const monitoring = state.monitoring || { status: "running" };
+  const stopped = monitoring.status === "stopped";
+  $("monitoring").hidden = !stopped;
+  if (stopped) {
+    const event = monitoring.event_id ? ` at event ${monitoring.event_id}` : "";
+    $("monitoring-text").textContent = `Since ${when(monitoring.since)} this patient's events `
+      + `have not been evaluated${event} (${words(monitoring.reason)}; dead letter `
+      + `${monitoring.dead_letter_id}). The course shown may be out of date and no new advice `
+      + "will come until an administrator retries it or sets the failing event aside.";
+  }
+  const quarantined = state.quarantined_events || [];
+  $("quarantine").hidden = !quarantined.length;
+  $("quarantined").replaceChildren(...quarantined.map((q) => el("li", {},
+    el("div", { class: "when" }, `${when(q.occurred_at)} · ${words(q.type)} · ${q.event_id}`),
+    el("div", {}, `Set aside ${when(q.quarantined_at)} by ${q.quarantined_by}: ${q.reason}`))));
 }
 
 function renderDecisions(decisions) {

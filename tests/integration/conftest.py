@@ -64,6 +64,9 @@ SERVICE_ENV = {
     "MONITOR_SCHEDULER_INTERVAL_S": "1",
     "MONITOR_OUTBOX_REDRIVE_AFTER_S": "2",
     "MONITOR_LOG_LEVEL": "INFO",
+    "MONITOR_AUDIT_KEY": "integration-tests-audit-key-0123456789abcdef",
+    # the tests' webhook receivers listen on loopback: an on-premise receiver
+    "MONITOR_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',
 }
 
 T = TypeVar("T")
@@ -157,8 +160,10 @@ class ManagedProcess:
         return self.popen.poll() is None
 
     def group_gone(self) -> bool:
-        self.popen.poll()  # reap the leader
-        return not _live_group_members(self.pgid)
+        gone = not _live_group_members(self.pgid)
+        self.popen.poll()  # reap the leader (after the look: a leader that exits between the
+        # two is a zombie, so gone, and its return code is set here)
+        return gone
 
     def signal_group(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -245,6 +250,7 @@ class Stack:
     accepted: int = 0  # events the tests had accepted so far
     processes: list[ManagedProcess] = field(default_factory=list)
     workers: list[ManagedProcess] = field(default_factory=list)
+    webhook_workers: list[ManagedProcess] = field(default_factory=list)
     metrics_urls: list[str] = field(default_factory=list)
     _api: ManagedProcess | None = None
     _scheduler: ManagedProcess | None = None
@@ -288,9 +294,18 @@ class Stack:
         self.processes.append(proc)
         return proc
 
-    def start(self, *, workers: int = 2, scheduler: bool = False, metrics: bool = False) -> None:
+    def start(
+        self,
+        *,
+        workers: int = 2,
+        scheduler: bool = False,
+        metrics: bool = False,
+        webhook_workers: int = 1,
+    ) -> None:
         """Start api + workers (+ scheduler) together, then wait until each is ready. With
-        `metrics`, each worker serves its counters on a port of its own (`metrics_urls`)."""
+        `metrics`, each worker serves its counters on a port of its own (`metrics_urls`).
+        Webhook deliveries have workers of their own (`worker --queues webhooks`), as in
+        production; they are not in `workers` (the clinical ones)."""
         port = free_port()
         api = self._api = self.spawn("api", "api", "--port", str(port))
         started = []
@@ -302,6 +317,12 @@ class Stack:
                 self.metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
             started.append(self.spawn(f"worker{number}", *args))
         self.workers.extend(started)
+        for number in range(1, webhook_workers + 1):
+            hooks = self.spawn(
+                f"webhooks{number}", "worker", "--queues", "webhooks", "--concurrency", "1"
+            )
+            self.webhook_workers.append(hooks)
+            started.append(hooks)
         sched = self._scheduler = self.spawn("scheduler", "scheduler") if scheduler else None
         self.api_url = f"http://127.0.0.1:{port}"
         self.wait_api(api)

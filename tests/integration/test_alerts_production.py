@@ -210,9 +210,11 @@ def test_webhooks_are_signed_retried_and_recorded_by_the_worker_processes(
     assert sorted(d["alert_id"] for d in listed.values()) == sorted(alerts)
     assert pending.json()["deliveries"] == []
     assert failed.json()["deliveries"] == []
-    # Sent by the Celery worker processes, never by the api.
-    worker_attempts = sum(len(json_logs(w, "webhook attempt")) for w in stack.workers)
+    # Sent by the webhook worker processes (their own queue), never by the api or the
+    # workers that fold the patients' events.
+    worker_attempts = sum(len(json_logs(w, "webhook attempt")) for w in stack.webhook_workers)
     assert worker_attempts == 2 * len(alerts)
+    assert sum(len(json_logs(w, "webhook attempt")) for w in stack.workers) == 0
     assert json_logs(stack.api, "webhook attempt") == []
 
 
@@ -368,7 +370,7 @@ def test_two_scheduler_processes_one_holds_the_lease_the_other_takes_over_after_
     make_stack: StackFactory,
 ) -> None:
     stack = make_stack("alerts-schedulers")
-    stack.start(workers=0)  # the api only: nothing consumes the queue yet
+    stack.start(workers=0, webhook_workers=0)  # the api only: nothing consumes the queues yet
     schedulers = [spawn_scheduler(stack, "scheduler-a"), spawn_scheduler(stack, "scheduler-b")]
     for proc in schedulers:
         stack.wait_log(proc, "scheduler started")

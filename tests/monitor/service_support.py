@@ -27,6 +27,8 @@ from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from policies import Decision, PolicyPack, evaluate, parse_event
 
+# Where the tests' webhook receivers listen (allowed as a site allows an on-premise receiver).
+TEST_RECEIVER_NETWORKS = ["127.0.0.0/8", "::1/128"]
 # Tables whose row counts a rejected request must leave unchanged.
 DATA_TABLES = ("event", "outbox", "patient", "decision", "alert", "dead_letter")
 
@@ -159,6 +161,8 @@ def running_service(directory: pathlib.Path, **overrides: Any) -> Iterator[Runni
                 # an alert stream ends at once: in-process clients read it whole
                 "stream_max_s": 0.2,
                 "stream_poll_s": 0.05,
+                # the tests' webhook receivers listen on loopback: an on-premise receiver
+                "webhook_allow_networks": TEST_RECEIVER_NETWORKS,
             }
             | overrides
         ),

@@ -554,4 +554,5 @@ def test_run_jobs_does_nothing_without_the_lease(
         "send_reminders": 0,
         "escalate_alerts": 0,
         "redrive_deliveries": 0,
+        "checkpoint_audit": 0,  # the first tick wrote one; nothing new since
     }

@@ -42,6 +42,11 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): set(),
     ("GET", "/v1/admin/webhook-deliveries"): set(),
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
+    ("POST", "/v1/admin/quarantined-events"): set(),
+    ("GET", "/v1/admin/quarantined-events"): set(),
+    ("DELETE", "/v1/admin/quarantined-events"): set(),
+    ("GET", "/v1/admin/tokens"): set(),
+    ("POST", "/v1/admin/tokens/{token_id}/revoke"): set(),
     ("POST", "/fhir/r4"): {"ingest"},
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): {"nurse", "infusion"},
     ("POST", "/cds-services/{service_id}"): {"cds"},
@@ -73,6 +78,11 @@ SUCCESS = {
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): 200,
     ("GET", "/v1/admin/webhook-deliveries"): 200,
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
+    ("POST", "/v1/admin/quarantined-events"): 200,
+    ("GET", "/v1/admin/quarantined-events"): 200,
+    ("DELETE", "/v1/admin/quarantined-events"): 200,
+    ("GET", "/v1/admin/tokens"): 200,
+    ("POST", "/v1/admin/tokens/{token_id}/revoke"): 200,
     ("POST", "/fhir/r4"): 201,
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
     ("POST", "/cds-services/{service_id}"): 200,
@@ -129,6 +139,10 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         .replace("{delivery_id}", "1")
         .replace("{service_id}", "bortezomib-order-check")
     )
+    if "{token_id}" in path:  # a token of its own to revoke, not one the matrix uses
+        create_token(running.services.sessions, "nurse", "to-revoke", FIXED_NOW)
+        [newest] = rows(running.services, "SELECT max(id) AS id FROM api_token")
+        concrete = concrete.replace("{token_id}", str(newest["id"]))
     if "{decision_id}" in path:
         [first] = rows(running.services, "SELECT min(decision_id) AS d FROM decision")
         concrete = concrete.replace("{decision_id}", first["d"])
@@ -153,6 +167,11 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
             ]
         }
         return running.api.client.post(concrete, json=feedback, headers=headers)
+    if path == "/v1/admin/quarantined-events" and method == "POST":
+        body = {"event_id": "auth-e0", "reason": "auth matrix"}
+        return running.api.client.post(concrete, json=body, headers=headers)
+    if path == "/v1/admin/quarantined-events" and method == "DELETE":
+        return running.api.client.delete(concrete, params={"event_id": "auth-e0"}, headers=headers)
     if method == "POST" and path == "/v1/admin/webhooks":
         hook = {"name": f"hook-{next(_event_ids)}", "url": "http://127.0.0.1:9/hook"}
         return running.api.client.post(concrete, json=hook, headers=headers)

@@ -365,15 +365,19 @@ def test_a_nul_character_in_the_event_id_is_422(
     assert row_counts(shared.services) == settled
 
 
-def test_a_nul_character_elsewhere_is_stored_escaped(
-    api: Api, services: Services, worker: InProcessWorker
+def test_a_nul_or_control_character_inside_extra_is_422_too(
+    shared: RunningService, settled: dict[str, int]
 ) -> None:
-    harmless = changed(event(3, patient="PN"), extra={"note": "a\x00b"})
-    assert api.post_events(harmless).status_code == 202
-    [stored] = rows(services, "SELECT body FROM event")
-    assert '"note": "a\\u0000b"' in stored["body"]
-    assert worker.wait_idle()
-    assert row_counts(services, ["dead_letter"]) == {"dead_letter": 0}
+    """Issue 11: NUL and control characters are refused everywhere in an event (inside
+    `findings` and `extra` too, which used to be stored with the NUL escaped)."""
+    for note, code in (("a\x00b", "U+0000"), ("bell\x07", "U+0007")):
+        body = changed(event(3, patient="PN"), extra={"note": note})
+        response = shared.api.post_events(body)
+        assert response.status_code == 422
+        [problem] = response.json()["errors"][0]["problems"]
+        assert problem["field"] == "extra"
+        assert code in problem["message"]
+    assert row_counts(shared.services) == settled
 
 
 BATCH_PROBLEM = {"field": "events", "message": "must be a list of 1 to 1000 events"}
@@ -467,8 +471,12 @@ def _nested(depth: int) -> bytes:
         (b'{"event_id": "e1",', "Expecting property name"),
         (b"{'event_id': 'e1'}", "Expecting property name"),
         (b'{"event_id": "e1"} trailing', "Extra data"),
-        (b"\xff\xfe{}", "Expecting value"),  # read as UTF-16 (BOM): not an object
-        (b'{"event_id": "\xe9"}', "codec can't decode"),  # Latin-1, not UTF-8
+        (b"\xff\xfe{}", "not UTF-8 (byte 0xff at offset 0)"),  # UTF-16 (BOM): not UTF-8
+        (b'{"event_id": "\xe9"}', "not UTF-8 (byte 0xe9 at offset 14)"),  # Latin-1
+        (b"\xef\xbb\xbf{}", "BOM"),  # JSON texts carry no byte order mark (RFC 8259)
+        (b'{"age": 1, "age": 2}', "the key 'age' appears twice in one object"),
+        (b'{"extra": {"a": {"b": 1, "b": 1}}}', "the key 'b' appears twice"),
+        (b'{"extra": ' + b'{"k": ' * 65 + b"1" + b"}" * 66, "nested too deeply (at most 64"),
         (b'{"dose_mg_m2": NaN}', "NaN is not a JSON value"),
         (b'{"dose_mg_m2": Infinity}', "Infinity is not a JSON value"),
         (b'{"age": -Infinity}', "-Infinity is not a JSON value"),
@@ -494,8 +502,12 @@ def _nested(depth: int) -> bytes:
         "truncated",
         "single-quotes",
         "trailing-data",
-        "bom-bytes",
+        "utf-16-bom",
         "latin-1",
+        "utf-8-bom",
+        "duplicate-key",
+        "duplicate-key-deep",
+        "nested-66",
         "nan",
         "infinity",
         "minus-infinity",

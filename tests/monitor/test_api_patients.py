@@ -53,6 +53,8 @@ ACTIVE_STATE = {
     "courses_ended": 0,
     "pending_events": 0,
     "evaluated_at": "2026-10-01T12:00:00Z",
+    "monitoring": {"status": "running"},
+    "quarantined_events": [],
 }
 
 
@@ -66,6 +68,8 @@ def test_course_state_before_and_after_processing(
         "status": "none",
         "pending_events": 1,
         "evaluated_at": None,
+        "monitoring": {"status": "running"},
+        "quarantined_events": [],
     }
     assert api.get("/v1/patients/PS/clearance", role="infusion").json() == {
         "cleared": False,
@@ -166,11 +170,12 @@ def test_a_slash_in_the_id_matches_no_route(api: Api) -> None:
 
 def test_admin_dead_letter_ids_out_of_range_are_422(api: Api) -> None:
     admin = api.headers("admin")
-    for dead_id in ("0", "-1", "9223372036854775808", "99999999999999999999999", "x"):
+    # ids are 32-bit integers: a larger one is refused, not sent to PostgreSQL (issue 11)
+    for dead_id in ("0", "-1", "2147483648", "9223372036854775808", "999999999999999999999", "x"):
         response = api.client.post(f"/v1/admin/dead-letters/{dead_id}/retry", headers=admin)
         assert response.status_code == 422, (dead_id, response.text)
         assert [e["field"] for e in response.json()["errors"]] == ["dead_letter_id"]
-    response = api.client.post("/v1/admin/dead-letters/9223372036854775807/retry", headers=admin)
+    response = api.client.post("/v1/admin/dead-letters/2147483647/retry", headers=admin)
     assert response.status_code == 404
 
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from monitor.auth import Principal, authenticate, record
+from monitor.auth import Principal, authenticate
 from monitor.services import build_services
 from monitor.settings import Settings
 from tests.conftest import FIXED_NOW
@@ -116,20 +116,22 @@ def test_audit_verify_exit_0_then_1_after_tampering(
     database_url: str, tmp_path: pathlib.Path
 ) -> None:
     assert monitor(database_url, tmp_path, "migrate").returncode == 0
-    services = build_services(Settings(database_url=database_url))
+    # the same data directory as the commands (run in tmp_path): the same audit key
+    services = build_services(Settings(database_url=database_url, data_dir=tmp_path / "var"))
     try:
         for n in range(4):
-            record(
-                services.sessions, Principal("nurse", "nurse"), "GET /x", f"p:{n}", 200, FIXED_NOW
-            )
+            services.audit.record(Principal("nurse", "nurse"), "GET /x", f"p:{n}", 200, FIXED_NOW)
     finally:
         services.close()
     intact = monitor(database_url, tmp_path, "audit", "verify")
+    checkpoints = tmp_path / "var" / "audit-checkpoints.jsonl"
+    shown = pathlib.Path("var/audit-checkpoints.jsonl")
     assert (intact.returncode, intact.stdout, intact.stderr) == (
         0,
-        "audit log intact: 4 rows\n",
+        f"audit log intact: 4 rows, 0 checkpoints ({shown})\n",
         "",
     )
+    assert not checkpoints.exists()
     engine = create_engine(database_url)
     try:
         with engine.begin() as connection:
@@ -148,3 +150,54 @@ def test_invalid_settings_exit_2_naming_the_variable(
     proc = monitor(database_url, tmp_path, "migrate", MONITOR_MAX_BATCH_EVENTS="0")
     assert proc.returncode == 2
     assert proc.stderr.startswith("settings: MONITOR_MAX_BATCH_EVENTS: ")
+
+
+def test_the_data_dir_setting_holds_the_embedded_database_and_audit_files(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Issue 11: MONITOR_DATA_DIR was read by nothing; it now holds the default database, the
+    audit key and the audit checkpoints."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")}
+    clean["PYTHONPATH"] = str(ROOT)
+    env = clean | {"MONITOR_DATA_DIR": str(tmp_path / "data")}
+    run = [sys.executable, "-m", "monitor"]
+    migrated = subprocess.run([*run, "migrate"], env=env, cwd=tmp_path, capture_output=True)
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / "data" / "monitor.db").is_file()
+    assert not (tmp_path / "var").exists()
+    created = subprocess.run(
+        [*run, "token", "create", "--role", "admin"], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert created.returncode == 0, created.stderr
+    revoked = subprocess.run(
+        [*run, "token", "revoke", "1"], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert revoked.returncode == 0, revoked.stderr  # audited: the key is made in data_dir
+    assert (tmp_path / "data" / "audit.key").is_file()
+    checkpoint = subprocess.run(
+        [*run, "audit", "checkpoint"], env=env, cwd=tmp_path, capture_output=True
+    )
+    assert checkpoint.returncode == 0, checkpoint.stderr
+    assert (tmp_path / "data" / "audit-checkpoints.jsonl").is_file()
+    verified = subprocess.run(
+        [*run, "audit", "verify"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stdout.startswith("audit log intact: 1 rows, 1 checkpoints")
+
+
+def test_production_processes_refuse_to_start_without_an_audit_key(
+    database_url: str, tmp_path: pathlib.Path
+) -> None:
+    proc = monitor(database_url, tmp_path, "scheduler", MONITOR_BROKER_URL="redis://127.0.0.1:1/0")
+    assert proc.returncode != 0
+    assert "MONITOR_AUDIT_KEY is required in production" in proc.stderr
+    short = monitor(
+        database_url,
+        tmp_path,
+        "api",
+        MONITOR_BROKER_URL="redis://127.0.0.1:1/0",
+        MONITOR_AUDIT_KEY="too-short",
+    )
+    assert short.returncode == 2
+    assert "settings: MONITOR_AUDIT_KEY: " in short.stderr

@@ -57,7 +57,7 @@ from tests.monitor.webhook_receiver import (
     signature_valid,
     timestamp_recent,
 )
-from workers.app import CeleryDispatcher, create_celery
+from workers.app import QUEUES, CeleryDispatcher, create_celery
 
 SECRET = "s3cret-for-the-integration-tests"
 OTHER_SECRET = "another-secret-of-another-endpoint"
@@ -913,7 +913,10 @@ def celery_worker() -> Iterator[tuple[Celery, Holder]]:
             warnings.simplefilter("error", DuplicateTaskNameWarning)
             app.finalize()
     app.conf.broker_transport_options = {"visibility_timeout": 3600, "polling_interval": 0.01}
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+    # both queues in one test worker (production runs a worker per queue: deploy files)
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=list(QUEUES)
+    ):
         yield app, holder
 
 

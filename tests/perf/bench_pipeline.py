@@ -585,6 +585,7 @@ def environment(args: argparse.Namespace) -> Iterator[Run]:
     env |= {
         "MONITOR_DATABASE_URL": database_url,
         "MONITOR_BROKER_URL": broker_url,
+        "MONITOR_AUDIT_KEY": "bench-pipeline-audit-key-0123456789abcdef",
         "MONITOR_LOG_LEVEL": args.log_level,
         "PYTHONPATH": str(ROOT),
         "NO_PROXY": "127.0.0.1,localhost",

@@ -113,6 +113,14 @@ def changed(body: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return out
 
 
+def nested(levels: int) -> dict[str, Any]:
+    """An object `levels` levels deep: {"k": {"k": ... {}}}."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
+
+
 def problems_of(raw: Any) -> list[FieldProblem]:
     with pytest.raises(EventValidationError) as caught:
         parse_event(raw)
@@ -320,6 +328,81 @@ INVALID: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "reason",
         ["'bored'", "'completed'", "'death'"],
     ),
+    # the bounds every accepted event keeps (CONTRACT.md, additions for version 2)
+    (
+        "occurred_at-before-1900",
+        changed(A, occurred_at="1899-12-31T23:59:59Z"),
+        "occurred_at",
+        ["1899-12-31T23:59:59", "out of range", "1900-01-01", "2200-01-01"],
+    ),
+    (
+        "occurred_at-after-2200",
+        changed(A, occurred_at="2200-01-01T00:00:01Z"),
+        "occurred_at",
+        ["2200-01-01T00:00:01", "out of range"],
+    ),
+    (
+        "occurred_at-9999-in-utc-year-10000",
+        changed(A, occurred_at="9999-12-31T23:59:59-01:00"),
+        "occurred_at",
+        ["9999-12-31T23:59:59-01:00", "out of range"],
+    ),
+    (
+        "occurred_at-year-1-in-utc-year-0",
+        changed(A, occurred_at="0001-01-01T00:00:00+14:00"),
+        "occurred_at",
+        ["0001-01-01T00:00:00+14:00", "out of range"],
+    ),
+    ("cycle-101", changed(A, cycle=101), "cycle", ["101", "at most 100"]),
+    ("cycle-1e8", changed(A, cycle=100_000_000), "cycle", ["100000000", "at most 100"]),
+    ("administration-cycle-101", changed(ADMINISTRATION, cycle=101), "cycle", ["at most 100"]),
+    (
+        "extra-9-levels",
+        changed(A, extra=nested(9)),
+        "extra",
+        ["nested more than 8 levels", "k.k.k.k.k.k.k.k"],
+    ),
+    ("extra-20-levels", changed(A, extra=nested(20)), "extra", ["more than 8 levels"]),
+    (
+        "findings-9-levels",
+        changed(A, findings={"lab": nested(8)}),
+        "findings",
+        ["nested more than 8 levels"],
+    ),
+    (
+        "extra-over-16-kb",
+        changed(A, extra={f"k{i}": "x" * 500 for i in range(34)}),
+        "extra",
+        ["bytes as JSON", "at most 16384"],
+    ),
+    (
+        "extra-string-513",
+        changed(A, extra={"note": "x" * 513}),
+        "extra",
+        ["'note'", "513 characters", "at most 512"],
+    ),
+    (
+        "extra-key-513",
+        changed(A, extra={"k" * 513: 1}),
+        "extra",
+        ["the key", "513 characters"],
+    ),
+    (
+        "findings-string-513",
+        changed(A, findings={"comment": "x" * 513}),
+        "findings",
+        ["513 characters", "at most 512"],
+    ),
+    ("extra-nul", changed(A, extra={"a": ["ok", "x\x00y"]}), "extra", ["a.1", "U+0000"]),
+    ("decision_id-129", changed(T, decision_id="d" * 129), "decision_id", ["at most 128"]),
+    (
+        "event_id-control",
+        changed(A, event_id="u7\x1b[31m"),
+        "event_id",
+        ["control character U+001B"],
+    ),
+    ("reason-nul", changed(T, reason="a\x00b"), "reason", ["NUL", "U+0000"]),
+    ("unit-newline", changed(E, unit="u7\n"), "unit", ["U+000A"]),
     # type and unknown fields
     (
         "type-unknown",
@@ -378,6 +461,15 @@ def test_numeric_timestamp_in_a_string_is_rejected(text: str) -> None:
     assert problem.field == "occurred_at"
     assert repr(text) in problem.message
     assert "RFC 3339" in problem.message
+
+
+@pytest.mark.parametrize("levels", [250, 990, 100_000])
+def test_json_nested_hundreds_of_levels_is_refused_not_a_crash(levels: int) -> None:
+    text = '{"event_id": "u7-1", "extra": ' + '{"k": ' * levels + "1" + "}" * levels + "}"
+    problems = problems_of(text)
+    assert [p.field for p in problems] == ["event"]
+    assert "not valid JSON" in problems[0].message
+    assert "recursion limit" in problems[0].message
 
 
 def test_several_problems_are_all_reported_in_field_order() -> None:
@@ -473,6 +565,13 @@ def test_findings_and_extra_keep_unknown_keys() -> None:
         changed(E, dose_mg_m2=0.01, cycle_length_days=56, age=120),
         changed(E, cycle_length_days=DROP, age=DROP, risk_factors=DROP, baseline=DROP),
         changed(ADMINISTRATION, dose_mg_m2=1, cycle=DROP, day=DROP),
+        changed(A, occurred_at="1900-01-01T00:00:00Z", cycle=100),
+        changed(A, occurred_at="2200-01-01T00:00:00Z"),
+        changed(A, occurred_at="1900-01-01T01:00:00+01:00"),
+        changed(ADMINISTRATION, cycle=100, day=56),
+        changed(A, extra=nested(8), findings={"lab": nested(7)}),
+        changed(A, extra={f"k{i:02}": "x" * 470 for i in range(34)}),
+        changed(A, extra={"note": "x" * 512, "k" * 512: "tab\tand\nnewline"}),
     ],
     ids=[
         "event_id-1",
@@ -489,6 +588,13 @@ def test_findings_and_extra_keep_unknown_keys() -> None:
         "enrollment-lower-bounds",
         "enrollment-minimal",
         "dose-integer",
+        "first-instant",
+        "last-instant",
+        "first-instant-with-offset",
+        "administration-upper-bounds",
+        "json-8-levels",
+        "json-under-16-kb",
+        "strings-512",
     ],
 )
 def test_boundary_values_are_accepted(body: dict[str, Any]) -> None:

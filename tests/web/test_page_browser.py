@@ -8,6 +8,7 @@ Screenshots of failures go to pytest's tmp_path only, never into the repository.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
 import re
 import socket
@@ -435,3 +436,57 @@ def test_the_feed_resumes_after_the_server_restarts_with_last_event_id(
     resumed = stream_requests[-1]
     assert len(stream_requests) >= 2
     assert resumed.headers.get("last-event-id") == str(seen)
+
+
+# --- a patient whose monitoring stopped (issue 11) --------------------------------------------
+
+# Set MONITOR_SCREENSHOTS=DIR to keep the screenshots for a look (they go nowhere otherwise).
+_SHOTS_DIR = os.environ.get("MONITOR_SCREENSHOTS", "")
+SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["desktop", "phone"])
+def test_the_patient_page_says_when_monitoring_stopped_and_what_was_set_aside(
+    page: Page, site: Site, tmp_path: pathlib.Path, width: int, height: int
+) -> None:
+    from tests.monitor.test_monitoring_stopped import store_unchecked
+
+    page.set_viewport_size({"width": width, "height": height})
+    site.post_events(f.enrollment(days_ago(30), patient="PT-9", event_id="pt9-e", unit="U-A"))
+    old = f.assessment(days_ago(20), patient="PT-9", event_id="pt9-old", sensory=1)
+    store_unchecked(site.services, old | {"cycle": 100_000_000})
+    assert site.worker.wait_idle()
+
+    log_in(page, site, "/patients/PT-9", site.tokens["nurse"])
+    banner = page.get_by_role("alert").filter(has_text="Monitoring stopped.")
+    banner.wait_for(state="visible")
+    text = banner.inner_text()
+    assert "at event pt9-old" in text
+    assert "no new advice will come" in text
+    assert page.locator("#quarantine").is_hidden()
+    shot = tmp_path / f"stopped-{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    if SHOTS:
+        page.screenshot(path=str(SHOTS / f"patient-stopped-{width}.png"), full_page=True)
+    # nothing spills out sideways on a phone
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+    response = site.http.post(
+        "/v1/admin/quarantined-events",
+        json={"event_id": "pt9-old", "reason": "cycle 100000000: a typo in the feed"},
+        headers=site.auth("admin"),
+    )
+    assert response.status_code == 200, response.text
+    assert site.worker.wait_idle()
+    page.reload()
+    region = page.get_by_role("region", name="Events set aside")
+    region.wait_for(state="visible")
+    assert page.locator("#monitoring").is_hidden()
+    listed = region.locator("li")
+    assert listed.count() == 1
+    assert "pt9-old" in listed.inner_text()
+    assert "cycle 100000000: a typo in the feed" in listed.inner_text()
+    assert "by test-admin" in listed.inner_text()
+    if SHOTS:
+        page.screenshot(path=str(SHOTS / f"patient-quarantined-{width}.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width

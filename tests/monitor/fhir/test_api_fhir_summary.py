@@ -198,18 +198,18 @@ def test_an_acknowledgement_shows_in_the_summary(
     response = fhir_api.client.post(
         f"/v1/alerts/{alert_id}/ack",
         headers=fhir_api.headers("nurse"),
-        json={"by": "nurse-7", "at": "2026-10-01T11:30:00Z", "note": "physician called"},
+        json={"by": "nurse-7", "at": "2026-10-01T12:01:00Z", "note": "physician called"},
     )
     assert response.status_code == 200, response.text
     messages = {m["id"]: m for m in of_type(summary(fhir_api, "PF"), "Communication")}
     acked = messages.pop(f"alert-{alert_id}")
-    assert acked["received"] == "2026-10-01T11:30:00Z"
+    assert acked["received"] == "2026-10-01T12:01:00Z"
     [ack] = acked["extension"]
     assert ack["url"] == f"{FHIR_BASE}/StructureDefinition/acknowledgement"
     assert {e["url"]: next(v for k, v in e.items() if k != "url") for e in ack["extension"]} == {
         "by": "nurse-7",
         "token": "test-nurse",
-        "at": "2026-10-01T11:30:00Z",
+        "at": "2026-10-01T12:01:00Z",
         "note": "physician called",
         "recorded-at": "2026-10-01T12:00:00Z",
     }

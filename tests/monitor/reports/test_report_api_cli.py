@@ -287,3 +287,55 @@ def test_the_streamed_json_equals_the_report(order: list[str]) -> None:
     assert streamed == built.result()
     assert [p["patient_id"] for p in streamed["patients"]] == sorted(order)
     built.close()
+
+
+# --- issue 11: what an auditor opens cannot run anything --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+1", "'+1+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tTAB", "'\tTAB"),
+        ("\rCR", "'\rCR"),
+        ("u7", "u7"),
+        (None, ""),
+        (1.5, 1.5),
+    ],
+)
+def test_csv_cells_that_start_like_formulas_are_neutralised(value: Any, cell: Any) -> None:
+    from monitor.reports.render import csv_cell
+
+    assert csv_cell(value) == cell
+
+
+def test_a_unit_named_like_a_formula_stays_text_in_the_csv(tmp_path: pathlib.Path) -> None:
+    """The issue's case: a unit sent as `=...` or `@...` is written with a leading quote."""
+    events = [json.loads(line) for line in EXAMPLE.read_text().splitlines() if line.strip()]
+    for event in events:
+        if event["type"] == "enrollment":
+            event["unit"] = "=cmd|' /C calc'!A0" if event["patient_id"].endswith("1") else "@SUM(1)"
+    source = tmp_path / "events.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    proc = cli(tmp_path, "--events", str(source), "--format", "csv", "--from", PERIOD["from"])
+    assert proc.returncode == 0, proc.stderr
+    table = list(csv.DictReader(io.StringIO(proc.stdout)))
+    units = {row["unit"] for row in table}
+    assert units <= {"'=cmd|' /C calc'!A0", "'@SUM(1)", ""}, units
+    assert units & {"'=cmd|' /C calc'!A0", "'@SUM(1)"}
+    assert not any(row[c].startswith(("=", "+", "@")) for row in table for c in row)
+
+
+def test_the_html_report_is_served_with_a_content_security_policy(
+    running: RunningService,
+) -> None:
+    response = report(running.api, format="html")
+    assert response.status_code == 200
+    policy = response.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy  # none allowed: the default
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["x-content-type-options"] == "nosniff"
