@@ -29,7 +29,7 @@ from monitor.cds.api import add_cds_routes
 from monitor.clearance import clearance
 from monitor.guard import BodyTooLargeError, RequestGuard, RequestLog, route_template
 from monitor.ingest import EventConflictError, store_events
-from monitor.json_body import InvalidJsonError, StrictJsonRoute, parse_json, read_body
+from monitor.json_body import InvalidJsonError, StrictJsonRoute, parse_json
 from monitor.metrics import (
     EVENTS_ACCEPTED,
     EVENTS_DUPLICATE,
@@ -161,7 +161,7 @@ def create_app(services: Services) -> FastAPI:
         if content_type not in JSON_TYPES:
             return _problem(415, f"Content-Type must be application/json, not {content_type!r}")
         try:
-            raw = await read_body(request)
+            raw = await request.body()  # bounded as it streams (guard)
         except BodyTooLargeError as exc:
             return _problem(413, str(exc.detail))
         try:

@@ -20,7 +20,7 @@ from monitor.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhi
 from monitor.fhir.problems import IssueCode, Problem, information, operation_outcome
 from monitor.guard import BodyTooLargeError
 from monitor.ingest import EventConflictError, IngestResult, IngestStatus, store_events
-from monitor.json_body import InvalidJsonError, parse_json, read_body
+from monitor.json_body import InvalidJsonError, parse_json
 from monitor.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
 from monitor.services import Services
 
@@ -76,7 +76,7 @@ def add_fhir_ingest_routes(
                 f"Content-Type must be {FHIR_JSON} (or application/json), not {content_type!r}",
             )
         try:
-            raw = await read_body(request)
+            raw = await request.body()  # bounded as it streams (guard)
         except BodyTooLargeError as exc:
             return outcome_response(413, "too-costly", str(exc.detail))
         try:

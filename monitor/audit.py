@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, text
+from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -333,7 +333,3 @@ class AuditLog:
             },
         )
         return checkpoint
-
-    def count(self) -> int:
-        with self._sessions() as session:
-            return int(session.execute(select(func.count(col(AuditLogRow.id)))).scalar_one())

@@ -28,11 +28,6 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-async def read_body(request: Request) -> bytes:
-    """The raw body (bounded by the guard's streaming limit)."""
-    return await request.body()
-
-
 def _reject_constant(name: str) -> Any:
     raise InvalidJsonError(f"{name} is not a JSON value")
 

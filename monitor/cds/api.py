@@ -37,7 +37,7 @@ from monitor.fhir.inbound import patient_id_of
 from monitor.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.fhir.problems import FhirProblems
 from monitor.guard import BodyTooLargeError
-from monitor.json_body import InvalidJsonError, parse_json, read_body
+from monitor.json_body import InvalidJsonError, parse_json
 from monitor.patients import current_decisions, load_patient
 from monitor.services import Services
 from monitor.storage.models import (
@@ -402,7 +402,7 @@ async def _read_json(request: Request) -> Any:
     """The body as JSON, or the 400/413 response saying why not. Strings must be valid
     Unicode (an unpaired surrogate could not be stored)."""
     try:
-        raw = await read_body(request)
+        raw = await request.body()  # bounded as it streams (guard)
     except BodyTooLargeError as exc:
         return JSONResponse(status_code=413, content={"detail": str(exc.detail)})
     try:

@@ -27,6 +27,7 @@ from tests import factories as f
 from tests.conftest import FIXED_NOW
 from tests.monitor.fhir.test_inbound import as_json, grading
 from tests.monitor.service_support import Api, rows
+from tests.policies.test_bounds import fail_at
 
 PATIENT = "PX-9"
 START = FIXED_NOW - dt.timedelta(days=30)
@@ -312,16 +313,7 @@ def test_a_fold_that_fails_stops_nothing_silently_and_quarantine_resumes_it(
 def test_a_rule_that_raises_is_dead_lettered_naming_the_event(
     api: Api, services: Services, worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import policies.engine as engine
-
-    original = engine._assessment
-
-    def failing(fold: Any, course: Any, event: Any) -> None:
-        if event.event_id == "x-boom":
-            raise OverflowError("date value out of range")
-        original(fold, course, event)
-
-    monkeypatch.setattr(engine, "_assessment", failing)
+    fail_at(monkeypatch, "x-boom")
     enrol(api, worker)
     assert api.post_events(grade_3("x-boom", when=14)).status_code == 202
     assert worker.wait_idle()

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import pathlib
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -96,14 +97,11 @@ def test_admin_lists_and_revokes_tokens_over_the_api(
     assert "GET /v1/admin/tokens" in actions
 
 
-def test_an_open_stream_ends_when_its_token_is_revoked(live: Live, services: Services) -> None:  # noqa: F811
-    token = create_token(services.sessions, "nurse", "streaming", FIXED_NOW)
-    [token_id] = [
-        r["id"] for r in rows(services, "SELECT id FROM api_token WHERE name = 'streaming'")
-    ]
-    started = time.monotonic()
+def stream_after(site: Live, token: str, meanwhile: Callable[[], None]) -> list[str]:
+    """Open the alert stream with `token`, run `meanwhile` once it is open, and return the
+    lines that came until the server ended it."""
     with (
-        httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0)) as client,
+        httpx.Client(base_url=site.base, timeout=httpx.Timeout(10.0)) as client,
         client.stream(
             "GET", "/v1/alerts/stream", headers={"Authorization": f"Bearer {token}"}
         ) as response,
@@ -111,11 +109,22 @@ def test_an_open_stream_ends_when_its_token_is_revoked(live: Live, services: Ser
         assert response.status_code == 200
         lines = response.iter_lines()
         assert next(lines).startswith(":")  # the stream's opening comment
-        revoked = live.api.client.post(
-            f"/v1/admin/tokens/{token_id}/revoke", headers=live.api.headers("admin")
+        meanwhile()
+        return list(lines)  # returns only because the server ends the stream
+
+
+def test_an_open_stream_ends_when_its_token_is_revoked(live: Live, services: Services) -> None:  # noqa: F811
+    token = create_token(services.sessions, "nurse", "streaming", FIXED_NOW)
+    [found] = rows(services, "SELECT id FROM api_token WHERE name = 'streaming'")
+
+    def revoke() -> None:
+        response = live.api.client.post(
+            f"/v1/admin/tokens/{found['id']}/revoke", headers=live.api.headers("admin")
         )
-        assert revoked.status_code == 200
-        rest = list(lines)  # the server ends the stream: this returns
+        assert response.status_code == 200
+
+    started = time.monotonic()
+    rest = stream_after(live, token, revoke)
     assert any("no longer valid" in line for line in rest), rest
     assert time.monotonic() - started < 5  # at the next poll, not at stream_max_s
     with httpx.Client(base_url=live.base, timeout=10) as client:
@@ -127,18 +136,11 @@ def test_an_open_stream_ends_when_its_token_expires(live: Live, services: Servic
     token = create_token(
         services.sessions, "nurse", "expiring", FIXED_NOW, FIXED_NOW + dt.timedelta(minutes=1)
     )
-    with (
-        httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0)) as client,
-        client.stream(
-            "GET", "/v1/alerts/stream", headers={"Authorization": f"Bearer {token}"}
-        ) as response,
-    ):
-        assert response.status_code == 200
-        lines = response.iter_lines()
-        next(lines)
-        # the service clock passes the expiry while the stream is open
+
+    def pass_the_expiry() -> None:  # the service clock moves on while the stream is open
         services.settings = services.settings.model_copy(
             update={"fixed_now": FIXED_NOW + dt.timedelta(minutes=2)}
         )
-        rest = list(lines)
+
+    rest = stream_after(live, token, pass_the_expiry)
     assert any("no longer valid" in line for line in rest), rest

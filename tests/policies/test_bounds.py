@@ -130,19 +130,24 @@ def test_the_generator_reaches_the_edges() -> None:
 # --- a fold that fails names its event ------------------------------------------------------
 
 
-def test_a_failing_rule_is_a_fold_error_naming_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defence in depth: should a rule still raise, the error names the event (so it can be
-    quarantined) and keeps the cause."""
+def fail_at(monkeypatch: pytest.MonkeyPatch, event_id: str) -> None:
+    """Make the engine's assessment rule raise, as a defect would, at one event."""
     import policies.engine as engine
 
     original = engine._assessment
 
     def failing(fold: Any, course: Any, event: Assessment) -> None:
-        if event.event_id == "boom":
+        if event.event_id == event_id:
             raise OverflowError("date value out of range")
         original(fold, course, event)
 
     monkeypatch.setattr(engine, "_assessment", failing)
+
+
+def test_a_failing_rule_is_a_fold_error_naming_the_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: should a rule still raise, the error names the event (so it can be
+    quarantined) and keeps the cause."""
+    fail_at(monkeypatch, "boom")
     events = [
         parse_event(b)
         for b in (
