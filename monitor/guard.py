@@ -41,7 +41,16 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # What needs no token: health, metrics, the API description, the web page's static files and
 # CDS Hooks discovery. Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/"}
+    {
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/",
+    }
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/")
 CDS_PREFIX = "/cds-services"

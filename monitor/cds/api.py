@@ -36,7 +36,7 @@ from monitor.clearance import clearance
 from monitor.fhir.inbound import patient_id_of
 from monitor.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.fhir.problems import FhirProblems
-from monitor.guard import BodyTooLargeError
+from monitor.guard import BodyTooLargeError, route_template
 from monitor.json_body import InvalidJsonError, parse_json
 from monitor.patients import current_decisions, load_patient
 from monitor.services import Services
@@ -192,6 +192,9 @@ def add_cds_routes(
                 remember_jti(services.sessions, verified, dt.datetime.now(dt.UTC))
             except JwtRejectedError as exc:
                 log.warning("cds jwt refused", extra={"reason": str(exc)})
+                services.audit.record_refusal(
+                    f"POST {route_template(request.scope)}", 401, settings.now()
+                )
                 raise HTTPException(
                     401,
                     f"the CDS Hooks JWT is refused: {exc}",

@@ -267,3 +267,14 @@ def test_an_acknowledgement_dated_before_its_alert_or_out_of_range_is_refused(
         f"/v1/alerts/{first['id']}/ack", json={"at": raised}, headers=api.headers("nurse")
     )
     assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/static/app.js"])
+def test_the_api_description_and_static_files_need_no_token(api: Api, path: str) -> None:
+    assert api.get(path, role=None).status_code == 200
+
+
+def test_an_unknown_path_without_a_token_is_401_not_404(api: Api) -> None:
+    """Which paths exist is not told to strangers."""
+    assert api.get("/v1/nothing-here", role=None).status_code == 401
+    assert api.get("/v1/nothing-here", role="nurse").status_code == 404

@@ -179,6 +179,16 @@ def test_a_replayed_jwt_is_refused(cds: CdsService, keys: Keys) -> None:
     again = call(cds, token)
     assert again.status_code == 401
     assert "already used" in again.json()["detail"]
+    # a refused JWT is in the audit log, as every refused call (issue 11)
+    refusals = rows(
+        cds.services,
+        "SELECT actor, action, status_code FROM audit_log WHERE status_code = 401",
+    )
+    assert refusals[-1] == {
+        "actor": "anonymous",
+        "action": "POST /cds-services/{service_id}",
+        "status_code": 401,
+    }
 
 
 def test_missing_token_is_401(cds: CdsService) -> None:
