@@ -69,7 +69,7 @@ def destination_refusal(url: AnyHttpUrl, settings: Settings) -> str | None:
     as it can be: the host as written, then what it resolves to now (a name that does not
     resolve yet is accepted; every delivery checks again, after its own resolution)."""
     host = url.host or ""
-    allowed = egress.parse_networks(settings.webhook_allow_networks)
+    allowed = settings.webhook_allow_networks
     why = egress.host_refusal(host, allowed)
     if why is None:
         try:

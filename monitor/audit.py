@@ -198,7 +198,8 @@ class AuditLog:
         count = 0
         keyed_seen = False
         hashes: dict[int, str] = {}
-        wanted = {c.head_id for c in self._read_checkpoints()} if checkpoints else set()
+        signed = self._read_checkpoints() if checkpoints else []
+        wanted = {c.head_id for c in signed}
         last_id = 0
         with self._sessions() as session:
             for row in self._rows(session):
@@ -221,20 +222,22 @@ class AuditLog:
                 previous = row.row_hash
         if not checkpoints:
             return ChainReport(count, None, None)
-        return self._check_checkpoints(count, last_id, hashes)
+        return self._check_checkpoints(signed, count, last_id, hashes)
 
     @staticmethod
     def _rows(session: Session) -> Iterator[AuditLogRow]:
         query = select(AuditLogRow).order_by(col(AuditLogRow.id))
         yield from session.execute(query.execution_options(yield_per=1000)).scalars()
 
-    def _check_checkpoints(self, count: int, last_id: int, hashes: dict[int, str]) -> ChainReport:
+    def _check_checkpoints(
+        self, signed: list[Checkpoint], count: int, last_id: int, hashes: dict[int, str]
+    ) -> ChainReport:
         verified = 0
-        for checkpoint in self._read_checkpoints():
-            signed = self._mac(
+        for checkpoint in signed:
+            expected = self._mac(
                 "checkpoint", checkpoint.at, str(checkpoint.head_id), checkpoint.head_hash
             )
-            if not hmac.compare_digest(signed, checkpoint.signature):
+            if not hmac.compare_digest(expected, checkpoint.signature):
                 return ChainReport(
                     count,
                     checkpoint.head_id,

@@ -8,7 +8,6 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -139,14 +138,8 @@ def revoke_tokens(
         else:
             query = query.where(col(ApiTokenRow.name) == name)
         rows = list(session.execute(query).scalars())
-        if rows:
-            session.execute(
-                update(ApiTokenRow)
-                .where(col(ApiTokenRow.id).in_([r.id for r in rows]))
-                .values(revoked_at=now)
-            )
-            for row in rows:
-                row.revoked_at = now
+        for row in rows:
+            row.revoked_at = now  # written at the commit
         return [token_view(row, now) for row in rows]
 
 

@@ -276,7 +276,3 @@ def _post(
                 k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers
             }
             return Answer(response.status, answer_headers, bytes(kept), truncated)
-
-
-def parse_networks(entries: Iterable[str]) -> tuple[IPNetwork, ...]:
-    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)

@@ -179,9 +179,4 @@ def dead_letter(
 
 def failed_event(exc: BaseException) -> str | None:
     """The event a failed fold names (FoldError, StoredEventError), if any."""
-    event_id = getattr(exc, "event_id", None)
-    return (
-        event_id
-        if isinstance(event_id, str) and isinstance(exc, FoldError | StoredEventError)
-        else None
-    )
+    return exc.event_id if isinstance(exc, FoldError | StoredEventError) else None

@@ -6,7 +6,7 @@ every endpoint, and stops it at `max_body_bytes` (a 413) before it is buffered w
 
 import json
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from fastapi import HTTPException
@@ -84,19 +84,17 @@ def _check_depth(payload: Any) -> None:
             stack.extend((child, depth + 1) for child in children)
 
 
-def _walk(payload: Any) -> list[Any]:
+def _walk(payload: Any) -> Iterator[Any]:
     """Every value and key of the document (iteratively: no recursion limit)."""
-    found: list[Any] = []
     stack = [payload]
     while stack:
         value = stack.pop()
-        found.append(value)
+        yield value
         if isinstance(value, dict):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-    return found
 
 
 class StrictJsonRequest(Request):

@@ -18,6 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -71,6 +72,19 @@ def _default_immunotherapies() -> dict[Therapy, list[str]]:
         "plasma_exchange": [],
         "rituximab": [f"{ATC}|L01FA01", f"{ATC}|L01XC02"],
     }
+
+
+def _network(value: object) -> object:
+    """A CIDR text as a network (host bits allowed: `10.20.3.4/16` is 10.20.0.0/16)."""
+    if isinstance(value, str):
+        try:
+            return ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a network (e.g. 10.20.0.0/16)") from None
+    return value
+
+
+AllowedNetwork = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_network)]
 
 
 class CdsClient(BaseModel):
@@ -202,7 +216,7 @@ class Settings(BaseSettings):
         default=10.0,
         description="the whole of one delivery attempt: connect, send and read the answer",
     )
-    webhook_allow_networks: list[str] = Field(
+    webhook_allow_networks: list[AllowedNetwork] = Field(
         default_factory=list,
         description="networks (CIDR, e.g. 10.20.0.0/16) webhooks may reach although they are "
         "private, loopback or link-local: an on-premise receiver. Everything else of those "
@@ -266,16 +280,6 @@ class Settings(BaseSettings):
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (a random secret)")
-        return value
-
-    @field_validator("webhook_allow_networks")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                raise ValueError(f"{entry!r} is not a network (e.g. 10.20.0.0/16)") from None
         return value
 
     @field_validator("fixed_now")

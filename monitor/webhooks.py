@@ -326,7 +326,7 @@ def _post(
             body,
             headers,
             deadline_s=settings.webhook_timeout_s,
-            allowed=egress.parse_networks(settings.webhook_allow_networks),
+            allowed=settings.webhook_allow_networks,
             max_response_bytes=settings.webhook_max_response_bytes,
         )
     except egress.EgressRefusedError as exc:
