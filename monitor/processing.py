@@ -23,7 +23,14 @@ from monitor.alerts import add_alerts
 from monitor.logsafe import SafeMessageError
 from monitor.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.storage.database import insert_for
-from monitor.storage.models import AlertRow, DecisionRow, EventRow, OutboxRow, PatientRow
+from monitor.storage.models import (
+    AlertRow,
+    DeadLetterRow,
+    DecisionRow,
+    EventRow,
+    OutboxRow,
+    PatientRow,
+)
 from monitor.webhooks import fan_out
 from policies.decisions import Decision, utc_text_or_none
 from policies.engine import PatientOutcome, evaluate_patient, next_timer
@@ -208,6 +215,16 @@ def process_patient(
                 .where(col(OutboxRow.id).in_(row_ids[start : start + OUTBOX_CHUNK]))
                 .values(processed_at=now)
             )
+        # a fold that went through ends the patient's stopped monitoring, whatever stopped it
+        # (a database outage, an event since quarantined): its dead letters are answered
+        session.execute(
+            update(DeadLetterRow)
+            .where(
+                col(DeadLetterRow.patient_id) == patient_id,
+                col(DeadLetterRow.retried_at).is_(None),
+            )
+            .values(retried_at=now)
+        )
         # last: the alert ids' lock is held from here to the commit (see add_alerts)
         delivery_ids = fan_out(session, add_alerts(session, alerts), dt.datetime.now(dt.UTC))
     done = len(accepted)

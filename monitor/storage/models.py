@@ -218,7 +218,9 @@ class WebhookAttemptRow(SQLModel, table=True):
 
 
 class DeadLetterRow(SQLModel, table=True):
-    """Work that could not be done, with the reason; `admin` lists and retries it."""
+    """Work that could not be done, with the reason; `admin` lists and retries it. Open while
+    `retried_at` is unset: set by a retry, a quarantine, or the patient's next successful fold
+    (its monitoring runs again)."""
 
     __tablename__ = "dead_letter"
 

@@ -332,3 +332,27 @@ def test_a_rule_that_raises_is_dead_lettered_naming_the_event(
         update={"fixed_now": FIXED_NOW + dt.timedelta(days=60)}
     )
     assert fire_due_timers(services) == 0
+
+
+def test_a_successful_fold_ends_the_stopped_monitoring(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    """A patient dead-lettered by a passing cause (here: the database out of reach, retries
+    exhausted) is monitored again by its next fold that goes through: not shown stopped, not
+    refused at the chair, its timers firing again, for ever after."""
+    from sqlalchemy.exc import OperationalError
+
+    from monitor.jobs import dead_letter
+
+    enrol(api, worker)
+    outage = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    dead_id = dead_letter(services, PATIENT, outage, 6)
+    assert api.get(f"/v1/patients/{PATIENT}").json()["monitoring"]["status"] == "stopped"
+    assert api.post_events(grade_3("x-after")).status_code == 202
+    assert worker.wait_idle()
+    assert "discontinue" in decisions_by_action(api)
+    assert api.get(f"/v1/patients/{PATIENT}").json()["monitoring"] == {"status": "running"}
+    chair = api.get(f"/v1/patients/{PATIENT}/clearance", role="infusion").json()
+    assert not any(r.startswith("monitoring error") for r in chair["reasons"])
+    [closed] = rows(services, "SELECT retried_at FROM dead_letter WHERE id = :i", i=dead_id)
+    assert closed["retried_at"] is not None
