@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
+from monitor.auth.roles import ROLES
 from monitor.policy_file import load_pack
-from monitor.roles import ROLES
-from monitor.timeline import Timeline, batch_mode, read_timeline
+from monitor.replay.timeline import Timeline, batch_mode, read_timeline
 from policies.engine import evaluate
 from policies.packs import BUILTIN_PACKS, PackError, PolicyPack
 
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "replay":
         return run_replay(args, sys.stdout, sys.stderr)
     if args.command == "bench":
-        from monitor.bench import run_bench
+        from monitor.bench.command import run_bench
 
         return int(run_bench(args, sys.stdout))
     if args.command == "ingest":
@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_ingest(args: argparse.Namespace) -> int:
     import httpx
 
-    from monitor.ingest_client import ingest_file
+    from monitor.ingest.client import ingest_file
 
     if not args.token:
         print("ingest: a token is required (--token or MONITOR_TOKEN)", file=sys.stderr)
@@ -361,7 +361,7 @@ def run_service_command(args: argparse.Namespace) -> int:
         return runtime.worker(settings, args.concurrency, args.metrics_port, args.queues)
     if args.command == "scheduler":
         return runtime.scheduler(settings)
-    from monitor.audit import AuditKeyError
+    from monitor.auth.audit import AuditKeyError
     from monitor.services import build_services
     from monitor.storage.migrate import upgrade
 
@@ -387,7 +387,7 @@ def run_service_command(args: argparse.Namespace) -> int:
 def _token_command(args: argparse.Namespace, services: Services) -> int:
     import json
 
-    from monitor.auth import Principal, create_token, list_tokens, revoke_tokens
+    from monitor.auth.tokens import Principal, create_token, list_tokens, revoke_tokens
 
     now = services.settings.now()
     if args.token_command == "create":

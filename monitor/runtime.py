@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from monitor.audit import AuditKeyError
-from monitor.logsafe import RequestIdFilter, SafeJsonFormatter
+from monitor.auth.audit import AuditKeyError
+from monitor.operations.logsafe import RequestIdFilter, SafeJsonFormatter
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
@@ -25,8 +25,8 @@ log = logging.getLogger("monitor")
 
 def configure_logging(settings: Settings) -> None:
     """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients;
-    tracebacks are sanitised (`monitor.logsafe`); lines written while serving a request carry
-    its `request_id`."""
+    tracebacks are sanitised (`monitor.operations.logsafe`); lines written while serving a
+    request carry its `request_id`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         SafeJsonFormatter(
@@ -43,7 +43,7 @@ def configure_logging(settings: Settings) -> None:
 
 def first_admin_token(services: Services) -> str | None:
     """On a database without tokens, create an admin token (printed once, stored hashed)."""
-    from monitor.auth import create_token
+    from monitor.auth.tokens import create_token
 
     with services.sessions() as session:
         count = session.execute(select(func.count(col(ApiTokenRow.id)))).scalar_one()
@@ -55,9 +55,9 @@ def first_admin_token(services: Services) -> str | None:
 def serve(settings: Settings, host: str, port: int) -> int:
     """The embedded default: API, in-process worker and scheduler in one process."""
 
-    from monitor.api import create_app
-    from monitor.inprocess import InProcessWorker
-    from monitor.scheduler import enqueue_all_open, start_background
+    from monitor.app import create_app
+    from monitor.processing.inprocess import InProcessWorker
+    from monitor.processing.scheduled import enqueue_all_open, start_background
 
     configure_logging(settings)
     services = build_services(settings)
@@ -129,7 +129,7 @@ def _production_services(settings: Settings) -> Services:
 
 def api(settings: Settings, host: str, port: int) -> int:
 
-    from monitor.api import create_app
+    from monitor.app import create_app
 
     configure_logging(settings)
     services = _production_services(settings)
@@ -200,7 +200,7 @@ def _serve_pool_metrics(port: int) -> None:
 def scheduler(settings: Settings) -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from monitor.scheduler import add_jobs, make_lease
+    from monitor.processing.scheduled import add_jobs, make_lease
 
     configure_logging(settings)
     services = _production_services(settings)

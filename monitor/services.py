@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
-from monitor.audit import AuditLog
+from monitor.auth.audit import AuditLog
 from monitor.policy_file import load_pack
 from monitor.settings import Settings
 from monitor.storage.database import make_engine, make_session_factory

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.auth import create_token
-from monitor.roles import ROLES, Role
+from monitor.auth.roles import ROLES, Role
+from monitor.auth.tokens import create_token
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

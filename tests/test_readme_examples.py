@@ -7,7 +7,7 @@ import re
 import time
 from typing import Any
 
-from monitor.webhooks import sign
+from monitor.webhooks.delivery import sign
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 

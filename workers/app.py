@@ -1,7 +1,7 @@
 """The Celery app (production): Redis broker, JSON only, late acks, one message at a time.
 
-Thin: the task takes a patient id and calls `monitor.jobs.run_process_patient` (load, fold with
-the pure engine, persist). Transient errors retry with exponential backoff up to
+Thin: the task takes a patient id and calls `monitor.processing.jobs.run_process_patient` (load,
+fold with the pure engine, persist). Transient errors retry with exponential backoff up to
 `task_max_retries`; then, or at once for any other error, a dead-letter row records the reason.
 """
 
@@ -15,7 +15,8 @@ import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
 
-from monitor.jobs import (
+from monitor.operations.logsafe import describe_chain
+from monitor.processing.jobs import (
     TASK_NAME,
     DeadLetteredError,
     TransientFailureError,
@@ -23,11 +24,10 @@ from monitor.jobs import (
     retry_delay,
     run_process_patient,
 )
-from monitor.logsafe import describe_chain
 from monitor.services import Services
 from monitor.settings import Settings
-from monitor.webhooks import TASK_NAME as DELIVER_TASK_NAME
-from monitor.webhooks import deliver
+from monitor.webhooks.delivery import TASK_NAME as DELIVER_TASK_NAME
+from monitor.webhooks.delivery import deliver
 
 log = logging.getLogger("workers")
 
@@ -130,7 +130,8 @@ def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
             outcome = run_process_patient(svc, patient_id)
         except Exception as exc:  # classified: retried, or dead-lettered and reported
             # Celery logs the message of what it is given: the error described without patient
-            # data (monitor.logsafe); the traceback goes through the sanitising log formatter
+            # data (monitor.operations.logsafe); the traceback goes through the sanitising log
+            # formatter
             delay = retry_delay(svc, exc, self.request.retries)
             if delay is not None:
                 raise self.retry(

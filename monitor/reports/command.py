@@ -53,8 +53,8 @@ def period_of(
 
 def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
     from monitor.cli import pack_or_report, timeline_or_report
+    from monitor.replay.timeline import batch_mode
     from monitor.reports.sources import report_from_events
-    from monitor.timeline import batch_mode
 
     pack = pack_or_report(args, err)
     if pack is None:

@@ -251,7 +251,7 @@ class ApiTokenRow(SQLModel, table=True):
 
 class AuditLogRow(SQLModel, table=True):
     """Append-only access log: who did what, when; each row chained to the previous by a keyed
-    hash (`scheme` 2, see `monitor.audit`; 1: rows written before the chain was keyed)."""
+    hash (`scheme` 2, see `monitor.auth.audit`; 1: rows written before the chain was keyed)."""
 
     __tablename__ = "audit_log"
 

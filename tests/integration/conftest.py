@@ -740,6 +740,6 @@ def post_batches(
 
 
 def synthetic_events(patients: int, events_per_patient: int, seed: int) -> list[dict[str, Any]]:
-    from monitor.synthetic import generate
+    from monitor.bench.synthetic import generate
 
     return [json.loads(line) for line in generate(patients, events_per_patient, seed)]

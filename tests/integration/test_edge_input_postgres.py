@@ -3,7 +3,7 @@ an int4 comparison with 2^31, a NUL in text, a date beyond year 9999), and every
 service's own request log with its request id.
 
 The service runs in-process on a fresh PostgreSQL database (the embedded worker), called over
-Starlette's client; the request log is read from the `monitor.api` logger.
+Starlette's client; the request log is read from the `monitor.app` logger.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.auth import create_token
-from monitor.inprocess import InProcessWorker
+from monitor.app import create_app
+from monitor.auth.tokens import create_token
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

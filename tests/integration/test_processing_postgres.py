@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from monitor import processing
-from monitor.ingest import body_hash, store_events
+from monitor.ingest.service import body_hash, store_events
+from monitor.processing import service as processing
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

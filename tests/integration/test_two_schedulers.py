@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import text
 
-from monitor import processing
-from monitor.ingest import store_events
-from monitor.lease import SchedulerLease
-from monitor.scheduler import escalate_alerts, fire_due_timers, run_jobs, send_reminders
+from monitor.ingest.service import store_events
+from monitor.processing import service as processing
+from monitor.processing.lease import SchedulerLease
+from monitor.processing.scheduled import escalate_alerts, fire_due_timers, run_jobs, send_reminders
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.inprocess import InProcessWorker
-from monitor.roles import Role
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from tests.monitor.service_support import Api
 

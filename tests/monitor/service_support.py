@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.auth import create_token
-from monitor.inprocess import InProcessWorker
-from monitor.roles import ROLES, Role
+from monitor.app import create_app
+from monitor.auth.roles import ROLES, Role
+from monitor.auth.tokens import create_token
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

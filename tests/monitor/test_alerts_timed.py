@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from monitor.inprocess import InProcessWorker
-from monitor.lease import SchedulerLease
-from monitor.scheduler import escalate_alerts, fire_due_timers, run_jobs, send_reminders
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.lease import SchedulerLease
+from monitor.processing.scheduled import escalate_alerts, fire_due_timers, run_jobs, send_reminders
 from monitor.services import Services
 from policies import evaluate, parse_event
 from tests import factories as f

@@ -14,9 +14,9 @@ import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import text
 
-from monitor.auth import Principal, authenticate, create_token, hash_token
-from monitor.jobs import dead_letter
-from monitor.roles import ROLES, Role
+from monitor.auth.roles import ROLES, Role
+from monitor.auth.tokens import Principal, authenticate, create_token, hash_token
+from monitor.processing.jobs import dead_letter
 from tests import factories as f
 from tests.conftest import FIXED_NOW
 from tests.monitor.cds.support import draft_order, hook_request

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from monitor.inprocess import InProcessWorker
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from policies.events import EventValidationError, FieldProblem, canonical_body, parse_event
 from tests import factories as f

@@ -10,8 +10,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from monitor.inprocess import InProcessWorker
-from monitor.jobs import dead_letter
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.jobs import dead_letter
 from monitor.services import Services
 from monitor.storage.database import make_session_factory
 from tests import factories as f

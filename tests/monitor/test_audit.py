@@ -13,9 +13,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from monitor.audit import GENESIS_HASH, ChainReport
-from monitor.auth import Principal
-from monitor.inprocess import InProcessWorker
+from monitor.auth.audit import GENESIS_HASH, ChainReport
+from monitor.auth.tokens import Principal
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from tests import factories as f
 from tests.conftest import FIXED_NOW
@@ -117,7 +117,7 @@ def test_writes_patient_reads_and_refusals_are_recorded(
 
 
 def test_an_admin_retry_is_recorded(api: Api, services: Services) -> None:
-    from monitor.jobs import dead_letter
+    from monitor.processing.jobs import dead_letter
 
     dead_id = dead_letter(services, "P9", RuntimeError("x"), 1)
     response = api.client.post(
@@ -286,7 +286,7 @@ def test_a_row_moved_to_another_id_is_caught(services: Services, five_rows: list
 
 
 def test_another_key_verifies_nothing(services: Services, five_rows: list[int]) -> None:
-    from monitor.audit import AuditLog
+    from monitor.auth.audit import AuditLog
 
     other = AuditLog(
         services.sessions,
@@ -346,7 +346,7 @@ def test_checkpoints_are_logged_and_read_back_from_the_log(
 def test_the_scheduler_writes_checkpoints_at_its_interval(
     services: Services, five_rows: list[int]
 ) -> None:
-    from monitor.scheduler import checkpoint_audit
+    from monitor.processing.scheduled import checkpoint_audit
 
     assert checkpoint_audit(services) == 1
     services.audit.record(Principal("later", "nurse"), "GET /x", "p:6", 200, FIXED_NOW)
@@ -390,7 +390,7 @@ def test_the_embedded_mode_keeps_a_generated_key_and_production_requires_one(
     import os
     import stat
 
-    from monitor.audit import AuditKeyError, resolve_key
+    from monitor.auth.audit import AuditKeyError, resolve_key
 
     key = resolve_key(services.settings)
     path = services.settings.data_dir / "audit.key"

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from monitor.bench import run_bench
+from monitor.bench.command import run_bench
+from monitor.bench.synthetic import generate
 from monitor.cli import build_parser
-from monitor.synthetic import generate
 from policies import parse_event
 
 FIGURES = (

@@ -20,11 +20,11 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy.exc import OperationalError
 from starlette.testclient import TestClient
 
-import monitor.jobs
-from monitor.api import create_app
-from monitor.jobs import TASK_NAME
-from monitor.processing import ProcessOutcome
-from monitor.roles import Role
+import monitor.processing.jobs
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.processing.jobs import TASK_NAME
+from monitor.processing.service import ProcessOutcome
 from monitor.services import Services
 from monitor.settings import Settings
 from tests import factories as f
@@ -97,7 +97,7 @@ class Flaky:
         self.failures = failures
         self.calls = 0
         self.lock = threading.Lock()
-        self.real = monitor.jobs.process_patient
+        self.real = monitor.processing.jobs.process_patient
 
     def __call__(self, *args: Any) -> ProcessOutcome:
         with self.lock:
@@ -134,7 +134,7 @@ def test_a_transient_error_is_retried_then_succeeds(
     api: Api, celery_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flaky = Flaky(failures=2)
-    monkeypatch.setattr(monitor.jobs, "process_patient", flaky)
+    monkeypatch.setattr(monitor.processing.jobs, "process_patient", flaky)
     assert api.post_events({"events": TIMELINE}).status_code == 202
     eventually(lambda: open_outbox(celery_services) == 0, what="outbox processed")
     assert flaky.calls == 3  # two failures, then the success
@@ -146,7 +146,7 @@ def test_always_transient_is_dead_lettered_after_the_bound(
     api: Api, celery_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flaky = Flaky(failures=10**6)
-    monkeypatch.setattr(monitor.jobs, "process_patient", flaky)
+    monkeypatch.setattr(monitor.processing.jobs, "process_patient", flaky)
     assert api.post_events({"events": TIMELINE}).status_code == 202
     eventually(lambda: len(dead_letters(celery_services)) == 1, what="a dead letter")
     [dead] = dead_letters(celery_services)
@@ -178,7 +178,7 @@ def test_a_poison_message_is_dead_lettered_once(
 ) -> None:
     app, _holder = celery_worker
     flaky = Flaky(failures=0)
-    monkeypatch.setattr(monitor.jobs, "process_patient", flaky)
+    monkeypatch.setattr(monitor.processing.jobs, "process_patient", flaky)
     app.send_task(TASK_NAME, args=[argument])
     eventually(lambda: len(dead_letters(celery_services)) == 1, what="a dead letter")
     time.sleep(0.3)
@@ -194,7 +194,7 @@ def test_admin_lists_dead_letters_and_retry_reprocesses(
     api: Api, celery_services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     flaky = Flaky(failures=10**6)
-    monkeypatch.setattr(monitor.jobs, "process_patient", flaky)
+    monkeypatch.setattr(monitor.processing.jobs, "process_patient", flaky)
     assert api.post_events({"events": TIMELINE}).status_code == 202
     eventually(lambda: len(dead_letters(celery_services)) == 1, what="a dead letter")
     [dead] = dead_letters(celery_services)

@@ -1,4 +1,4 @@
-"""Clearance for the infusion chair, from the stored course state (monitor.api.clearance)."""
+"""Clearance for the infusion chair, from the stored course state (monitor.app.clearance)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from monitor.clearance import clearance
-from monitor.processing import course_summary
+from monitor.patients.clearance import clearance
+from monitor.processing.service import course_summary
 from policies import DEFAULT, evaluate_patient
 from tests.factories import administration, assessment, at, enrollment, events, treatment_change
 

@@ -13,7 +13,7 @@ import sys
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from monitor.auth import Principal, authenticate
+from monitor.auth.tokens import Principal, authenticate
 from monitor.services import build_services
 from monitor.settings import Settings
 from tests.conftest import FIXED_NOW

@@ -1,4 +1,4 @@
-"""Issue 11, item 4: webhooks that cannot be turned around (`monitor.egress`, `deliver`).
+"""Issue 11, item 4: webhooks that cannot be turned around (`monitor.webhooks.egress`, `deliver`).
 
 - Registration refuses the issue's destinations: loopback, link-local and metadata, private,
   shared, multicast, unspecified, IPv4 written as one number or in octal or hex, an IPv4 in an
@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from monitor import egress
 from monitor.services import Services
 from monitor.storage.models import WebhookAttemptRow
-from monitor.webhooks import deliver
+from monitor.webhooks import egress
+from monitor.webhooks.delivery import deliver
 from tests.monitor.service_support import Api, rows
 from tests.monitor.test_webhooks import attempts, seed
 from tests.monitor.webhook_receiver import Receiver

@@ -1,4 +1,4 @@
-"""Issue 11, items 2, 3 and 8: limits before work at the HTTP boundary (`monitor.guard`).
+"""Issue 11, items 2, 3 and 8: limits before work at the HTTP boundary (`monitor.api.guard`).
 
 The app is called as an ASGI server calls it, with a `receive` that counts what is read, so
 "nothing was read" is observed, not assumed: no token, no body read (401); a token and a body
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from monitor.api import create_app
-from monitor.logsafe import format_exception
-from monitor.roles import Role
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.operations.logsafe import format_exception
 from monitor.services import Services
 from tests import factories as f
 from tests.monitor.service_support import Api, rows

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-import monitor.ingest
-from monitor.ingest import EventConflictError, IngestResult, body_hash, store_events
+import monitor.ingest.service
+from monitor.ingest.service import EventConflictError, IngestResult, body_hash, store_events
 from monitor.services import Services
 from policies.events import canonical_body, parse_event
 from tests import factories as f
@@ -98,7 +98,7 @@ def test_a_lost_insert_race_is_retried_and_sees_the_winner(
 ) -> None:
     """The unique constraint decides a race; the loser runs again and reports a duplicate."""
     body = f.enrollment(event_id="i-race")
-    real = monitor.ingest._store
+    real = monitor.ingest.service._store
     attempts: list[int] = []
 
     def racing(*args: Any) -> IngestResult:
@@ -108,7 +108,7 @@ def test_a_lost_insert_race_is_retried_and_sees_the_winner(
             raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
         return real(*args)
 
-    monkeypatch.setattr(monitor.ingest, "_store", racing)
+    monkeypatch.setattr(monitor.ingest.service, "_store", racing)
     result = store_events(services.sessions, f.events(body), FIXED_NOW)
     assert result == IngestResult(statuses=[("i-race", "duplicate")], patients=[])
     assert len(attempts) == 2

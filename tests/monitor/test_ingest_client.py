@@ -23,11 +23,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from monitor.api import create_app
+from monitor.app import create_app
+from monitor.auth.roles import Role
 from monitor.cli import main
-from monitor.ingest import body_hash
-from monitor.ingest_client import IngestReport, ingest_file
-from monitor.roles import Role
+from monitor.ingest.client import IngestReport, ingest_file
+from monitor.ingest.service import body_hash
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

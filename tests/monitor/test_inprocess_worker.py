@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-import monitor.inprocess
-from monitor.ingest import store_events
-from monitor.inprocess import InProcessWorker
-from monitor.jobs import run_process_patient
-from monitor.processing import ProcessOutcome
+import monitor.processing.inprocess
+from monitor.ingest.service import store_events
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.jobs import run_process_patient
+from monitor.processing.service import ProcessOutcome
 from monitor.services import Services
 from tests import factories as f
 from tests.conftest import FIXED_NOW
@@ -78,7 +78,7 @@ def test_transient_errors_are_retried(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scripted = Scripted(transient(), transient())
-    monkeypatch.setattr(monitor.inprocess, "run_process_patient", scripted)
+    monkeypatch.setattr(monitor.processing.inprocess, "run_process_patient", scripted)
     worker.enqueue(["W1"])
     assert worker.wait_idle()
     assert scripted.calls == ["W1", "W1", "W1"]
@@ -96,7 +96,7 @@ def test_retries_are_bounded_then_dead_lettered(
 ) -> None:
     bound = services.settings.task_max_retries
     scripted = Scripted(*[transient() for _ in range(bound + 5)])
-    monkeypatch.setattr(monitor.inprocess, "run_process_patient", scripted)
+    monkeypatch.setattr(monitor.processing.inprocess, "run_process_patient", scripted)
     worker.enqueue(["W1"])
     assert worker.wait_idle()
     assert scripted.calls == ["W1"] * (bound + 1)
@@ -118,7 +118,7 @@ def test_other_errors_are_dead_lettered_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scripted = Scripted(ValueError("a defect"))
-    monkeypatch.setattr(monitor.inprocess, "run_process_patient", scripted)
+    monkeypatch.setattr(monitor.processing.inprocess, "run_process_patient", scripted)
     worker.enqueue(["W1", "bad id"])
     assert worker.wait_idle()
     assert scripted.calls == ["W1", "bad id"]
@@ -151,7 +151,7 @@ def test_a_patient_queued_while_waiting_is_processed_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     scripted = Scripted(delay=0.2)
-    monkeypatch.setattr(monitor.inprocess, "run_process_patient", scripted)
+    monkeypatch.setattr(monitor.processing.inprocess, "run_process_patient", scripted)
     worker.enqueue(["W1"])
     time.sleep(0.05)  # W1 is running now
     for _ in range(10):
@@ -192,7 +192,7 @@ def test_wait_idle_gives_up_after_its_timeout(
     stored: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(monitor.inprocess, "run_process_patient", Scripted(delay=0.5))
+    monkeypatch.setattr(monitor.processing.inprocess, "run_process_patient", Scripted(delay=0.5))
     worker.enqueue(["W1"])
     started = time.monotonic()
     assert worker.wait_idle(timeout=0.1) is False

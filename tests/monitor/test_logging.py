@@ -8,9 +8,9 @@ import logging
 import pytest
 from fastapi.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.inprocess import InProcessWorker
-from monitor.roles import Role
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.processing.inprocess import InProcessWorker
 from monitor.runtime import configure_logging
 from monitor.services import Services
 from tests.factories import assessment, at, enrollment

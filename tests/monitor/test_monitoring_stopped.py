@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.extension import Extension
 
-from monitor.fhir.codes import EXTENSION
-from monitor.inprocess import InProcessWorker
+from monitor.interop.fhir.codes import EXTENSION
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from monitor.storage.models import EventRow, OutboxRow
 from tests import factories as f
@@ -326,7 +326,7 @@ def test_a_rule_that_raises_is_dead_lettered_naming_the_event(
     }
     assert api.get(f"/v1/patients/{PATIENT}/clearance", role="infusion").json()["cleared"] is False
     # the timer scan leaves a stopped patient to the admin: no dead letter every re-drive
-    from monitor.scheduler import fire_due_timers
+    from monitor.processing.scheduled import fire_due_timers
 
     services.settings = services.settings.model_copy(
         update={"fixed_now": FIXED_NOW + dt.timedelta(days=60)}
@@ -342,7 +342,7 @@ def test_a_successful_fold_ends_the_stopped_monitoring(
     refused at the chair, its timers firing again, for ever after."""
     from sqlalchemy.exc import OperationalError
 
-    from monitor.jobs import dead_letter
+    from monitor.processing.jobs import dead_letter
 
     enrol(api, worker)
     outage = OperationalError("SELECT 1", {}, Exception("server closed the connection"))

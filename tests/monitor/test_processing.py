@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.inprocess import InProcessWorker
-from monitor.processing import process_patient
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.service import process_patient
 from monitor.services import Services
 from monitor.storage.models import PatientRow
 from policies import LABEL, builtin_pack

@@ -20,9 +20,9 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlmodel import select
 
-from monitor.inprocess import InProcessWorker
-from monitor.jobs import dead_letter, run_process_patient
-from monitor.scheduler import add_jobs, fire_due_timers, make_lease, redrive_outbox
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.jobs import dead_letter, run_process_patient
+from monitor.processing.scheduled import add_jobs, fire_due_timers, make_lease, redrive_outbox
 from monitor.services import Services
 from monitor.storage.models import OutboxRow, PatientRow
 from tests import factories as f

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import httpx
 
-from monitor.auth import authenticate, create_token
-from monitor.roles import Role
+from monitor.auth.roles import Role
+from monitor.auth.tokens import authenticate, create_token
 from monitor.services import Services
 from tests.conftest import FIXED_NOW
 from tests.monitor.service_support import Api, rows

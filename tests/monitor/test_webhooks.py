@@ -28,18 +28,18 @@ from celery.exceptions import DuplicateTaskNameWarning
 from sqlmodel import col, select
 from starlette.testclient import TestClient
 
-from monitor.alerts import add_alerts
-from monitor.api import create_app
-from monitor.inprocess import InProcessWorker
-from monitor.roles import ROLES, Role
-from monitor.scheduler import redrive_deliveries
+from monitor.alerts.service import add_alerts
+from monitor.app import create_app
+from monitor.auth.roles import ROLES, Role
+from monitor.processing.inprocess import InProcessWorker
+from monitor.processing.scheduled import redrive_deliveries
 from monitor.services import Services
 from monitor.settings import Settings
 from monitor.storage.models import AlertRow, WebhookDeliveryRow, WebhookEndpointRow
-from monitor.webhooks import (
+from monitor.webhooks.delivery import (
     TASK_NAME as DELIVER_TASK_NAME,
 )
-from monitor.webhooks import (
+from monitor.webhooks.delivery import (
     deliver,
     due_for_redrive,
     fan_out,

@@ -6,7 +6,7 @@ status after the script runs out. An entry is a status or `(status, headers)`, e
 `(429, {"Retry-After": "1"})`.
 
 Signatures are checked here with the receiver's own code (what an integrator writes from the
-README), not with `monitor.webhooks.verify`: HMAC-SHA256 with the endpoint's secret over
+README), not with `monitor.webhooks.delivery.verify`: HMAC-SHA256 with the endpoint's secret over
 `f"{timestamp}.".encode() + body`, sent as `X-BIPN-Signature: sha256=<hex>`, and the
 `X-BIPN-Timestamp` must be recent.
 """

@@ -56,8 +56,8 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 
+from monitor.bench.synthetic import generate  # noqa: E402
 from monitor.settings import Settings  # noqa: E402
-from monitor.synthetic import generate  # noqa: E402
 from workers.app import create_celery  # noqa: E402
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379

@@ -119,8 +119,8 @@ class Chunk:
 
 def _generate_chunk(task: tuple[int, int, int, int]) -> Chunk:
     """Patients PTnnn-000001.. of chunk `index`: events, decisions, alerts, acks."""
+    from monitor.bench.synthetic import generate
     from monitor.policy_file import load_pack
-    from monitor.synthetic import generate
     from policies.engine import evaluate_patient, timeline_order
     from policies.events import EVENT_ADAPTER, Enrollment, canonical_body
 

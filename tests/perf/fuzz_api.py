@@ -40,10 +40,10 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from monitor.api import create_app  # noqa: E402
-from monitor.auth import create_token  # noqa: E402
-from monitor.inprocess import InProcessWorker  # noqa: E402
-from monitor.jobs import dead_letter  # noqa: E402
+from monitor.app import create_app  # noqa: E402
+from monitor.auth.tokens import create_token  # noqa: E402
+from monitor.processing.inprocess import InProcessWorker  # noqa: E402
+from monitor.processing.jobs import dead_letter  # noqa: E402
 from monitor.services import build_services  # noqa: E402
 from monitor.settings import Settings  # noqa: E402
 from monitor.storage.migrate import upgrade  # noqa: E402

@@ -24,9 +24,9 @@ import uvicorn
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.inprocess import InProcessWorker
-from monitor.roles import Role
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from tests import factories as f
 from tests.conftest import FIXED_NOW

@@ -7,7 +7,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.monitor.cds.support import CdsService, Keys, cds_service, jwk, make_keys, serving_jwks
+from tests.monitor.cds.support import (
+    CdsService,
+    Keys,
+    cds_service,
+    jwk,
+    make_keys,
+    serving_jwks,
+)
 
 
 @pytest.fixture(scope="package")

@@ -32,10 +32,10 @@ from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.timing import Timing, TimingRepeat
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.auth import create_token
-from monitor.inprocess import InProcessWorker
-from monitor.roles import ROLES, Role
+from monitor.app import create_app
+from monitor.auth.roles import ROLES, Role
+from monitor.auth.tokens import create_token
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services, build_services
 from monitor.settings import RXNORM, CdsClient, Settings
 from monitor.storage.migrate import upgrade

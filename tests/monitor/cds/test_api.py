@@ -13,8 +13,8 @@ from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.reference import Reference
 
-from monitor.fhir.medication import Regimen, read_regimen
-from monitor.ingest import store_events
+from monitor.ingest.service import store_events
+from monitor.interop.fhir.medication import Regimen, read_regimen
 from monitor.settings import RXNORM as RXNORM_SYSTEM
 from monitor.settings import Settings
 from policies import parse_event

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from monitor.roles import Role
+from monitor.auth.roles import Role
 from tests.monitor.cds.support import (
     CHECK,
     ES_ISSUER,
@@ -247,7 +247,7 @@ def test_with_a_public_base_url_the_audience_is_that_url(
 
 
 def test_an_unusable_configured_key_stops_the_start(tmp_path: pathlib.Path) -> None:
-    from monitor.cds.jwt_auth import JwtVerifier
+    from monitor.interop.cds.jwt_auth import JwtVerifier
     from monitor.settings import CdsClient
 
     with pytest.raises(ValueError, match="public_key is not a PEM public key"):

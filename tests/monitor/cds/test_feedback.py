@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from monitor.cds.cards import OVERRIDE_SYSTEM
+from monitor.interop.cds.cards import OVERRIDE_SYSTEM
 from tests.monitor.cds.support import CHECK, SELECT, CdsService, draft_order, hook_request
 from tests.monitor.service_support import rows
 

@@ -3,7 +3,8 @@
 The tests of the FHIR ingest mapping build their input here, with `fhir.resources.R4B` models,
 following the mapping table of issue 6 (enrollment -> active MedicationRequest, assessment ->
 Observations, and so on). The codes and URLs are written out here rather than imported from
-`monitor.fhir`, so a wrong constant in the mapper fails the tests instead of agreeing with them;
+`monitor.interop.fhir`, so a wrong constant in the mapper fails the tests instead of agreeing with
+them;
 only the configurable code lists come from `Settings`, as an EHR interface would be configured.
 
 Each resource gets an `id` and an `identifier` (`urn:example:ehr`, value derived from the event

@@ -22,10 +22,10 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from starlette.testclient import TestClient
 
-from monitor.api import create_app
-from monitor.auth import create_token
-from monitor.inprocess import InProcessWorker
-from monitor.roles import Role
+from monitor.app import create_app
+from monitor.auth.roles import Role
+from monitor.auth.tokens import create_token
+from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services, build_services
 from monitor.settings import FHIR_BASE, Settings
 from monitor.storage.migrate import upgrade

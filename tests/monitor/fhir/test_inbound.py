@@ -31,9 +31,9 @@ from hypothesis import given as given_
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from monitor.fhir.codes import EXTENSION, NCIT, SNOMED, UCUM, route_concept
-from monitor.fhir.inbound import FhirMapping, map_fhir
-from monitor.fhir.medication import regimen_dosage
+from monitor.interop.fhir.codes import EXTENSION, NCIT, SNOMED, UCUM, route_concept
+from monitor.interop.fhir.inbound import FhirMapping, map_fhir
+from monitor.interop.fhir.medication import regimen_dosage
 from monitor.settings import ATC, FHIR_BASE, MEDDRA, RXNORM, Settings
 
 SETTINGS = Settings()

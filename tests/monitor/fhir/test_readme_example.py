@@ -10,7 +10,7 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
-from monitor.inprocess import InProcessWorker
+from monitor.processing.inprocess import InProcessWorker
 from tests.monitor.service_support import Api
 
 README = pathlib.Path(__file__).resolve().parents[3] / "README.md"

@@ -1,5 +1,5 @@
 """Round trips of the FHIR ingest mapping (issue 6, item 4): a contract event, written as FHIR
-by the builders, mapped back by `monitor.fhir.inbound.map_fhir`, is the same event.
+by the builders, mapped back by `monitor.interop.fhir.inbound.map_fhir`, is the same event.
 
 Every row of the mapping table is a case. The mapped event differs from the original only in
 its `event_id` (`fhir-` + a hash of the resource's identity) and `extra.fhir_source` (the
@@ -18,7 +18,7 @@ import pytest
 from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.resource import Resource
 
-from monitor.fhir.inbound import FhirMapping, MappedEvent, map_fhir
+from monitor.interop.fhir.inbound import FhirMapping, MappedEvent, map_fhir
 from monitor.settings import Settings
 from policies.events import parse_event
 from tests.monitor.fhir import builders as b

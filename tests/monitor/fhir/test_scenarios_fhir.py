@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
-from monitor.fhir.inbound import map_fhir
+from monitor.interop.fhir.inbound import map_fhir
 from policies import Event, builtin_pack, evaluate, parse_event
 from tests.monitor.fhir import builders as b
 from tests.monitor.service_support import RunningService, row_counts, running_service

@@ -1,7 +1,7 @@
 """The `$monitor-summary` builder (issue 6, "FHIR out"), pure: state, decisions, trigger events
 and alerts in, a FHIR `Bundle` out. Table-driven over the cases the bundle must tell apart.
 
-URLs and codes are written out here, not imported from `monitor.fhir.summary`, so a wrong
+URLs and codes are written out here, not imported from `monitor.interop.fhir.summary`, so a wrong
 constant in the builder fails these tests instead of agreeing with them. Every bundle is
 serialised and parsed back with `fhir.resources` (the whole Bundle, and each resource with its
 own model) before anything is checked: what is asserted is what a client would read.
@@ -19,7 +19,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
-from monitor.fhir.summary import build_monitor_summary
+from monitor.interop.fhir.summary import build_monitor_summary
 from monitor.settings import FHIR_BASE
 
 NOW = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)
@@ -51,7 +51,7 @@ def decision(action: str, decision_id: str = "d-1", **fields: Any) -> Json:
 
 
 def alert(alert_id: int, decision_id: str = "d-1", **fields: Any) -> Json:
-    """An alert as `monitor.alerts.alert_view` shows it, unacknowledged."""
+    """An alert as `monitor.alerts.service.alert_view` shows it, unacknowledged."""
     return {
         "id": alert_id,
         "kind": "new",

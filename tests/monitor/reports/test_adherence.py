@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from monitor.inprocess import InProcessWorker
+from monitor.processing.inprocess import InProcessWorker
 from monitor.reports.adherence import (
     AdherenceReport,
     AuditDecision,

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from monitor.policy_file import load_pack
+from monitor.replay.timeline import read_timeline
 from monitor.reports.adherence import AdherenceReport, Period
 from monitor.reports.html import _months, render_html
 from monitor.reports.sources import report_from_events
-from monitor.timeline import read_timeline
 from tests.web.browser import launched_browser
 from tests.web.test_page_browser import Console
 

@@ -1,0 +1,1 @@
+"""Operators' controls: dead letters, quarantined events, API tokens."""

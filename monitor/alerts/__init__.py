@@ -1,0 +1,1 @@
+"""Alerts raised by decisions: the nurse feed, its live stream, acknowledgement."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing every router shares: dependencies, request guard, strict JSON, errors."""

@@ -1,0 +1,148 @@
+"""Bearer tokens with roles: created (shown once, stored as a hash), listed, revoked, expiring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, col, select
+
+from monitor.auth.roles import ROLES, Role
+from monitor.storage.models import ApiTokenRow
+from policies.decisions import utc_text, utc_text_or_none
+
+TOKEN_PREFIX = "bm_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the token's name and role (never the token itself). `token_id` lets a
+    long-lived request (the alert stream) check the token is still valid."""
+
+    name: str
+    role: Role
+    token_id: int | None = field(default=None, compare=False)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    sessions: sessionmaker[Session],
+    role: Role,
+    name: str,
+    now: dt.datetime,
+    expires_at: dt.datetime | None = None,
+) -> str:
+    """A new random token; only its hash is stored, so this is the one time it is seen."""
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if expires_at is not None and expires_at <= now:
+        raise ValueError(f"the expiry {utc_text(expires_at)} is not in the future")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with sessions.begin() as session:
+        session.add(
+            ApiTokenRow(
+                name=name,
+                role=role,
+                token_hash=hash_token(token),
+                created_at=now,
+                expires_at=expires_at,
+            )
+        )
+    return token
+
+
+def _usable(row: ApiTokenRow | None, now: dt.datetime) -> bool:
+    return (
+        row is not None
+        and row.revoked_at is None
+        and (row.expires_at is None or row.expires_at > now)
+        and row.role in ROLES
+    )
+
+
+def authenticate(
+    sessions: sessionmaker[Session], token: str, now: dt.datetime | None = None
+) -> Principal | None:
+    """The token's principal, or None when it is unknown, revoked or expired (at `now`)."""
+    moment = now or dt.datetime.now(dt.UTC)
+    with sessions() as session:
+        row = session.execute(
+            select(ApiTokenRow).where(col(ApiTokenRow.token_hash) == hash_token(token))
+        ).scalar_one_or_none()
+    if row is None or not _usable(row, moment):
+        return None
+    return Principal(name=row.name, role=row.role, token_id=row.id)
+
+
+def still_valid(sessions: sessionmaker[Session], token_id: int, now: dt.datetime) -> bool:
+    """Not revoked, not expired: what an open stream asks at each poll."""
+    with sessions() as session:
+        return _usable(session.get(ApiTokenRow, token_id), now)
+
+
+TokenState = Literal["active", "revoked", "expired"]
+
+
+def token_state(row: ApiTokenRow, now: dt.datetime) -> TokenState:
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def token_view(row: ApiTokenRow, now: dt.datetime) -> dict[str, object]:
+    """A token as `token list` and the admin API show it: never the token or its hash."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "role": row.role,
+        "state": token_state(row, now),
+        "created_at": utc_text(row.created_at),
+        "expires_at": utc_text_or_none(row.expires_at),
+        "revoked_at": utc_text_or_none(row.revoked_at),
+    }
+
+
+def list_tokens(
+    sessions: sessionmaker[Session], now: dt.datetime, *, include_inactive: bool = False
+) -> list[dict[str, object]]:
+    with sessions() as session:
+        rows = session.execute(select(ApiTokenRow).order_by(col(ApiTokenRow.id))).scalars()
+        views = [token_view(row, now) for row in rows]
+    return views if include_inactive else [v for v in views if v["state"] == "active"]
+
+
+def revoke_tokens(
+    sessions: sessionmaker[Session],
+    now: dt.datetime,
+    *,
+    token_id: int | None = None,
+    name: str | None = None,
+) -> list[dict[str, object]]:
+    """Revoke one token by id, or every active token of a name; returns what was revoked
+    (a token already revoked stays as it was, with its first revocation time)."""
+    if (token_id is None) == (name is None):
+        raise ValueError("give a token id or a name")
+    with sessions.begin() as session:
+        query = select(ApiTokenRow).where(col(ApiTokenRow.revoked_at).is_(None))
+        if token_id is not None:
+            query = query.where(col(ApiTokenRow.id) == token_id)
+        else:
+            query = query.where(col(ApiTokenRow.name) == name)
+        rows = list(session.execute(query).scalars())
+        for row in rows:
+            row.revoked_at = now  # written at the commit
+        return [token_view(row, now) for row in rows]
+
+
+def find_token(sessions: sessionmaker[Session], token_id: int) -> ApiTokenRow | None:
+    with sessions() as session:
+        return session.get(ApiTokenRow, token_id)

@@ -1,0 +1,1 @@
+"""Measuring the pipeline on synthetic cohorts (`python -m monitor bench`)."""

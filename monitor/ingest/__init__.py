@@ -1,0 +1,1 @@
+"""Events in: validated, stored durably with their outbox row, then dispatched."""

@@ -1,0 +1,1 @@
+"""Standards at the edge: FHIR R4 and CDS Hooks."""

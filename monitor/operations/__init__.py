@@ -1,0 +1,1 @@
+"""Running the service: health, metrics, logs that carry no patient data."""

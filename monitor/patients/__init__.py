@@ -1,0 +1,1 @@
+"""A patient's course: state, decisions, history and clearance at the chair."""

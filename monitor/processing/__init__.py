@@ -1,0 +1,1 @@
+"""Events folded into decisions: the task body, workers, retries, timers."""

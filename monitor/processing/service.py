@@ -1,0 +1,347 @@
+"""Processing one patient: lock, fold the whole timeline with the pure engine, store the diff.
+
+Idempotent: running it again with no new event and the same clock changes nothing. A late event
+simply gives another fold; decisions it no longer supports are marked superseded (with a
+correction alert when an alert had gone out), so the current decisions always equal
+`replay --until <clock>` over the same events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+from sqlalchemy import update
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session, col, select
+
+from monitor.alerts.service import add_alerts
+from monitor.operations.logsafe import SafeMessageError
+from monitor.operations.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
+from monitor.storage.database import insert_for
+from monitor.storage.models import (
+    AlertRow,
+    DeadLetterRow,
+    DecisionRow,
+    EventRow,
+    OutboxRow,
+    PatientRow,
+)
+from monitor.webhooks.delivery import fan_out
+from policies.decisions import Decision, utc_text_or_none
+from policies.engine import PatientOutcome, evaluate_patient, next_timer
+from policies.events import EVENT_ADAPTER, Event
+from policies.packs import PolicyPack
+from policies.state import PatientState
+
+log = logging.getLogger("monitor.processing")
+OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    patient_id: str
+    events: int
+    inserted: int
+    superseded: int
+    revived: int
+    outbox_done: int
+    revised: int = 0  # kept ids whose content changed (a late event)
+    delivery_ids: tuple[int, ...] = ()  # webhook deliveries to send after the commit
+
+
+def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
+    """The cached course state served by `GET /v1/patients/{id}` (CONTRACT.md)."""
+    course = state.course
+    if course is None:
+        status = "ended" if state.ended_courses else "none"
+        return {"status": status, "courses_ended": state.ended_courses}
+    pending = course.pending
+    return {
+        "status": course.status,
+        "course_started_at": utc_text_or_none(course.started_at),
+        "unit": course.unit,
+        "dose_mg_m2": course.dose_mg_m2,
+        "schedule": course.schedule,
+        "route": course.route,
+        "cycle_length_days": course.cycle_length_days,
+        "watch": {
+            "state": course.watch_state,
+            "stopped_at": utc_text_or_none(course.stopped_at),
+            "window_end": utc_text_or_none(course.window_end),
+        },
+        "escalation": {
+            "escalated_at": utc_text_or_none(course.escalated_at),
+            "answered": course.escalation_answered,
+        },
+        "next_reassessment_due": utc_text_or_none(pending.due_at) if pending else None,
+        "reassessment_overdue_since": utc_text_or_none(
+            course.overdue.due_at if course.overdue else None
+        ),
+        "next_timer_at": utc_text_or_none(next_due),
+        "courses_ended": state.ended_courses,
+    }
+
+
+def _lock_patient(session: Session, patient_id: str) -> PatientRow:
+    """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL); SQLite holds the write lock."""
+    session.execute(
+        insert_for(session)(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing()
+    )
+    row: PatientRow = session.execute(
+        select(PatientRow).where(col(PatientRow.patient_id) == patient_id).with_for_update()
+    ).scalar_one()
+    return row
+
+
+class StoredEventError(SafeMessageError):
+    """A stored event no longer passes the event models (stored before a bound existed, or
+    edited in the database): the fold cannot use it. Names the event, not its content."""
+
+    def __init__(self, event_id: str, fields: list[str]) -> None:
+        super().__init__(f"stored event {event_id} is invalid ({', '.join(fields)})")
+        self.event_id = event_id
+
+
+def _load_events(session: Session, patient_id: str) -> tuple[list[Event], int]:
+    """The patient's events, but those an admin quarantined; and the largest row id."""
+    rows = session.execute(
+        select(col(EventRow.id), col(EventRow.event_id), col(EventRow.body)).where(
+            col(EventRow.patient_id) == patient_id, col(EventRow.quarantined_at).is_(None)
+        )
+    ).all()
+    events = []
+    for _, event_id, body in rows:
+        try:
+            events.append(EVENT_ADAPTER.validate_json(body))
+        except ValidationError as exc:
+            fields = [".".join(str(p) for p in err["loc"][1:]) or "event" for err in exc.errors()]
+            raise StoredEventError(event_id, list(dict.fromkeys(fields))) from None
+    return events, max((pk for pk, _, _ in rows), default=0)
+
+
+def _next_due(
+    pack: PolicyPack, outcome: PatientOutcome, events: Sequence[Event], now: dt.datetime
+) -> dt.datetime | None:
+    """When this patient must be evaluated again without a new event: its next timer, or an
+    event dated after the clock (not applied yet)."""
+    timer = next_timer(pack, outcome.state)
+    candidates = [timer[0]] if timer else []
+    candidates += [e.occurred_at for e in events if e.occurred_at > now]
+    return min(candidates).astimezone(dt.UTC) if candidates else None
+
+
+def _fold_is_current(patient: PatientRow, pack: PolicyPack, now: dt.datetime) -> bool:
+    """No new event, no timer come, same pack: a fold now would store exactly what is stored
+    (everything time-dependent is in `next_timer_at`). Duplicate tasks end here, cheaply."""
+    timer_due = patient.next_timer_at is not None and patient.next_timer_at <= now
+    return (
+        patient.evaluated_at is not None
+        and patient.evaluated_policy == pack.label
+        and not timer_due
+    )
+
+
+def process_patient(
+    sessions: sessionmaker[Session], pack: PolicyPack, patient_id: str, now: dt.datetime
+) -> ProcessOutcome:
+    """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported."""
+    with sessions.begin() as session:
+        patient = _lock_patient(session, patient_id)
+        # The open outbox rows first, then the events: each row was committed with its event,
+        # so every event of these rows is in the fold. Only these rows are marked done: a row
+        # committed after this read (PostgreSQL reads each statement at a fresh snapshot, and
+        # ids are not committed in order) may belong to an event the fold did not see; its
+        # own task folds it.
+        accepted = session.execute(
+            select(col(OutboxRow.id), col(OutboxRow.created_at)).where(
+                col(OutboxRow.patient_id) == patient_id, col(OutboxRow.processed_at).is_(None)
+            )
+        ).all()
+        if not accepted and _fold_is_current(patient, pack, now):
+            return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
+        events, max_pk = _load_events(session, patient_id)
+        outcome = evaluate_patient(pack, patient_id, events, now)
+        wanted = {d.decision_id: d for d in outcome.decisions}
+        stored = {
+            row.decision_id: row
+            for row in session.execute(
+                select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+            ).scalars()
+        }
+        inserted = superseded = revived = revised = 0
+        unit = outcome.state.course.unit if outcome.state.course else None
+        alerts: list[AlertRow] = []
+        for decision_id, decision in wanted.items():
+            row = stored.get(decision_id)
+            if row is None:
+                session.add(_decision_row(decision, now))
+                if decision.audience:
+                    alerts.append(_alert(decision, "new", unit, now))
+                inserted += 1
+                continue
+            if row.superseded_at is not None:
+                row.superseded_at = None  # supported again (e.g. a wrong event was corrected)
+                revived += 1
+            if _revise(session, row, decision, unit, now, alerts):
+                revised += 1
+        for decision_id, row in stored.items():
+            if decision_id not in wanted and row.superseded_at is None:
+                row.superseded_at = now
+                superseded += 1
+                _correct_alert(session, row, unit, now, alerts)
+        next_due = _next_due(pack, outcome, events, now)
+        summary = course_summary(outcome.state, next_due)
+        patient.state = json.dumps(summary)
+        patient.status = str(summary["status"])
+        patient.next_timer_at = next_due
+        patient.timer_enqueued_at = (
+            None  # this fold answered any fired timer: the next fires on time
+        )
+        pending = outcome.state.course.pending if outcome.state.course else None
+        patient.reassessment_due_at = pending.due_at.astimezone(dt.UTC) if pending else None
+        patient.processed_event_pk = max_pk
+        patient.evaluated_at = now
+        patient.evaluated_policy = pack.label
+        patient.version += 1
+        row_ids = [row_id for row_id, _ in accepted]
+        for start in range(0, len(row_ids), OUTBOX_CHUNK):
+            session.execute(
+                update(OutboxRow)
+                .where(col(OutboxRow.id).in_(row_ids[start : start + OUTBOX_CHUNK]))
+                .values(processed_at=now)
+            )
+        # a fold that went through ends the patient's stopped monitoring, whatever stopped it
+        # (a database outage, an event since quarantined): its dead letters are answered
+        session.execute(
+            update(DeadLetterRow)
+            .where(
+                col(DeadLetterRow.patient_id) == patient_id,
+                col(DeadLetterRow.retried_at).is_(None),
+            )
+            .values(retried_at=now)
+        )
+        # last: the alert ids' lock is held from here to the commit (see add_alerts)
+        delivery_ids = fan_out(session, add_alerts(session, alerts), dt.datetime.now(dt.UTC))
+    done = len(accepted)
+    EVENTS_PROCESSED.inc(done)
+    for _, created_at in accepted:
+        PROCESSING_LATENCY.observe(max((now - created_at).total_seconds(), 0.0))
+    log.info(
+        "patient processed",
+        extra={
+            "events": len(events),
+            "inserted": inserted,
+            "superseded": superseded,
+            "revised": revised,
+            "outbox_done": done,
+        },
+    )
+    return ProcessOutcome(
+        patient_id,
+        len(events),
+        inserted,
+        superseded,
+        revived,
+        done,
+        revised,
+        tuple(delivery_ids),
+    )
+
+
+def _revise(
+    session: Session,
+    row: DecisionRow,
+    decision: Decision,
+    unit: str | None,
+    now: dt.datetime,
+    alerts: list[AlertRow],
+) -> bool:
+    """The same decision id with other content: a late event changed what the decision says
+    (the dose a reduction goes to, its rationale) but not what identifies it. The stored row
+    follows the fold, as replay does; when more than the wording changed, whoever was alerted
+    to the old content gets the correction alert."""
+    body = decision.model_dump_json(exclude_none=True)
+    if row.body == body:
+        return False
+    if _without_rationale(row.body) != _without_rationale(body):
+        _correct_alert(session, row, unit, now, alerts)
+    fresh = _decision_row(decision, row.created_at)
+    for name in ("at", "action", "severity", "rule", "policy", "body", "due_at"):
+        setattr(row, name, getattr(fresh, name))
+    return True
+
+
+def _without_rationale(body: str) -> dict[str, object]:
+    content: dict[str, object] = json.loads(body)
+    content.pop("rationale", None)
+    return content
+
+
+def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
+    return DecisionRow(
+        decision_id=decision.decision_id,
+        patient_id=decision.patient_id,
+        at=decision.at,
+        action=decision.action,
+        severity=decision.severity,
+        rule=decision.rule,
+        policy=decision.policy,
+        body=decision.model_dump_json(exclude_none=True),
+        due_at=decision.due_at.astimezone(dt.UTC) if decision.due_at else None,
+        created_at=now,
+    )
+
+
+def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) -> AlertRow:
+    return AlertRow(
+        decision_id=decision.decision_id,
+        kind=kind,
+        action=decision.action,
+        patient_id=decision.patient_id,
+        unit=unit,
+        severity=decision.severity,
+        audience=json.dumps(decision.audience),
+        message=decision.rationale,
+        created_at=now,
+    )
+
+
+def _correct_alert(
+    session: Session,
+    row: DecisionRow,
+    unit: str | None,
+    now: dt.datetime,
+    alerts: list[AlertRow],
+) -> None:
+    """An alert went out for a decision that no longer holds: say so, once."""
+    kinds = set(
+        session.execute(
+            select(col(AlertRow.kind)).where(col(AlertRow.decision_id) == row.decision_id)
+        ).scalars()
+    )
+    if "new" not in kinds or "correction" in kinds:
+        return
+    if any(a.decision_id == row.decision_id and a.kind == "correction" for a in alerts):
+        return
+    decision = Decision.model_validate_json(row.body)
+    alerts.append(
+        AlertRow(
+            decision_id=row.decision_id,
+            kind="correction",
+            action=decision.action,
+            patient_id=row.patient_id,
+            unit=unit,
+            severity=decision.severity,
+            audience=json.dumps(decision.audience),
+            message=(
+                f"Correction: the earlier {decision.action.replace('_', ' ')} advice no longer "
+                "applies after later information; see the current decisions."
+            ),
+            created_at=now,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Replaying an events file through the pure engine (the command line)."""

@@ -1,0 +1,1 @@
+"""Alerts pushed to receivers: registration, signed delivery, safe egress."""

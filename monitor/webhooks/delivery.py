@@ -1,0 +1,405 @@
+"""Webhooks: alerts pushed to integration endpoints, signed, retried, every attempt recorded.
+
+Deliveries are written in the transaction that raises the alert (an outbox) and sent by a task
+(`monitor.deliver_webhook`, or the embedded worker's delivery thread) after the commit. Each
+send is HMAC-SHA256 signed over `"{timestamp}.{body}"`; receivers check the signature and
+reject old timestamps (replay protection). Delivery is at least once: the
+`X-BIPN-Delivery` header is the same on every attempt, for receivers to drop repeats.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpcore
+from sqlalchemy import func, or_, update
+from sqlmodel import Session, col, select
+
+from monitor.alerts.service import alert_view, audiences
+from monitor.operations.metrics import WEBHOOK_ATTEMPTS
+from monitor.services import Services
+from monitor.settings import Settings
+from monitor.storage.database import is_postgresql
+from monitor.storage.models import (
+    AlertAckRow,
+    AlertRow,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
+from monitor.webhooks import egress
+from policies.decisions import utc_text, utc_text_or_none
+
+log = logging.getLogger("monitor.webhooks")
+
+TASK_NAME = "monitor.deliver_webhook"
+SIGNATURE_HEADER = "X-BIPN-Signature"
+TIMESTAMP_HEADER = "X-BIPN-Timestamp"
+DELIVERY_HEADER = "X-BIPN-Delivery"
+EVENT_HEADER = "X-BIPN-Event"
+SIGNATURE_TOLERANCE_S = 300
+# Answers worth trying again: timeouts, "too early", rate limits and server errors.
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """`sha256=<hex>`: HMAC-SHA256 with the endpoint's secret over `"{timestamp}.{body}"`."""
+    message = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    now: float | None = None,
+    tolerance_s: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """What a receiver does (documented in the README): the timestamp is recent and the
+    signature matches, compared in constant time."""
+    if not timestamp.isdigit():
+        return False
+    current = time.time() if now is None else now
+    if abs(current - int(timestamp)) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
+
+
+def endpoint_view(endpoint: WebhookEndpointRow) -> dict[str, Any]:
+    """An endpoint for `admin`; the secret is never shown again after registration."""
+    return {
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "filters": {
+            "severity": json.loads(endpoint.severities),
+            "audience": json.loads(endpoint.audiences),
+            "unit": json.loads(endpoint.units),
+            "kind": json.loads(endpoint.kinds),
+        },
+        "created_at": utc_text(endpoint.created_at),
+        "active": endpoint.disabled_at is None,
+    }
+
+
+def matches(endpoint: WebhookEndpointRow, alert: AlertRow) -> bool:
+    """Each filter that is set must match; an empty filter matches every alert."""
+
+    def allowed(values: str, *candidates: str | None) -> bool:
+        wanted: list[str] = json.loads(values)
+        return not wanted or any(c in wanted for c in candidates)
+
+    return (
+        allowed(endpoint.severities, alert.severity)
+        and allowed(endpoint.kinds, alert.kind)
+        and allowed(endpoint.units, alert.unit)
+        and allowed(endpoint.audiences, *audiences(alert))
+    )
+
+
+def fan_out(session: Session, alerts: list[AlertRow], wall: dt.datetime) -> list[int]:
+    """One delivery row per (alert, matching active endpoint), in the caller's transaction."""
+    if not alerts:
+        return []
+    endpoints = list(
+        session.execute(
+            select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
+        ).scalars()
+    )
+    rows = [
+        WebhookDeliveryRow(
+            alert_id=alert.id, endpoint_id=endpoint.id, next_attempt_at=wall, created_at=wall
+        )
+        for alert in alerts
+        for endpoint in endpoints
+        if alert.id is not None and endpoint.id is not None and matches(endpoint, alert)
+    ]
+    if not rows:
+        return []
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows if row.id is not None]
+
+
+def backoff_s(settings: Settings, attempts: int) -> float:
+    """2, 4, 8, ... s (with jitter), capped: the wait after the `attempts`-th failure."""
+    ceiling = min(settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2 ** (attempts - 1))
+    return float(ceiling * random.uniform(0.75, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    outcome: Literal["delivered", "retry", "failed", "skipped"]
+    retry_in_s: float | None = None
+
+
+# What a claim covers beyond the attempt's own deadline (the database writes around it): while
+# it holds, no other worker may send the same delivery.
+CLAIM_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    url: str
+    secret: str
+    active: bool
+    attempt_id: int
+    attempt_number: int
+    attempts_this_round: int
+    body: bytes
+
+
+def deliver(services: Services, delivery_id: int) -> DeliveryResult:
+    """Try one delivery once: claim it, POST it (outside any transaction), record the attempt.
+
+    `skipped` when it is not pending, or another worker holds the claim: a delivery in flight
+    is never sent twice (the claim outlasts the attempt, whose one deadline is
+    `webhook_timeout_s`). The attempt is recorded as `sending` with its number when claimed,
+    so numbers are true even when a worker dies mid-send (its attempt is then marked `lost`).
+    Operational times are the wall clock.
+    """
+    claimed = _claim(services, delivery_id)
+    if claimed is None:
+        return DeliveryResult("skipped")
+    settings = services.settings
+    started = time.perf_counter()
+    status_code, error, retry_after, refused = (
+        _post(settings, claimed.url, claimed.secret, delivery_id, claimed.body)
+        if claimed.active
+        else (None, "the endpoint was disabled", None, True)
+    )
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    exhausted = False
+    if status_code is not None and 200 <= status_code < 300:
+        outcome: Literal["delivered", "retry", "failed"] = "delivered"
+    elif refused:  # disabled, or the address is refused: no retry can change that
+        outcome = "failed"
+    elif status_code is None or status_code in RETRY_STATUSES or status_code >= 500:
+        exhausted = claimed.attempts_this_round >= settings.webhook_max_attempts
+        outcome = "failed" if exhausted else "retry"
+    else:  # another 4xx or a redirect: the receiver refuses; only a person can fix that
+        outcome = "failed"
+    delay = None
+    if outcome == "retry":
+        delay = backoff_s(settings, claimed.attempts_this_round)
+        if retry_after is not None:
+            delay = min(max(delay, retry_after), settings.webhook_backoff_max_s)
+    done = dt.datetime.now(dt.UTC)
+    with services.sessions.begin() as session:
+        session.execute(
+            update(WebhookAttemptRow)
+            .where(col(WebhookAttemptRow.id) == claimed.attempt_id)
+            .values(
+                status_code=status_code,
+                outcome=outcome,
+                error=error,
+                duration_ms=round(elapsed_ms, 1),
+            )
+        )
+        values: dict[str, Any] = {"attempts": claimed.attempts_this_round, "claimed_until": None}
+        if outcome == "delivered":
+            values |= {"status": "delivered", "delivered_at": done, "last_error": None}
+        elif outcome == "failed":
+            reason = error or f"HTTP {status_code}"
+            if exhausted:
+                reason = (
+                    f"retries exhausted after {claimed.attempts_this_round} attempts; "
+                    f"last: {reason}"
+                )
+            values |= {"status": "failed", "failed_at": done, "last_error": reason}
+        else:
+            assert delay is not None
+            values |= {
+                "next_attempt_at": done + dt.timedelta(seconds=delay),
+                "last_error": error or f"HTTP {status_code}",
+            }
+        session.execute(
+            update(WebhookDeliveryRow)
+            .where(col(WebhookDeliveryRow.id) == delivery_id)
+            .values(**values)
+        )
+    WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
+    log_call = log.warning if outcome == "failed" else log.info
+    log_call(
+        "webhook attempt",
+        extra={
+            "delivery_id": delivery_id,
+            "attempt": claimed.attempt_number,
+            "status_code": status_code,
+            "outcome": outcome,
+            "ms": round(elapsed_ms, 1),
+        },
+    )
+    return DeliveryResult(outcome, delay)
+
+
+def _claim(services: Services, delivery_id: int) -> _Claimed | None:
+    """Take the delivery for one attempt, or None (not pending, or claimed by another)."""
+    wall = dt.datetime.now(dt.UTC)
+    claim_s = services.settings.webhook_timeout_s + CLAIM_MARGIN_S
+    with services.sessions.begin() as session:
+        claimed = session.execute(
+            update(WebhookDeliveryRow)
+            .where(
+                col(WebhookDeliveryRow.id) == delivery_id,
+                col(WebhookDeliveryRow.status) == "pending",
+                or_(
+                    col(WebhookDeliveryRow.claimed_until).is_(None),
+                    col(WebhookDeliveryRow.claimed_until) < wall,
+                ),
+            )
+            .values(claimed_until=wall + dt.timedelta(seconds=claim_s))
+        ).rowcount  # type: ignore[attr-defined]  # a CursorResult
+        if not claimed:
+            return None
+        delivery = session.get(WebhookDeliveryRow, delivery_id)
+        assert delivery is not None
+        endpoint = session.get(WebhookEndpointRow, delivery.endpoint_id)
+        alert = session.get(AlertRow, delivery.alert_id)
+        assert endpoint is not None
+        assert alert is not None
+        ack = session.execute(
+            select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
+        ).scalar_one_or_none()
+        # an attempt still `sending` belongs to a worker that died with the claim held
+        session.execute(
+            update(WebhookAttemptRow)
+            .where(
+                col(WebhookAttemptRow.delivery_id) == delivery_id,
+                col(WebhookAttemptRow.outcome) == "sending",
+            )
+            .values(outcome="lost", error="the worker stopped during the attempt")
+        )
+        number = (
+            1
+            + session.execute(
+                select(func.count(col(WebhookAttemptRow.id))).where(
+                    col(WebhookAttemptRow.delivery_id) == delivery_id
+                )
+            ).scalar_one()
+        )
+        attempt = WebhookAttemptRow(
+            delivery_id=delivery_id, attempt=number, at=wall, outcome="sending"
+        )
+        session.add(attempt)
+        session.flush()
+        assert attempt.id is not None
+        payload = {"type": "alert", "delivery_id": delivery_id, "alert": alert_view(alert, ack)}
+        return _Claimed(
+            url=endpoint.url,
+            secret=endpoint.secret,
+            active=endpoint.disabled_at is None,
+            attempt_id=attempt.id,
+            attempt_number=number,
+            attempts_this_round=delivery.attempts + 1,
+            body=json.dumps(payload, separators=(",", ":")).encode(),
+        )
+
+
+def _post(
+    settings: Settings, url: str, secret: str, delivery_id: int, body: bytes
+) -> tuple[int | None, str | None, float | None, bool]:
+    """POST the signed body under the egress policy (`monitor.webhooks.egress`): (status, error,
+    Retry-After seconds, refused). Network failures are answers too (status None): the caller
+    decides about retrying; a refused destination is never retried."""
+    timestamp = int(time.time())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "bipn-monitor-webhooks/1",
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        DELIVERY_HEADER: str(delivery_id),
+        EVENT_HEADER: "alert",
+    }
+    try:
+        answer = egress.post(
+            url,
+            body,
+            headers,
+            deadline_s=settings.webhook_timeout_s,
+            allowed=settings.webhook_allow_networks,
+            max_response_bytes=settings.webhook_max_response_bytes,
+        )
+    except egress.EgressRefusedError as exc:
+        return None, f"refused by the egress policy: {exc}"[:500], None, True
+    except egress.DeadlineExceededError:
+        return None, f"no complete answer within {settings.webhook_timeout_s:g} s", None, False
+    except httpcore.TimeoutException as exc:
+        return None, f"timeout: {type(exc).__name__}", None, False
+    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500], None, False
+    retry_after = answer.headers.get("retry-after", "")
+    wait = float(retry_after) if retry_after.isdigit() else None
+    error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+    return answer.status, error, wait, False
+
+
+def due_for_redrive(services: Services, limit: int = 500) -> list[int]:
+    """Pending deliveries whose next attempt is overdue by the re-drive grace period and not
+    claimed: their task was lost (a broker outage, a restart). Restamped so the next tick
+    does not send them again before another grace period."""
+    wall = dt.datetime.now(dt.UTC)
+    stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
+    with services.sessions.begin() as session:
+        query = (
+            select(col(WebhookDeliveryRow.id))
+            .where(
+                col(WebhookDeliveryRow.status) == "pending",
+                col(WebhookDeliveryRow.next_attempt_at) <= stale,
+                or_(
+                    col(WebhookDeliveryRow.claimed_until).is_(None),
+                    col(WebhookDeliveryRow.claimed_until) < wall,
+                ),
+            )
+            .order_by(col(WebhookDeliveryRow.id))
+            .limit(limit)
+        )
+        if is_postgresql(session):
+            query = query.with_for_update(skip_locked=True)  # two schedulers split the rows
+        ids = list(session.execute(query).scalars())
+        if ids:
+            session.execute(
+                update(WebhookDeliveryRow)
+                .where(col(WebhookDeliveryRow.id).in_(ids))
+                .values(next_attempt_at=wall)
+            )
+    return ids
+
+
+def delivery_view(
+    delivery: WebhookDeliveryRow, attempts: list[WebhookAttemptRow]
+) -> dict[str, Any]:
+    return {
+        "id": delivery.id,
+        "alert_id": delivery.alert_id,
+        "endpoint_id": delivery.endpoint_id,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": utc_text_or_none(
+            delivery.next_attempt_at if delivery.status == "pending" else None
+        ),
+        "last_error": delivery.last_error,
+        "created_at": utc_text_or_none(delivery.created_at),
+        "delivered_at": utc_text_or_none(delivery.delivered_at),
+        "failed_at": utc_text_or_none(delivery.failed_at),
+        "history": [
+            {
+                "attempt": a.attempt,
+                "at": utc_text_or_none(a.at),
+                "status_code": a.status_code,
+                "outcome": a.outcome,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+            }
+            for a in attempts
+        ],
+    }
