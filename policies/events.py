@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import (
     AfterValidator,
@@ -110,7 +110,18 @@ Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=N
 Name128 = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=NO_CONTROL)]
 Text200 = Annotated[str, StringConstraints(max_length=200, pattern=FREE_TEXT)]
 Text500 = Annotated[str, StringConstraints(max_length=500, pattern=FREE_TEXT)]
-PatientId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+# A patient id: what every path (events, the API's paths, FHIR references, task arguments)
+# accepts, and no more (it appears in URLs and in log-free task arguments).
+PATIENT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+_PATIENT_ID = re.compile(PATIENT_ID_PATTERN)
+PatientId = Annotated[str, StringConstraints(pattern=PATIENT_ID_PATTERN)]
+
+
+def is_patient_id(value: object) -> TypeGuard[str]:
+    """Is `value` a patient id (a task argument comes from a queue: any JSON value)?"""
+    return isinstance(value, str) and _PATIENT_ID.match(value) is not None
+
+
 DoseMgM2 = Annotated[float, Field(gt=0, le=1.6)]
 Cycle = Annotated[int, Field(ge=1, le=MAX_CYCLE)]
 Day = Annotated[int, Field(ge=1, le=MAX_DAY)]

@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -220,10 +221,21 @@ class RequestGuard:
         return guarded
 
 
+def leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """The app's routes, those of included routers too (FastAPI includes a router as one
+    entry that holds its routes; the domain routers have no prefix: their paths are whole)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from leaf_routes(included.routes)
+        else:
+            yield route
+
+
 def route_template(scope: Scope) -> str:
     """The route a request is for, before the router ran (logs name routes, never paths)."""
     router = getattr(scope.get("app"), "router", None)
-    for route in getattr(router, "routes", ()):
+    for route in leaf_routes(getattr(router, "routes", ())):
         matched, _ = route.matches(scope)
         if matched is Match.FULL:
             return str(getattr(route, "path", "unmatched"))

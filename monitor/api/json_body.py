@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
-from fastapi import HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -120,3 +120,11 @@ class StrictJsonRoute(APIRoute):
             return await handler(StrictJsonRequest(request.scope, request.receive))
 
         return strict_handler
+
+
+class StrictJsonRouter(APIRouter):
+    """Every domain's router: its routes read JSON bodies strictly (`StrictJsonRoute`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", StrictJsonRoute)
+        super().__init__(**kwargs)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 from monitor.bench.synthetic import generate
+from monitor.replay.command import run_replay
 from monitor.replay.timeline import Timeline, batch_mode, read_timeline
 from policies import DEFAULT, Event, evaluate
 
@@ -89,7 +90,6 @@ def _replay_once(path: pathlib.Path) -> ReplayRun:
 def _replay_command(path: pathlib.Path) -> int:
     """`replay FILE` itself (`run_replay`), output to memory: a cross-check that the phases
     above still measure what the command does. Returns the number of decisions printed."""
-    from monitor.cli import run_replay  # the CLI imports this module lazily: no cycle
 
     args = argparse.Namespace(file=str(path), policy=None, policy_file=None, until=None)
     sink, err = io.StringIO(), io.StringIO()

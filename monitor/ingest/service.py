@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
+from monitor.operations.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE
+from monitor.services import Services
 from monitor.storage.models import EventRow, OutboxRow
 from policies.events import Event, canonical_body
 
@@ -104,3 +106,16 @@ def _store(
         )
     patients = list(dict.fromkeys(e.patient_id for e, _, _ in new))
     return IngestResult(statuses=statuses, patients=patients)
+
+
+def accept_events(services: Services, events: Sequence[Event], now: dt.datetime) -> IngestResult:
+    """Store, count, and hand the patients with new work to the dispatcher after the commit
+    (the outbox re-drives anything not handed over). The one path in for events: the JSON API
+    and FHIR in alike. Raises `EventConflictError`, nothing stored."""
+    result = store_events(services.sessions, events, now)
+    accepted = sum(1 for _, status in result.statuses if status == "accepted")
+    EVENTS_ACCEPTED.inc(accepted)
+    EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)
+    if result.patients and services.dispatcher is not None:
+        services.dispatcher.enqueue(result.patients)
+    return result

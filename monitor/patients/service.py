@@ -107,3 +107,59 @@ def current_decisions(session: Session, patient_id: str) -> list[dict[str, Any]]
         )
     ).scalars()
     return [json.loads(body) for body in bodies]
+
+
+def decision_rows(
+    session: Session, patient_id: str, *, include_superseded: bool
+) -> list[dict[str, Any]]:
+    """The patient's decisions in time order, as the contract's JSON; superseded ones (when
+    asked for) say since when."""
+    query = select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+    if not include_superseded:
+        query = query.where(col(DecisionRow.superseded_at).is_(None))
+    rows = sorted(session.execute(query).scalars(), key=lambda r: (r.at, r.decision_id))
+    return [decision_body(row) for row in rows]
+
+
+def find_decision(session: Session, patient_id: str, decision_id: str) -> dict[str, Any] | None:
+    row = session.execute(
+        select(DecisionRow).where(
+            col(DecisionRow.decision_id) == decision_id,
+            col(DecisionRow.patient_id) == patient_id,
+        )
+    ).scalar_one_or_none()
+    return decision_body(row) if row is not None else None
+
+
+def decision_body(row: DecisionRow) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(row.body)
+    if row.superseded_at is not None:
+        body["superseded_at"] = utc_text(row.superseded_at)
+    return body
+
+
+def history_rows(session: Session, patient_id: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """What the charts are drawn from: the events the folds see (quarantined ones are left
+    out: the patient page lists them) and the current decisions' bodies, in time order."""
+    bodies = [
+        (event_id, body)
+        for event_id, body in session.execute(
+            select(col(EventRow.event_id), col(EventRow.body))
+            .where(
+                col(EventRow.patient_id) == patient_id,
+                col(EventRow.quarantined_at).is_(None),
+            )
+            .order_by(col(EventRow.occurred_at), col(EventRow.id))
+        ).all()
+    ]
+    decisions = list(
+        session.execute(
+            select(col(DecisionRow.body))
+            .where(
+                col(DecisionRow.patient_id) == patient_id,
+                col(DecisionRow.superseded_at).is_(None),
+            )
+            .order_by(col(DecisionRow.at))
+        ).scalars()
+    )
+    return bodies, decisions

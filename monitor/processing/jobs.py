@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import random
-import re
 
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -25,11 +24,11 @@ from monitor.services import Services
 from monitor.storage.models import DeadLetterRow, OutboxRow, PatientRow
 from monitor.webhooks.delivery import fan_out
 from policies.engine import FoldError
+from policies.events import is_patient_id
 
 log = logging.getLogger("monitor.jobs")
 
 TASK_NAME = "monitor.process_patient"
-PATIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 # Errors that go away by themselves: the database restarting, a dropped connection, a lock
 # timeout, a full pool. Anything else is a defect or bad data: retrying would loop.
@@ -85,7 +84,7 @@ def retry_delay(services: Services, exc: BaseException, retries_done: int) -> fl
 
 def run_process_patient(services: Services, patient_id: object) -> ProcessOutcome:
     try:
-        if not isinstance(patient_id, str) or not PATIENT_ID.match(patient_id):
+        if not is_patient_id(patient_id):
             shown = f"a {type(patient_id).__name__} of {len(str(patient_id))} characters"
             raise PoisonMessageError(f"not a patient id: {shown}")
         outcome = process_patient(
@@ -113,7 +112,7 @@ def dead_letter(
         if is_transient(exc)
         else "processing_error"
     )
-    is_patient = isinstance(patient_id, str) and PATIENT_ID.match(patient_id) is not None
+    is_patient = is_patient_id(patient_id)
     shown_id = patient_id if isinstance(patient_id, str) else repr(patient_id)
     event_id = failed_event(exc)
     error = describe_chain(exc)

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import shutil
 from collections.abc import Callable
 from typing import IO
 
-from monitor.reports.adherence import AdherenceReport, AuditItem, Period
+from monitor.replay.command import pack_or_report, settings_or_report, timeline_or_report
+from monitor.reports.adherence import AdherenceReport, AuditItem
 from monitor.reports.render import Format, run_report
+from monitor.reports.service import period_of
 
 EXIT_INVALID = 2
-DEFAULT_DAYS = 30
 OnItem = Callable[[AuditItem], None] | None
 
 
@@ -41,18 +41,7 @@ def run_report_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> 
     return 0
 
 
-def period_of(
-    start: dt.datetime | None, end: dt.datetime, unit: str | None
-) -> tuple[Period | None, str | None]:
-    """The period, or why not: both ends aware, start not after end."""
-    begin = start if start is not None else end - dt.timedelta(days=DEFAULT_DAYS)
-    if begin > end:
-        return None, f"--from {begin.isoformat()} is after --to {end.isoformat()}"
-    return Period(begin.astimezone(dt.UTC), end.astimezone(dt.UTC), unit), None
-
-
 def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
-    from monitor.cli import pack_or_report, timeline_or_report
     from monitor.replay.timeline import batch_mode
     from monitor.reports.sources import report_from_events
 
@@ -79,7 +68,6 @@ def _from_events(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
 def _from_database(args: argparse.Namespace, err: IO[str]) -> IO[str] | None:
     from sqlalchemy.exc import SQLAlchemyError
 
-    from monitor.cli import settings_or_report
     from monitor.reports.sources import report_from_database
     from monitor.services import build_services
 

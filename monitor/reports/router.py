@@ -3,19 +3,20 @@
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO, Annotated, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 
-from monitor.auth.tokens import Principal
-from monitor.reports.command import period_of
+from monitor.api.deps import Auditor, ClockDep, ServicesDep
+from monitor.api.json_body import StrictJsonRouter
 from monitor.reports.render import MEDIA_TYPES, run_report
+from monitor.reports.service import period_of
 from monitor.reports.sources import report_from_database
-from monitor.services import Services
 from policies.events import NO_CONTROL, ClinicalTime
 
+router = StrictJsonRouter(tags=["reports"])
 CHUNK = 64 * 1024
 # The HTML report is one self-contained page: its own inline style and SVG, nothing to load,
 # no script (a value that slipped past escaping could still run nothing), never framed.
@@ -25,58 +26,54 @@ REPORT_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+TEXT = {"schema": {"type": "string"}}
 
 
-def add_report_routes(
-    app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
-) -> None:
-    @app.get(
-        "/v1/reports/adherence",
-        summary="The adherence audit: recommendations followed, reassessments on time, ...",
-        response_class=Response,
-        responses={
-            200: {
-                "content": {
-                    "application/json": {},
-                    "text/csv": {},
-                    "text/html": {},
-                },
-                "description": "the report in the asked format",
-            }
-        },
+@router.get(
+    "/v1/reports/adherence",
+    summary="The adherence audit: recommendations followed, reassessments on time, ...",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": TEXT,
+                "text/html": TEXT,
+            },
+            "description": "the report in the asked format",
+        }
+    },
+)
+def adherence_report(
+    principal: Auditor,
+    services: ServicesDep,
+    clock: ClockDep,
+    start: Annotated[
+        ClinicalTime | None,
+        Query(alias="from", description="period start (default: 30 days before `to`)"),
+    ] = None,
+    end: Annotated[
+        ClinicalTime | None, Query(alias="to", description="period end (default: now)")
+    ] = None,
+    unit: Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_CONTROL)] = None,
+    format: Literal["json", "csv", "html"] = "json",
+) -> Response:
+    now = clock.now()
+    period, problem = period_of(start, end or now, unit)
+    if period is None:
+        raise HTTPException(422, problem)
+    text = run_report(
+        lambda on_item, drill_down: report_from_database(
+            services, period, on_item, drill_down=drill_down
+        ),
+        format,
     )
-    def adherence_report(
-        principal: Annotated[Principal, Depends(require("auditor"))],
-        start: Annotated[
-            ClinicalTime | None,
-            Query(alias="from", description="period start (default: 30 days before `to`)"),
-        ] = None,
-        end: Annotated[
-            ClinicalTime | None, Query(alias="to", description="period end (default: now)")
-        ] = None,
-        unit: Annotated[str | None, Query(min_length=1, max_length=64, pattern=NO_CONTROL)] = None,
-        format: Literal["json", "csv", "html"] = "json",
-    ) -> Response:
-        now = services.settings.now()
-        period, problem = period_of(start, end or now, unit)
-        if period is None:
-            raise HTTPException(422, problem)
-        text = run_report(
-            lambda on_item, drill_down: report_from_database(
-                services, period, on_item, drill_down=drill_down
-            ),
-            format,
-        )
-        services.audit.record(
-            principal,
-            "GET /v1/reports/adherence",
-            f"report:adherence:{format}",
-            200,
-            now,
-        )
-        name = f"adherence-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{format}"
-        headers = {"Content-Disposition": f'inline; filename="{name}"', **REPORT_HEADERS}
-        return StreamingResponse(_chunks(text), media_type=MEDIA_TYPES[format], headers=headers)
+    services.audit.record(
+        principal, "GET /v1/reports/adherence", f"report:adherence:{format}", 200, now
+    )
+    name = f"adherence-{period.start:%Y%m%d}-{period.end:%Y%m%d}.{format}"
+    headers = {"Content-Disposition": f'inline; filename="{name}"', **REPORT_HEADERS}
+    return StreamingResponse(_chunks(text), media_type=MEDIA_TYPES[format], headers=headers)
 
 
 def _chunks(text: IO[str]) -> Iterator[str]:
@@ -85,6 +82,3 @@ def _chunks(text: IO[str]) -> Iterator[str]:
             yield chunk
     finally:
         text.close()
-
-
-__all__ = ["add_report_routes"]

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from monitor.patients.clearance import clearance
 from monitor.processing.service import course_summary
 from policies import DEFAULT, evaluate_patient
+from policies.clearance import clearance
 from tests.factories import administration, assessment, at, enrollment, events, treatment_change
 
 NOW = dt.datetime(2026, 2, 1, 12, 0, tzinfo=dt.UTC)

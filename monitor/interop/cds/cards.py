@@ -35,6 +35,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from monitor.interop.fhir.medication import Regimen, Route, Schedule, regimen_dosage
 from monitor.settings import FHIR_BASE
+from policies.clearance import CourseSnapshot
 from policies.decisions import from_utc_text, utc_minute
 
 Indicator = Literal["info", "warning", "critical"]
@@ -445,8 +446,9 @@ def _decision_basis(decision: Mapping[str, Any], policy: str) -> Basis:
 
 
 def state_due(state: Mapping[str, Any]) -> dt.datetime | None:
-    """The reassessment the course waits for: overdue since, else next due (as clearance)."""
-    return _instant(state.get("reassessment_overdue_since") or state.get("next_reassessment_due"))
+    """The reassessment the course waits for: overdue since, else next due (clearance's rule,
+    `policies.clearance`)."""
+    return CourseSnapshot.of(state).reassessment_due()
 
 
 # --- suggestions ------------------------------------------------------------------------------

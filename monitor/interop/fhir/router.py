@@ -1,227 +1,114 @@
-"""`POST /fhir/r4`: FHIR R4 in, stored exactly as `POST /v1/events` stores events.
+"""FHIR R4 over HTTP.
 
-A transaction is all or nothing; a batch (or a collection) stores every entry that maps and
-answers each entry on its own; a lone resource is one event. Same validation, idempotency
-(ids derived from the resources' identifiers) and durability (stored with its outbox row
-before the answer) as the JSON API.
+- `POST /fhir/r4` (role `ingest`): a Bundle (transaction, batch, collection) or one resource,
+  stored exactly as `POST /v1/events` stores events (same validation, idempotency from the
+  resources' identifiers, durable with its outbox row before the answer).
+- `GET /fhir/r4/Patient/{id}/$monitor-summary` (roles `nurse`, `infusion`): the patient's
+  current decisions, pending reassessment, watches and alerts as a `Bundle`
+  (`monitor.interop.fhir.summary` says what goes where); an unknown patient is a 404
+  `OperationOutcome`.
+
+No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
 
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-from fhir.resources.R4B.bundle import Bundle, BundleEntry, BundleEntryResponse
-from fhir.resources.R4B.operationoutcome import OperationOutcome
+from fastapi import Depends
+from fastapi.responses import JSONResponse, Response
+from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutcomeIssue
 from starlette.concurrency import run_in_threadpool
 
-from monitor.api.guard import BodyTooLargeError
-from monitor.api.json_body import InvalidJsonError, parse_json
-from monitor.auth.tokens import Principal
-from monitor.ingest.service import EventConflictError, IngestResult, IngestStatus, store_events
-from monitor.interop.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
-from monitor.interop.fhir.problems import IssueCode, Problem, information, operation_outcome
-from monitor.operations.metrics import EVENTS_ACCEPTED, EVENTS_DUPLICATE, EVENTS_REJECTED
-from monitor.services import Services
+from monitor.api.deps import (
+    BaseUrl,
+    CareTeam,
+    ClockDep,
+    Ingest,
+    JsonBody,
+    PatientIdPath,
+    ServicesDep,
+    json_body,
+)
+from monitor.api.json_body import StrictJsonRouter
+from monitor.interop.fhir.problems import IssueCode
+from monitor.interop.fhir.service import FHIR_JSON, accept_fhir, load_summary, outcome_response
+from monitor.interop.fhir.summary import build_monitor_summary
 
-FHIR_JSON = "application/fhir+json"
+router = StrictJsonRouter(tags=["fhir"])
 ACCEPTED_TYPES = (FHIR_JSON, "application/json")
-ACTION = "POST /fhir/r4"
-Answer = tuple[int, str, Bundle | OperationOutcome]  # status, what the audit log says, body
+SUMMARY_PATH = "/fhir/r4/Patient/{patient_id}/$monitor-summary"
+FHIR_OBJECT = {FHIR_JSON: {"schema": {"type": "object", "description": "a FHIR R4 resource"}}}
+BODY_CODES: dict[int, IssueCode] = {415: "not-supported", 413: "too-costly", 400: "structure"}
+FhirBody = Annotated[
+    JsonBody, Depends(json_body(*ACCEPTED_TYPES, name=f"{FHIR_JSON} (or application/json)"))
+]
 
 
-def fhir_response(status: int, resource: Bundle | OperationOutcome) -> JSONResponse:
-    return JSONResponse(
-        status_code=status,
-        content=resource.model_dump(mode="json", by_alias=True, exclude_none=True),
-        media_type=FHIR_JSON,
-    )
-
-
-def outcome_response(
-    status: int, code: IssueCode, message: str, location: str = "request"
-) -> JSONResponse:
-    return fhir_response(status, operation_outcome([Problem(location, code, message)]))
-
-
-def add_fhir_ingest_routes(
-    app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
-) -> None:
-    @app.post(
-        "/fhir/r4",
-        summary="FHIR R4 in: a Bundle (transaction, batch, collection) or one resource",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {FHIR_JSON: {"schema": {"type": "object"}}},
-            }
+@router.post(
+    "/fhir/r4",
+    summary="FHIR R4 in: a Bundle (transaction, batch, collection) or one resource",
+    response_class=JSONResponse,
+    openapi_extra={"requestBody": {"required": True, "content": FHIR_OBJECT}},
+    responses={
+        200: {
+            "description": "a transaction-response or batch-response Bundle",
+            "content": FHIR_OBJECT,
         },
-        responses={
-            200: {"description": "a transaction-response or batch-response Bundle"},
-            201: {"description": "a lone resource, stored as an event"},
-            409: {"description": "an event id reused with another body (OperationOutcome)"},
-            413: {"description": "body too large"},
-            415: {"description": "not FHIR JSON"},
-            422: {"description": "unmappable resources (OperationOutcome naming each)"},
-        },
-    )
-    async def post_fhir(
-        request: Request, principal: Annotated[Principal, Depends(require("ingest"))]
-    ) -> JSONResponse:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in ACCEPTED_TYPES:
-            return outcome_response(
-                415,
-                "not-supported",
-                f"Content-Type must be {FHIR_JSON} (or application/json), not {content_type!r}",
-            )
-        try:
-            raw = await request.body()  # bounded as it streams (guard)
-        except BodyTooLargeError as exc:
-            return outcome_response(413, "too-costly", str(exc.detail))
-        try:
-            payload = parse_json(raw)
-        except InvalidJsonError as exc:
-            return outcome_response(400, "structure", f"the body is not valid JSON: {exc}")
-        return await run_in_threadpool(accept, payload, principal)
-
-    def accept(payload: Any, principal: Principal) -> JSONResponse:
-        mapping = map_fhir(payload, services.settings)
-        if mapping.kind in ("resource", "transaction"):
-            status, what, resource = _all_or_nothing(mapping)
-        else:
-            status, what, resource = _each_entry(mapping)
-        services.audit.record(principal, ACTION, what, status, services.settings.now())
-        return fhir_response(status, resource)
-
-    def _store(events: list[MappedEvent]) -> IngestResult:
-        result = store_events(services.sessions, [m.event for m in events], services.settings.now())
-        accepted = sum(1 for _, s in result.statuses if s == "accepted")
-        EVENTS_ACCEPTED.inc(accepted)
-        EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)
-        if result.patients and services.dispatcher is not None:
-            services.dispatcher.enqueue(result.patients)  # after the commit (outbox)
-        return result
-
-    def _all_or_nothing(mapping: FhirMapping) -> Answer:
-        """A transaction or a lone resource: every entry maps and stores, or nothing does."""
-        if mapping.problems:
-            EVENTS_REJECTED.inc(max(len(mapping.events), 1))
-            return 422, f"{mapping.entry_count} entries", _outcome(mapping.problems, True)
-        try:
-            result = _store(mapping.events) if mapping.events else None
-        except EventConflictError as exc:
-            EVENTS_REJECTED.inc(len(mapping.events))
-            conflicts = _conflicts(mapping, exc.event_ids)
-            return 409, f"{mapping.entry_count} entries", _outcome(conflicts, True)
-        statuses = dict(result.statuses) if result is not None else {}
-        if mapping.kind == "resource":
-            event = mapping.events[0].event if mapping.events else None
-            status = (
-                201 if event is not None and statuses.get(event.event_id) == "accepted" else 200
-            )
-            what = (
-                f"{'stored' if status == 201 else 'already stored'} as event {event.event_id}"
-                if event is not None
-                else "nothing to store"
-            )
-            return status, "1 resource", information(what)
-        bundle = _response_bundle("transaction-response", mapping, statuses, {})
-        return 200, f"{mapping.entry_count} entries", bundle
-
-    def _each_entry(mapping: FhirMapping) -> Answer:
-        """A batch or collection: each entry stands alone; failed ones say why."""
-        if any(p.entry is None for p in mapping.problems):  # the Bundle itself is wrong
-            return 422, f"{mapping.entry_count} entries", _outcome(mapping.problems, True)
-        failed: dict[int, list[EntryProblem]] = {}
-        for problem in mapping.problems:
-            assert problem.entry is not None
-            failed.setdefault(problem.entry, []).append(problem)
-        pending = list(mapping.events)
-        statuses: dict[str, IngestStatus] = {}
-        while pending:
-            try:
-                result = _store(pending)
-            except EventConflictError as exc:
-                # those entries fail; the rest are stored on the next pass
-                for problem in _conflicts(mapping, exc.event_ids):
-                    assert problem.entry is not None
-                    failed.setdefault(problem.entry, []).append(problem)
-                EVENTS_REJECTED.inc(len(exc.event_ids))
-                pending = [m for m in pending if m.event.event_id not in exc.event_ids]
-                continue
-            statuses.update(result.statuses)
-            break
-        EVENTS_REJECTED.inc(len(failed))
-        bundle = _response_bundle("batch-response", mapping, statuses, failed)
-        return 200, f"{mapping.entry_count} entries, {len(failed)} failed", bundle
+        201: {"description": "a lone resource, stored as an event", "content": FHIR_OBJECT},
+        400: {"description": "the body is not JSON (OperationOutcome)"},
+        409: {"description": "an event id reused with another body (OperationOutcome)"},
+        413: {"description": "body too large"},
+        415: {"description": "not FHIR JSON"},
+        422: {"description": "unmappable resources (OperationOutcome naming each)"},
+    },
+)
+async def post_fhir(principal: Ingest, services: ServicesDep, body: FhirBody) -> JSONResponse:
+    if body.problem is not None:
+        code = BODY_CODES[body.problem.status]
+        return outcome_response(body.problem.status, code, body.problem.detail)
+    return await run_in_threadpool(accept_fhir, services, body.value, principal)
 
 
-def _conflicts(mapping: FhirMapping, event_ids: list[str]) -> list[EntryProblem]:
-    problems = []
-    for mapped in mapping.events:
-        if mapped.event.event_id not in event_ids:
-            continue
-        for entry in mapped.entries or (None,):
-            problems.append(
-                EntryProblem(
-                    entry,
-                    f"Bundle.entry[{entry}].resource" if entry is not None else "resource",
-                    "conflict",
-                    f"it maps to event {mapped.event.event_id}, already stored with other "
-                    "content: a correction of a recorded resource is not applied automatically; "
-                    "send the corrected grading as a new resource (new identifier)",
+@router.get(
+    SUMMARY_PATH,
+    summary="FHIR Bundle: current decisions (DetectedIssue), pending reassessment (Task), "
+    "watch and escalation (Flag), alerts (Communication)",
+    response_class=Response,
+    responses={
+        200: {"content": FHIR_OBJECT, "description": "a Bundle of type collection"},
+        404: {"content": FHIR_OBJECT, "description": "an OperationOutcome: no such patient"},
+    },
+)
+def monitor_summary(
+    patient_id: PatientIdPath,
+    principal: CareTeam,
+    services: ServicesDep,
+    clock: ClockDep,
+    base_url: BaseUrl,
+) -> Response:
+    now = clock.now()
+    with services.sessions() as session:
+        loaded = load_summary(session, patient_id)
+    status = 200 if loaded is not None else 404
+    services.audit.record(principal, f"GET {SUMMARY_PATH}", f"patient:{patient_id}", status, now)
+    if loaded is None:
+        outcome = OperationOutcome(
+            issue=[
+                OperationOutcomeIssue(
+                    severity="error",
+                    code="not-found",
+                    diagnostics=f"no events for patient {patient_id!r}",
                 )
-            )
-    return problems
-
-
-def _outcome(problems: list[EntryProblem], nothing_stored: bool) -> OperationOutcome:
-    described = [
-        Problem(
-            p.location,
-            p.code,
-            p.message,
+            ]
         )
-        for p in problems
-    ]
-    outcome = operation_outcome(described)
-    if nothing_stored:
-        outcome.issue.append(information("nothing was stored").issue[0])
-    return outcome
-
-
-def _response_bundle(
-    kind: str,
-    mapping: FhirMapping,
-    statuses: Mapping[str, str],
-    failed: dict[int, list[EntryProblem]],
-) -> Bundle:
-    by_entry: dict[int, str] = {}
-    for mapped in mapping.events:
-        for entry in mapped.entries:
-            by_entry[entry] = mapped.event.event_id
-    entries = []
-    for index in range(mapping.entry_count):
-        if index in failed:
-            conflict = all(p.code == "conflict" for p in failed[index])
-            response = BundleEntryResponse(
-                status="409 Conflict" if conflict else "422 Unprocessable Entity",
-                outcome=_outcome(failed[index], nothing_stored=False),
-            )
-        elif index in by_entry:
-            event_id = by_entry[index]
-            accepted = statuses.get(event_id) == "accepted"
-            response = BundleEntryResponse(
-                status="201 Created" if accepted else "200 OK",
-                outcome=information(
-                    f"{'stored' if accepted else 'already stored'} as event {event_id}"
-                ),
-            )
-        else:
-            response = BundleEntryResponse(
-                status="200 OK",
-                outcome=information(mapping.consumed.get(index, "nothing to store")),
-            )
-        entries.append(BundleEntry(response=response))
-    return Bundle(type=kind, entry=entries)
+        return Response(outcome.model_dump_json(), status_code=404, media_type=FHIR_JSON)
+    state, decisions, triggers, alerts = loaded
+    bundle = build_monitor_summary(
+        patient_id=patient_id,
+        state=state,
+        decisions=decisions,
+        trigger_events=triggers,
+        alerts=alerts,
+        base_url=base_url,
+        now=now,
+    )
+    return Response(bundle.model_dump_json(), media_type=FHIR_JSON)

@@ -3,7 +3,7 @@ one FHIR R4 `Bundle` (type `collection`), for EHRs that read FHIR rather than th
 
 A pure builder: it gets what the database holds (the course state, the current decisions, the
 trigger events' bodies, the alert views) and returns `fhir.resources` R4B models; the route in
-`monitor.interop.fhir.summary_router` loads the rows, audits and serialises (`model_dump_json()`).
+`monitor.interop.fhir.router` loads the rows, audits and serialises (`model_dump_json()`).
 
 What goes where (the README table says the same):
 

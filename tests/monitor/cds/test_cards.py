@@ -13,8 +13,8 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from monitor.interop.cds.cards import CourseView, DraftOrder, order_card
 from monitor.interop.fhir.medication import Regimen, read_regimen
-from monitor.patients.clearance import clearance
 from monitor.settings import Settings
+from policies.clearance import clearance
 from tests.conftest import FIXED_NOW
 from tests.monitor.cds.support import draft_order, no_empty_values
 

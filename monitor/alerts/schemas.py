@@ -1,0 +1,101 @@
+"""What the nurse feed takes (filters, an acknowledgement) and answers (alerts)."""
+
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.alerts.service import AlertAudience, AlertFilter, AlertKind
+from policies.decisions import Severity
+from policies.events import NO_CONTROL, ClinicalTime
+
+Unit = Annotated[str, Field(min_length=1, max_length=64, pattern=NO_CONTROL)]
+
+
+class AckRequest(BaseModel):
+    """Who acknowledges (default: the token's name), when (default: now), an optional note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")] | None = (
+        None
+    )
+    at: ClinicalTime | None = Field(
+        default=None,
+        description="when it was acknowledged, RFC 3339 with offset; not before the alert was "
+        "raised, not in the future",
+    )
+    note: Annotated[str, Field(max_length=2000, pattern=r"^[^\x00]*$")] | None = None
+
+
+class FeedQuery(BaseModel):
+    """The feed's filters (repeat a parameter for "any of")."""
+
+    severity: list[Severity] = []
+    audience: list[AlertAudience] = []
+    unit: list[Unit] = []
+    kind: list[AlertKind] = []
+    acknowledged: bool | None = None
+
+    def where(self) -> AlertFilter:
+        return AlertFilter(
+            severities=self.severity,
+            audiences=self.audience,
+            units=self.unit,
+            kinds=self.kind,
+            acknowledged=self.acknowledged,
+        )
+
+
+def feed_query(
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    audience: Annotated[list[AlertAudience] | None, Query()] = None,
+    unit: Annotated[list[Unit] | None, Query()] = None,
+    kind: Annotated[list[AlertKind] | None, Query()] = None,
+    acknowledged: bool | None = None,
+) -> FeedQuery:
+    return FeedQuery(
+        severity=severity or [],
+        audience=audience or [],
+        unit=unit or [],
+        kind=kind or [],
+        acknowledged=acknowledged,
+    )
+
+
+class AckView(BaseModel):
+    by: str
+    token: str | None
+    at: str
+    note: str | None
+    recorded_at: str
+
+
+class AlertView(BaseModel):
+    """An alert as the feed, the stream and webhooks show it."""
+
+    id: int
+    kind: AlertKind
+    severity: Severity
+    action: str | None
+    audience: list[str]
+    patient_id: str
+    unit: str | None
+    message: str
+    decision_id: str | None
+    decision_url: str
+    escalates_alert_id: int | None
+    created_at: str
+    acknowledged: bool
+    ack: AckView | None
+
+
+class AlertPage(BaseModel):
+    alerts: list[AlertView]
+    next_cursor: int | None = Field(description="ask with cursor=<this> for the older page")
+    next_after: int | None = Field(description="after a cursor: ask with after=<this> next")
+    last_id: int
+
+
+class AcknowledgedAlert(AlertView):
+    already_acknowledged: bool

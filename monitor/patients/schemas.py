@@ -1,0 +1,99 @@
+"""What the patient endpoints answer. Open shapes (the course state, a decision's optional
+fields) allow further keys; the keys declared here are always there."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class MonitoringStatus(Open):
+    """`running`, or `stopped` with the dead letter that stopped it (since, reason, error)."""
+
+    status: Literal["running", "stopped"]
+
+
+class QuarantinedEvent(BaseModel):
+    event_id: str
+    patient_id: str
+    type: str
+    occurred_at: str
+    quarantined_at: str
+    quarantined_by: str | None
+    reason: str | None
+
+
+class PatientView(Open):
+    """The course state (its keys depend on the status), the events still in the pipeline,
+    and whether the patient's monitoring runs."""
+
+    patient_id: str
+    status: str
+    pending_events: int
+    evaluated_at: str | None
+    monitoring: MonitoringStatus
+    quarantined_events: list[QuarantinedEvent]
+
+
+class DecisionView(Open):
+    """One decision (CONTRACT.md, "Decisions"); optional action fields appear when set, and
+    `superseded_at` on a superseded one."""
+
+    decision_id: str
+    patient_id: str
+    at: str
+    trigger: str
+    action: str
+    severity: str
+    audience: list[str]
+    rule: str
+    policy: str
+    rationale: str
+    sources: list[str]
+
+
+class DecisionsView(BaseModel):
+    patient_id: str
+    decisions: list[DecisionView]
+
+
+class ClearanceView(BaseModel):
+    """May the dose be given now: the dose, schedule and route only when cleared."""
+
+    cleared: bool
+    dose_mg_m2: float | None
+    schedule: str | None
+    route: str | None
+    status: str
+    reasons: list[str]
+
+
+class GradePoint(Open):
+    """One grading: when, the cycle, and the grade of each domain graded."""
+
+    at: str
+    cycle: int | None
+
+
+class DosePoint(BaseModel):
+    at: str
+    dose_mg_m2: float | None
+    source: Literal["enrollment", "given"]
+
+
+class DoseDecisionPoint(BaseModel):
+    at: str
+    action: str
+    dose_mg_m2: float | None
+    rule: str
+
+
+class HistoryView(BaseModel):
+    patient_id: str
+    grades: list[GradePoint]
+    doses: list[DosePoint]
+    dose_decisions: list[DoseDecisionPoint]
+    unreadable_events: list[str]

@@ -1,0 +1,98 @@
+"""What webhook administration takes (a registration) and answers (endpoints, deliveries)."""
+
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from monitor.alerts.schemas import Unit
+from monitor.alerts.service import AlertAudience, AlertKind
+from policies.decisions import Severity
+
+
+class WebhookFilters(BaseModel):
+    """Which alerts go to the endpoint; an empty list means all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severity: list[Severity] = []
+    audience: list[AlertAudience] = []
+    unit: list[Unit] = []
+    kind: list[AlertKind] = []
+
+
+class WebhookRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
+    url: AnyHttpUrl
+    secret: Annotated[str, Field(min_length=16, max_length=256)] | None = Field(
+        default=None, description="HMAC key, 16+ characters; omitted: one is generated"
+    )
+    filters: WebhookFilters = WebhookFilters()
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if value.username or value.password:
+            raise ValueError("credentials in the URL would be stored and logged: use the secret")
+        if len(str(value)) > 2048:
+            raise ValueError("longer than 2048 characters")
+        return value
+
+
+class EndpointFilters(BaseModel):
+    severity: list[str]
+    audience: list[str]
+    unit: list[str]
+    kind: list[str]
+
+
+class EndpointView(BaseModel):
+    """An endpoint for `admin`; the secret is never shown again after registration."""
+
+    id: int
+    name: str
+    url: str
+    filters: EndpointFilters
+    created_at: str
+    active: bool
+
+
+class RegisteredEndpoint(EndpointView):
+    secret: str = Field(description="shown this once: the receiver checks signatures with it")
+
+
+class EndpointList(BaseModel):
+    webhooks: list[EndpointView]
+
+
+class AttemptView(BaseModel):
+    attempt: int
+    at: str | None
+    status_code: int | None
+    outcome: str
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryView(BaseModel):
+    id: int
+    alert_id: int
+    endpoint_id: int
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_error: str | None
+    created_at: str | None
+    delivered_at: str | None
+    failed_at: str | None
+    history: list[AttemptView]
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryView]
+
+
+class DeliveryRequeued(BaseModel):
+    delivery_id: int
+    status: Literal["pending"]
