@@ -224,66 +224,96 @@ def _qualifies(
     return event.action in ("discontinued", "completed")
 
 
-def _recommendation(
-    patient_id: str,
-    unit: str | None,
-    decision: AuditDecision,
-    timeline: _Timeline,
-    recommendations: Sequence[AuditDecision],
-    resumes: Sequence[AuditDecision],
-    period_end: dt.datetime,
-    tolerance: float = DOSE_TOLERANCE_MG_M2,
-) -> AuditItem:
-    start = timeline.after(decision)
-    stop = timeline.course_end(start)
-    window = timeline.events[start:stop]
-    action, dose = decision.action, decision.dose_mg_m2
-    outcome: Outcome = "pending"
-    evidence: AuditEvent | None = None
-    if action == "reduce_dose":
-        for event in window:
-            if event.type == "administration":
-                deviated = (
-                    dose is not None
-                    and event.dose_mg_m2 is not None
-                    and event.dose_mg_m2 > dose + tolerance
-                )
-                outcome, evidence = ("deviated" if deviated else "followed"), event
-                break
-            if _qualifies(action, event, dose, tolerance):
-                outcome, evidence = "followed", event
-                break
-    elif action == "hold":
-        # Held until the next resume (a `resume` decision or a recorded `resumed`) with nothing
-        # given: followed. A dose before it: deviated. No resume yet: followed once the hold
-        # was recorded (`held`/`discontinued`), else pending.
-        # The resume holds from its trigger on, in timeline order (a dose at the same instant
-        # but before the trigger was given during the hold, as the engine's D6 says).
-        resume = next((r for r in resumes if r.at > decision.at), None)
-        resumed_from = None if resume is None else timeline.after(resume)
-        recorded: AuditEvent | None = None
-        for position, event in enumerate(window, start):
-            if resumed_from is not None and position >= resumed_from:
-                outcome, evidence = "followed", recorded
-                break
-            if event.type == "administration":
-                outcome, evidence = "deviated", event
-                break
-            if event.type == "treatment_change" and event.action == "resumed":
-                outcome, evidence = "followed", event
-                break
-            if recorded is None and _qualifies(action, event, dose, tolerance):
-                recorded = event
-        else:
-            if recorded is not None or (resume is not None and resume.at <= period_end):
-                outcome, evidence = "followed", recorded
-    else:  # discontinue
-        given = next((e for e in window if e.type == "administration"), None)
-        stopped = next((e for e in window if _qualifies(action, e, dose, tolerance)), None)
-        if given is not None:
-            outcome, evidence = "deviated", given
-        elif stopped is not None:
-            outcome, evidence = "followed", stopped
+@dataclass(frozen=True, slots=True)
+class _Course:
+    """What a recommendation is judged on: the events after it up to the next enrolment
+    (`events`, which start at `start` in the timeline; a new course ends the audit), and what
+    the hold rule needs besides (the resume decisions, the report's end)."""
+
+    decision: AuditDecision
+    timeline: _Timeline
+    start: int
+    events: Sequence[AuditEvent]
+    resumes: Sequence[AuditDecision]
+    period_end: dt.datetime
+    tolerance: float
+
+    def carries_out(self, event: AuditEvent) -> bool:
+        """A recorded treatment change that carries the recommendation out (`_qualifies`)."""
+        return _qualifies(self.decision.action, event, self.decision.dose_mg_m2, self.tolerance)
+
+
+Judged = tuple[Outcome, AuditEvent | None]  # a recommendation's outcome and its evidence
+
+
+def _reduce_dose_outcome(course: _Course) -> Judged:
+    """The first dose given after it decides: above the recommended dose (+ the tolerance) is
+    a deviation, at or below it followed. A recorded reduction, hold or discontinuation before
+    any dose is followed too, since the prescriber acted on it. Neither yet: pending."""
+    dose = course.decision.dose_mg_m2
+    for event in course.events:
+        if event.type == "administration":
+            deviated = (
+                dose is not None
+                and event.dose_mg_m2 is not None
+                and event.dose_mg_m2 > dose + course.tolerance
+            )
+            return ("deviated" if deviated else "followed"), event
+        if course.carries_out(event):
+            return "followed", event
+    return "pending", None
+
+
+def _hold_outcome(course: _Course) -> Judged:
+    """Held until the next resume (a `resume` decision or a recorded `resumed`) with nothing
+    given: followed. A dose before it: deviated. No resume yet: followed once the hold was
+    recorded (`held`/`discontinued`), else pending.
+
+    The resume holds from its trigger on, in timeline order (a dose at the same instant but
+    before the trigger was given during the hold, as the engine's D6 says)."""
+    resume = next((r for r in course.resumes if r.at > course.decision.at), None)
+    resumed_from = None if resume is None else course.timeline.after(resume)
+    recorded: AuditEvent | None = None
+    for position, event in enumerate(course.events, course.start):
+        if resumed_from is not None and position >= resumed_from:
+            return "followed", recorded
+        if event.type == "administration":
+            return "deviated", event
+        if event.type == "treatment_change" and event.action == "resumed":
+            return "followed", event
+        if recorded is None and course.carries_out(event):
+            recorded = event
+    if recorded is not None or (resume is not None and resume.at <= course.period_end):
+        return "followed", recorded
+    return "pending", None
+
+
+def _discontinue_outcome(course: _Course) -> Judged:
+    """Any dose given after it is a deviation, even after a recorded stop (the treatment went
+    on); else a recorded `discontinued`/`completed` or a `course_end` is followed; else
+    pending."""
+    given = next((e for e in course.events if e.type == "administration"), None)
+    if given is not None:
+        return "deviated", given
+    stopped = next((e for e in course.events if course.carries_out(e)), None)
+    if stopped is not None:
+        return "followed", stopped
+    return "pending", None
+
+
+# How each recommended action is judged (the README's "Adherence reports" gives the rules).
+RECOMMENDATION_OUTCOMES: dict[str, Callable[[_Course], Judged]] = {
+    "reduce_dose": _reduce_dose_outcome,
+    "hold": _hold_outcome,
+    "discontinue": _discontinue_outcome,
+}
+
+
+def _hours_to_action(course: _Course, recommendations: Sequence[AuditDecision]) -> float | None:
+    """Hours from the recommendation to the first recorded change that carries it out, if that
+    came before the patient's next recommendation (of any kind): after it, the change answers
+    the later one, and counting it here would stretch this one's time to action."""
+    decision = course.decision
     next_recommendation = next(
         (
             r.at
@@ -295,26 +325,50 @@ def _recommendation(
     action_event = next(
         (
             e
-            for e in window
-            if _qualifies(action, e, dose, tolerance)
-            and (next_recommendation is None or e.at < next_recommendation)
+            for e in course.events
+            if course.carries_out(e) and (next_recommendation is None or e.at < next_recommendation)
         ),
         None,
     )
-    hours = None
-    if action_event is not None:
-        hours = (action_event.at - decision.at).total_seconds() / 3600
+    if action_event is None:
+        return None
+    return (action_event.at - decision.at).total_seconds() / 3600
+
+
+def _recommendation(
+    patient_id: str,
+    unit: str | None,
+    decision: AuditDecision,
+    timeline: _Timeline,
+    recommendations: Sequence[AuditDecision],
+    resumes: Sequence[AuditDecision],
+    period_end: dt.datetime,
+    tolerance: float = DOSE_TOLERANCE_MG_M2,
+) -> AuditItem:
+    """A `reduce_dose`, `hold` or `discontinue` decision, judged by its action's rule
+    (RECOMMENDATION_OUTCOMES) on the events of its course after it."""
+    start = timeline.after(decision)
+    course = _Course(
+        decision=decision,
+        timeline=timeline,
+        start=start,
+        events=timeline.events[start : timeline.course_end(start)],
+        resumes=resumes,
+        period_end=period_end,
+        tolerance=tolerance,
+    )
+    outcome, evidence = RECOMMENDATION_OUTCOMES[decision.action](course)
     return AuditItem(
         kind="recommendation",
         decision_id=decision.decision_id,
         patient_id=patient_id,
         unit=unit,
-        action=action,
+        action=decision.action,
         at=decision.at,
         outcome=outcome,
-        recommended_dose_mg_m2=dose,
+        recommended_dose_mg_m2=decision.dose_mg_m2,
         evidence=evidence,
-        hours_to_action=hours,
+        hours_to_action=_hours_to_action(course, recommendations),
     )
 
 

@@ -6,20 +6,25 @@ no font is fetched), no script and no external reference; it opens offline and p
 Deterministic: the same report gives the same bytes (no generation time, fixed SVG ids, no
 matplotlib metadata), so a stored report can be compared with a re-run.
 
-Every string taken from the report (patient and event ids, units, reasons, the policy) is
-escaped; numbers are formatted here.
+The page is rendered from the Jinja2 templates in monitor/reports/templates/ (adherence.html.j2,
+one partial per section, the shared macros and the CSS) with autoescape on: every string taken
+from the report (patient and event ids, units, reasons, the policy) is escaped by Jinja2. The
+charts are drawn here; the filters below format the numbers and times the templates show.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import io
 import math
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
+
+import jinja2
+from markupsafe import Markup, escape
 
 from policies.decisions import from_utc_text
 
@@ -66,34 +71,67 @@ def render_html(result: dict[str, Any], distributions: dict[str, Any]) -> str:
     """The report `result` (AdherenceReport.result()) as an HTML document; `distributions`
     (AdherenceReport.distributions()) gives the values behind the charts."""
     charts = _Charts(result, distributions).render()
-    parts = [
-        "<!DOCTYPE html>\n",
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
-        f"<title>Adherence audit · {_period_text(result)}</title>\n",
-        f"<style>\n{CSS}</style>\n</head>\n<body>\n<main>\n",
-        _header(result),
-        _headline(result),
-        _section_by_month(result, charts["by-month"]),
-        _section_recommendations(result, charts["time-to-action"]),
-        _section_alerts(result, charts["ack-times"]),
-        _section_cds(result),
-        _section_by_unit(result),
-        _section_drill_down(result),
-        "</main>\n</body>\n</html>\n",
-    ]
-    return "".join(parts)
+    # The only raw HTML in the page: the charts' SVG. It is drawn here by matplotlib from
+    # numbers and labels (text as paths; matplotlib escapes the text it keeps in comments),
+    # and `_svg` escapes the one attribute it adds. Everything else is autoescaped.
+    svgs = {name: None if svg is None else Markup(svg) for name, svg in charts.items()}
+    return _environment().get_template("adherence.html.j2").render(result=result, charts=svgs)
 
 
-# --- formatting -------------------------------------------------------------------------------
+@functools.cache
+def _environment() -> jinja2.Environment:
+    """The templates' environment (monitor/reports/templates/), built on first use: every
+    template is HTML (or CSS inside it), so autoescape is on for all of them; an undefined
+    name is an error, not an empty string; the templates ship with the package, so they are
+    not re-read while the service runs."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("monitor.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+    )
+    environment.filters.update(
+        dash=_dash,
+        num=_num,
+        pct=_pct,
+        amount=_amount,
+        compact=_compact,
+        clock=_clock,
+        utc_plain=_utc_plain,
+        label=_label,
+        unit_name=_unit_name,
+        dose=_dose,
+        in_order=_in_order,
+    )
+    environment.globals.update(
+        DASH=DASH,
+        SEVERITIES=SEVERITIES,
+        RECOMMENDATION_ACTIONS=RECOMMENDATION_ACTIONS,
+        OUTCOME_CLASS=OUTCOME_CLASS,
+        BLUE=BLUE,
+        ORANGE=ORANGE,
+        GREY=GREY,
+        RED=RED,
+        INK=INK,
+        GRID=GRID,
+    )
+    return environment
 
 
-def _e(value: Any) -> str:
-    """Escaped text; None is a dash."""
-    return DASH if value is None else html.escape(str(value))
+# --- formatting (the templates' filters; they return plain text, which autoescape escapes) ---
 
 
-def _count(value: Any) -> str:
+def _dash(value: Any) -> Any:
+    """The value as it is; None is a dash."""
+    return DASH if value is None else value
+
+
+def _num(value: Any) -> str:
+    """A count with thousands separators; None is a dash (the filter is `num`: `count` is a
+    Jinja2 builtin)."""
     return DASH if value is None else f"{int(value):,}"
 
 
@@ -105,348 +143,46 @@ def _amount(value: float | None, unit: str) -> str:
     return DASH if value is None else f"{value:,.2f} {unit}"
 
 
-def _when(stamp: str | None) -> str:
-    """An ISO UTC time ("...Z") as a <time>: "2026-06-08 06:40" (seconds when not zero)."""
-    if stamp is None:
-        return DASH
+def _compact(value: float) -> str:
+    """A number in its shortest form: 60.0 -> "60"."""
+    return f"{value:g}"
+
+
+def _utc_plain(stamp: str | None) -> str:
+    """An ISO UTC time ("...Z") as "2026-06-08 06:40:00" (the page's title)."""
+    return (stamp or "").removesuffix("Z").replace("T", " ")
+
+
+def _clock(stamp: str) -> str:
+    """An ISO UTC time ("...Z") as shown in a <time>: "2026-06-08 06:40" (seconds when not
+    zero)."""
     shown = stamp.removesuffix("Z").replace("T", " ")
     if shown.endswith(":00") and shown.count(":") == 2:
         shown = shown[:-3]
-    return f'<time datetime="{_e(stamp)}">{_e(shown)}</time>'
+    return shown
 
 
-def _label(name: str) -> str:
+def _label(name: Any) -> str:
     """An identifier as words: "answered_within_7d" -> "answered within 7d"."""
-    return _e(name.replace("_", " "))
-
-
-def _period_text(result: dict[str, Any]) -> str:
-    period = result.get("period") or {}
-    start, end = (
-        _e((period.get(k) or "").removesuffix("Z").replace("T", " ")) for k in ("from", "to")
-    )
-    return f"{start} to {end} UTC"
+    return str(name).replace("_", " ")
 
 
 def _unit_name(unit: str) -> str:
     return "(no unit)" if unit == "(none)" else unit
 
 
-# --- page parts -------------------------------------------------------------------------------
+def _dose(value: Any) -> str:
+    return f"{float(value):g}"
 
 
-def _header(result: dict[str, Any]) -> str:
-    period = result.get("period") or {}
-    unit = result.get("unit")
-    return (
-        '<header>\n<h1>Adherence audit report</h1>\n<dl class="meta">\n'
-        f'<dt>Period</dt><dd data-meta="period">{_when(period.get("from"))} to '
-        f"{_when(period.get('to'))} UTC</dd>\n"
-        f'<dt>Unit</dt><dd data-meta="unit">{"all units" if unit is None else _e(unit)}</dd>\n'
-        f'<dt>Policy</dt><dd data-meta="policy">{_e(result.get("policy"))}</dd>\n'
-        "</dl>\n</header>\n"
-    )
+def _in_order(mapping: dict[str, Any], first: Iterable[str]) -> list[tuple[str, Any]]:
+    """The entries of `mapping`, the keys of `first` first (in that order), then the others;
+    entries whose value is None are left out."""
+    leading = tuple(first)
+    keys = (*leading, *(k for k in mapping if k not in leading))
+    return [(k, mapping[k]) for k in keys if mapping.get(k) is not None]
 
 
-def _figure(name: str, value: str) -> str:
-    return f'<span data-figure="{name}">{value}</span>'
-
-
-def _card(
-    title: str, big: str, caption: str, rows: Sequence[tuple[str, str]], *, wide: bool = False
-) -> str:
-    details = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in rows)
-    classes = "card wide" if wide else "card"
-    return (
-        f'<article class="{classes}">\n<h3>{title}</h3>\n<p class="big">{big}</p>\n'
-        f'<p class="caption">{caption}</p>\n<dl>{details}</dl>\n</article>\n'
-    )
-
-
-def _headline(result: dict[str, Any]) -> str:
-    rec = result["recommendations"]
-    rea = result["reassessments"]
-    esc = result["escalations"]
-    alerts = result.get("alerts")
-    dev = result["deviations"]
-    cards = [
-        _card(
-            "Recommendations",
-            _figure("recommendations.rate", _pct(rec["rate"])),
-            "followed ÷ (followed + deviated)",
-            [
-                ("followed", _figure("recommendations.followed", _count(rec["followed"]))),
-                ("deviated", _figure("recommendations.deviated", _count(rec["deviated"]))),
-                ("pending", _figure("recommendations.pending", _count(rec["pending"]))),
-                ("total", _figure("recommendations.total", _count(rec["total"]))),
-                (
-                    "median time to action",
-                    _figure(
-                        "recommendations.median_hours_to_action",
-                        _amount(rec["median_hours_to_action"], "h"),
-                    ),
-                ),
-            ],
-        ),
-        _card(
-            "Reassessments",
-            _figure("reassessments.rate", _pct(rea["rate"])),
-            "on time ÷ due",
-            [
-                ("due", _figure("reassessments.due", _count(rea["due"]))),
-                ("on time", _figure("reassessments.on_time", _count(rea["on_time"]))),
-                ("late", _figure("reassessments.late", _count(rea["late"]))),
-                ("missed", _figure("reassessments.missed", _count(rea["missed"]))),
-            ],
-        ),
-        _card(
-            "Escalations",
-            _figure("escalations.answered_within_7d", _count(esc["answered_within_7d"]))
-            + f"<small> of {_figure('escalations.total', _count(esc['total']))}</small>",
-            "answered with immunotherapy within 7 days",
-            [
-                (
-                    "answered late",
-                    _figure("escalations.answered_late", _count(esc["answered_late"])),
-                ),
-                ("unanswered", _figure("escalations.unanswered", _count(esc["unanswered"]))),
-                (
-                    "median time to therapy",
-                    _figure(
-                        "escalations.median_days_to_therapy",
-                        _amount(esc["median_days_to_therapy"], "d"),
-                    ),
-                ),
-            ],
-        ),
-        _alerts_card(alerts),
-        _card(
-            "Deviations",
-            _figure("deviations.total", _count(dev["total"])),
-            "adherence deviations recorded",
-            [
-                (_label(reason), _figure(f"deviations.{_e(reason)}", _count(n)))
-                for reason, n in (dev.get("by_reason") or {}).items()
-            ]
-            or [("by reason", DASH)],
-            wide=True,
-        ),
-    ]
-    return (
-        '<section class="headline">\n<h2>Headline figures</h2>\n' + "".join(cards) + "</section>\n"
-    )
-
-
-def _alerts_card(alerts: dict[str, Any] | None) -> str:
-    if alerts is None:
-        return _card(
-            "Alerts",
-            _figure("alerts.acknowledged", DASH),
-            "not in an offline report (alerts live in the service's database)",
-            [],
-            wide=True,
-        )
-    within = alerts.get("urgent_acknowledged_within_target") or {}
-    urgent = (alerts.get("by_severity") or {}).get("urgent") or {}
-    target = within.get("target_minutes")
-    target_text = DASH if target is None else f"{target:g} min"
-    return _card(
-        "Alerts",
-        _figure("alerts.acknowledged", _count(alerts["acknowledged"]))
-        + f"<small> of {_figure('alerts.total', _count(alerts['total']))}</small>",
-        "acknowledged",
-        [
-            (
-                f"urgent ≤ {target_text}",
-                _figure("alerts.urgent_within_target.share", _pct(within.get("share"))),
-            ),
-            (
-                "urgent in time",
-                f"{_count(within.get('count'))} of {_count(urgent.get('total'))}",
-            ),
-        ],
-        wide=True,
-    )
-
-
-def _chart_figure(name: str, svg: str | None, caption: str, note: str) -> str:
-    body = svg if svg is not None else f'<p class="no-data">{note}</p>'
-    return f'<figure data-chart="{name}">\n{body}\n<figcaption>{caption}</figcaption>\n</figure>\n'
-
-
-def _section_by_month(result: dict[str, Any], svg: str | None) -> str:
-    figure = _chart_figure(
-        "by-month",
-        svg,
-        "Rates by month: recommendations followed (followed ÷ (followed + deviated), by the "
-        "decision's month) and reassessments on time (on time ÷ due, by the due month). A month "
-        "with nothing to rate is a gap.",
-        "No rate in the period (no recommendation followed or deviated, no reassessment due): "
-        "nothing to chart.",
-    )
-    return f'<section class="chart">\n<h2>Rates by month</h2>\n{figure}</section>\n'
-
-
-def _section_recommendations(result: dict[str, Any], svg: str | None) -> str:
-    rec = result["recommendations"]
-    figure = _chart_figure(
-        "time-to-action",
-        svg,
-        "Time to action: hours from each recommendation to the first recorded treatment change "
-        f"that carried it out (median {_amount(rec['median_hours_to_action'], 'h')}).",
-        "No recommendation in the period was carried out by a recorded treatment change: "
-        "no time to action to chart.",
-    )
-    by_action = rec.get("by_action") or {}
-    rows = []
-    for action in (
-        *RECOMMENDATION_ACTIONS,
-        *(a for a in by_action if a not in RECOMMENDATION_ACTIONS),
-    ):
-        counts = by_action.get(action)
-        if counts is None:
-            continue
-        rows.append(
-            f'<tr data-action="{_e(action)}"><th scope="row">{_label(action)}</th>'
-            f"{_counts_cells(counts, ('total', 'followed', 'deviated', 'pending'))}"
-            f'<td class="num">{_pct(counts.get("rate"))}</td></tr>'
-        )
-    table = (
-        '<table data-table="by-action">\n<caption>Recommendations by action</caption>\n'
-        '<thead><tr><th scope="col">action</th><th class="num">total</th>'
-        '<th class="num">followed</th><th class="num">deviated</th>'
-        '<th class="num">pending</th><th class="num">rate</th></tr></thead>\n'
-        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
-    )
-    return f'<section class="chart">\n<h2>Recommendations</h2>\n{figure}{table}</section>\n'
-
-
-def _section_alerts(result: dict[str, Any], svg: str | None) -> str:
-    alerts = result.get("alerts")
-    if alerts is None:
-        figure = _chart_figure(
-            "ack-times",
-            None,
-            "Alert acknowledgement times",
-            "No alert section: this report was computed offline from an event file, and alerts "
-            "and their acknowledgements live in the service's database only.",
-        )
-        return f'<section class="chart">\n<h2>Alert acknowledgement</h2>\n{figure}</section>\n'
-    within = alerts.get("urgent_acknowledged_within_target") or {}
-    target = within.get("target_minutes")
-    target_text = (
-        "" if target is None else f" The dashed line is the urgent target, {target:g} min."
-    )
-    figure = _chart_figure(
-        "ack-times",
-        svg,
-        "Minutes from an alert to its acknowledgement, by severity: boxes span the quartiles, "
-        "the bar is the median, whiskers reach the 5th and 95th percentiles." + target_text,
-        "No alert in the period was acknowledged: no acknowledgement time to chart.",
-    )
-    rows = []
-    by_severity = alerts.get("by_severity") or {}
-    for severity in (*SEVERITIES, *(s for s in by_severity if s not in SEVERITIES)):
-        counts = by_severity.get(severity)
-        if counts is None:
-            continue
-        rows.append(
-            f'<tr data-severity="{_e(severity)}"><th scope="row">{_e(severity)}</th>'
-            f"{_counts_cells(counts, ('total', 'acknowledged'))}"
-            f'<td class="num">{_amount(counts.get("median_minutes_to_ack"), "min")}</td>'
-            f'<td class="num">{_amount(counts.get("p90_minutes_to_ack"), "min")}</td></tr>'
-        )
-    table = (
-        '<table data-table="ack-by-severity">\n<caption>Alerts by severity</caption>\n'
-        '<thead><tr><th scope="col">severity</th><th class="num">total</th>'
-        '<th class="num">acknowledged</th><th class="num">median to ack</th>'
-        '<th class="num">p90 to ack</th></tr></thead>\n'
-        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n"
-    )
-    return f'<section class="chart">\n<h2>Alert acknowledgement</h2>\n{figure}{table}</section>\n'
-
-
-def _section_cds(result: dict[str, Any]) -> str:
-    """CDS Hooks cards at order signing and what prescribers did with them (database reports
-    only: an offline report has no such section, and shows none)."""
-    cds = result.get("cds")
-    if cds is None:
-        return ""
-    by_indicator = cds.get("by_indicator") or {}
-    rows = "\n".join(
-        f'<tr data-indicator="{_e(name)}"><th scope="row">{_e(name)}</th>'
-        f'<td class="num">{_count(count)}</td></tr>'
-        for name, count in by_indicator.items()
-    )
-    outcomes = "\n".join(
-        f'<tr data-outcome="{name}"><th scope="row">{_label(name)}</th>'
-        f'<td class="num">{_count(cds.get(name))}</td></tr>'
-        for name in ("accepted", "overridden", "no_feedback")
-    )
-    reasons = (
-        "\n".join(
-            f'<tr data-reason="{_e(reason)}"><th scope="row">{_e(reason)}</th>'
-            f'<td class="num">{_count(count)}</td></tr>'
-            for reason, count in (cds.get("override_reasons") or {}).items()
-        )
-        or '<tr class="empty"><td colspan="2">No card was overridden.</td></tr>'
-    )
-    return (
-        "<section>\n<h2>Order checks (CDS Hooks)</h2>\n"
-        f"<p>{_figure('cds.cards', _count(cds.get('cards')))} cards at order signing; "
-        "the latest feedback of each counts.</p>\n"
-        '<table data-table="cds">\n<caption>Cards and what became of them</caption>\n'
-        '<thead><tr><th scope="col">indicator / outcome</th><th class="num">cards</th></tr>'
-        f"</thead>\n<tbody>\n{rows}\n{outcomes}\n</tbody>\n</table>\n"
-        '<table data-table="cds-override-reasons">\n<caption>Override reasons</caption>\n'
-        '<thead><tr><th scope="col">reason</th><th class="num">cards</th></tr></thead>\n'
-        f"<tbody>\n{reasons}\n</tbody>\n</table>\n</section>\n"
-    )
-
-
-def _counts_cells(counts: dict[str, Any], keys: Iterable[str]) -> str:
-    return "".join(f'<td class="num">{_count(counts.get(k))}</td>' for k in keys)
-
-
-def _section_by_unit(result: dict[str, Any]) -> str:
-    rows = []
-    for unit, summary in (result.get("by_unit") or {}).items():
-        rec, rea, esc = summary["recommendations"], summary["reassessments"], summary["escalations"]
-        rows.append(
-            f'<tr data-unit="{_e(unit)}"><th scope="row">{_e(_unit_name(unit))}</th>'
-            f"{_counts_cells(rec, ('total', 'followed', 'deviated', 'pending'))}"
-            f'<td class="num rate">{_pct(rec.get("rate"))}</td>'
-            f"{_counts_cells(rea, ('due', 'on_time', 'late', 'missed'))}"
-            f'<td class="num rate">{_pct(rea.get("rate"))}</td>'
-            f"{_counts_cells(esc, ('total', 'answered_within_7d', 'answered_late', 'unanswered'))}"
-            "</tr>"
-        )
-    if not rows:
-        rows.append('<tr class="empty"><td colspan="15">No audited item in the period.</td></tr>')
-    return (
-        '<section>\n<h2>By unit</h2>\n<div class="scroll">\n'
-        '<table data-table="by-unit" class="wide">\n'
-        "<thead>\n"
-        '<tr><th rowspan="2" scope="col">unit</th>'
-        '<th colspan="5" class="group">recommendations</th>'
-        '<th colspan="5" class="group">reassessments</th>'
-        '<th colspan="4" class="group">escalations</th></tr>\n'
-        '<tr><th class="num">total</th><th class="num">followed</th><th class="num">deviated</th>'
-        '<th class="num">pending</th><th class="num">rate</th>'
-        '<th class="num">due</th><th class="num">on time</th><th class="num">late</th>'
-        '<th class="num">missed</th><th class="num">rate</th>'
-        '<th class="num">total</th><th class="num">≤ 7 d</th><th class="num">late</th>'
-        '<th class="num">none</th></tr>\n'
-        "</thead>\n"
-        f"<tbody>\n{chr(10).join(rows)}\n</tbody>\n</table>\n</div>\n</section>\n"
-    )
-
-
-DRILL_DOWN_COLUMNS = (
-    "<colgroup>"
-    + "".join(f'<col style="width:{w}%">' for w in (16, 13, 11, 11, 12, 28, 9))
-    + "</colgroup>\n"
-)
 OUTCOME_CLASS = {
     "deviated": "bad",
     "missed": "bad",
@@ -455,76 +191,6 @@ OUTCOME_CLASS = {
     "late": "warn",
     "answered_late": "warn",
 }
-
-
-def _evidence(evidence: dict[str, Any] | None) -> str:
-    if not evidence:
-        return DASH
-    parts = [_label(str(evidence.get("type")))]
-    if evidence.get("action"):
-        parts.append(_label(str(evidence["action"])))
-    parts.append(_when(evidence.get("at")))
-    if evidence.get("dose_mg_m2") is not None:
-        parts.append(f"{_e(_dose(evidence['dose_mg_m2']))} mg/m²")
-    return f"<code>{_e(evidence.get('event_id'))}</code><br>" + " · ".join(parts)
-
-
-def _dose(value: Any) -> str:
-    return f"{float(value):g}"
-
-
-def _item_row(item: dict[str, Any]) -> str:
-    action = _label(str(item.get("action")))
-    if item.get("recommended_dose_mg_m2") is not None:
-        action += f" to {_e(_dose(item['recommended_dose_mg_m2']))} mg/m²"
-    outcome = str(item.get("outcome"))
-    if item.get("hours_to_action") is not None:
-        elapsed = _amount(item["hours_to_action"], "h")
-    elif item.get("days_to_therapy") is not None:
-        elapsed = _amount(item["days_to_therapy"], "d")
-    else:
-        elapsed = DASH
-    return (
-        f'<tr data-decision="{_e(item.get("decision_id"))}">'
-        f"<td>{_e(item.get('kind'))}</td><td>{action}</td>"
-        f"<td>{_when(item.get('at'))}</td><td>{_when(item.get('due_at'))}</td>"
-        f'<td><span class="outcome {OUTCOME_CLASS.get(outcome, "")}">{_label(outcome)}</span></td>'
-        f'<td class="evidence">{_evidence(item.get("evidence"))}</td>'
-        f'<td class="num">{elapsed}</td></tr>'
-    )
-
-
-def _section_drill_down(result: dict[str, Any]) -> str:
-    patients = [p for p in result.get("patients") or [] if p.get("items")]
-    parts = [
-        '<section class="drill-down">\n<h2>Drill-down</h2>\n',
-        '<p class="lead">Each recommendation not followed (deviated or pending), reassessment '
-        "missed and escalation unanswered, by patient, with the event that decided it. Times "
-        "are UTC.</p>\n",
-    ]
-    if not patients:
-        parts.append('<p class="no-data">Nothing to review in the period.</p>\n')
-    for patient in patients:
-        pid = patient.get("patient_id")
-        rec, rea = patient["recommendations"], patient["reassessments"]
-        units = ", ".join(_e(_unit_name(u)) for u in patient.get("units") or []) or DASH
-        summary = (
-            f"unit {units} · recommendations followed {_count(rec['followed'])} of "
-            f"{_count(rec['total'])} · reassessments on time {_count(rea['on_time'])} of "
-            f"{_count(rea['due'])}"
-        )
-        rows = "\n".join(_item_row(item) for item in patient["items"])
-        parts.append(
-            f'<table data-table="drill-down" data-patient="{_e(pid)}" class="wide">\n'
-            f'<caption><span class="patient">{_e(pid)}</span> <small>{summary}</small></caption>\n'
-            f"{DRILL_DOWN_COLUMNS}"
-            '<thead><tr><th scope="col">kind</th><th scope="col">action</th>'
-            '<th scope="col">decided</th><th scope="col">due</th><th scope="col">outcome</th>'
-            '<th scope="col">evidence</th><th scope="col" class="num">to action</th></tr></thead>\n'
-            f"<tbody>\n{rows}\n</tbody>\n</table>\n"
-        )
-    parts.append("</section>\n")
-    return "".join(parts)
 
 
 # --- charts -----------------------------------------------------------------------------------
@@ -747,84 +413,4 @@ def _svg(figure: Figure, title: str) -> str:
     text = _PROLOG.sub("", buffer.getvalue(), count=1).strip()
     root_end = text.index(">")
     root = _SIZE.sub("", text[:root_end])
-    return f'{root} role="img" aria-label="{_e(title)}"{text[root_end:]}'
-
-
-CSS = f"""\
-@page {{ size: A4; margin: 14mm 12mm; }}
-* {{ box-sizing: border-box; }}
-html {{ background: #f4f5f7; }}
-body {{ margin: 0; color: {INK}; font: 14px/1.45 system-ui, -apple-system, "Segoe UI",
-  Roboto, "Helvetica Neue", Arial, sans-serif; }}
-main {{ max-width: calc(186mm + 56px); margin: 0 auto; padding: 24px 28px 40px; background: #fff; }}
-h1 {{ font-size: 24px; margin: 0 0 6px; }}
-h2 {{ font-size: 17px; margin: 28px 0 10px; padding-bottom: 4px;
-  border-bottom: 2px solid {GRID}; }}
-h3 {{ font-size: 13px; margin: 0; text-transform: uppercase; letter-spacing: .04em;
-  color: {GREY}; }}
-header {{ border-bottom: 3px solid {BLUE}; padding-bottom: 10px; }}
-dl.meta {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 0; }}
-dl.meta dt {{ color: {GREY}; }}
-dl.meta dd {{ margin: 0; font-weight: 600; }}
-.headline {{ display: grid; grid-template-columns: repeat(6, 1fr); gap: 10px; }}
-.card {{ grid-column: span 2; }}
-.card.wide {{ grid-column: span 3; }}
-@media screen and (max-width: 560px) {{
-  .headline {{ grid-template-columns: 1fr; }}
-  .card, .card.wide {{ grid-column: auto; }}
-}}
-.headline h2 {{ grid-column: 1 / -1; margin-bottom: 0; }}
-.card {{ border: 1px solid {GRID}; border-radius: 6px; padding: 10px 12px; break-inside: avoid; }}
-.card .big {{ font-size: 26px; font-weight: 700; margin: 4px 0 0; color: {BLUE};
-  font-variant-numeric: tabular-nums; }}
-.card .big small {{ font-size: 14px; font-weight: 400; color: {GREY}; }}
-.card .caption {{ margin: 0 0 6px; font-size: 12px; color: {GREY}; }}
-.card dl {{ display: grid; grid-template-columns: 1fr max-content; gap: 1px 8px; margin: 0;
-  font-size: 12.5px; }}
-.card dt {{ color: {GREY}; }}
-.card dd {{ margin: 0; text-align: right; font-variant-numeric: tabular-nums; }}
-figure {{ margin: 0 0 14px; break-inside: avoid; }}
-figure svg {{ display: block; width: 100%; height: auto; }}
-figcaption {{ font-size: 12px; color: {GREY}; margin-top: 4px; }}
-.no-data {{ padding: 14px; border: 1px dashed #cbd2d9; border-radius: 6px; color: {GREY};
-  background: #fafbfc; margin: 0; }}
-table {{ border-collapse: collapse; width: 100%; margin: 8px 0 16px; font-size: 12.5px;
-  font-variant-numeric: tabular-nums; }}
-caption {{ text-align: left; font-weight: 600; padding: 4px 0; }}
-caption small {{ font-weight: 400; color: {GREY}; margin-left: 6px; }}
-th, td {{ padding: 4px 6px; border-bottom: 1px solid {GRID}; text-align: left;
-  vertical-align: top; }}
-thead th {{ background: #f4f5f7; font-weight: 600; font-size: 12px; }}
-thead th.group {{ text-align: center; border-left: 2px solid #fff; }}
-tbody th {{ font-weight: 600; }}
-.num {{ text-align: right; white-space: nowrap; }}
-td.rate {{ font-weight: 600; }}
-.scroll {{ overflow-x: auto; }}
-table.wide {{ font-size: 11px; }}
-table.wide th, table.wide td {{ padding: 3px 4px; }}
-table.wide thead th {{ font-size: 10.5px; white-space: normal; vertical-align: bottom; }}
-table[data-table="by-unit"] tbody th {{ white-space: nowrap; }}
-table[data-table="drill-down"] {{ table-layout: fixed; }}
-table[data-table="drill-down"] td {{ overflow-wrap: anywhere; }}
-table[data-table="drill-down"] time {{ white-space: normal; }}
-table[data-table="drill-down"] td.evidence time {{ white-space: nowrap; }}
-tr {{ break-inside: avoid; }}
-thead {{ display: table-header-group; }}
-.drill-down table {{ margin-top: 4px; }}
-.patient {{ font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }}
-code {{ font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace;
-  font-size: 11.5px; word-break: break-all; }}
-td.evidence {{ font-size: 11.5px; }}
-time {{ white-space: nowrap; }}
-.outcome {{ display: inline-block; padding: 0 6px; border-radius: 8px; background: #e3f0e8;
-  color: #1e5b34; font-size: 11.5px; white-space: nowrap; }}
-.outcome.bad {{ background: #fde7e4; color: {RED}; }}
-.outcome.warn {{ background: #fdf0dc; color: #8a4b08; }}
-.lead {{ color: {GREY}; font-size: 12.5px; }}
-@media print {{
-  html {{ background: #fff; }}
-  body {{ font-size: 11pt; }}
-  main {{ max-width: none; padding: 0; }}
-  h2 {{ break-after: avoid; }}
-}}
-"""
+    return f'{root} role="img" aria-label="{escape(title)}"{text[root_end:]}'
