@@ -1,6 +1,6 @@
 """Bortezomib orders and doses in FHIR: which medication, what dose, route and schedule.
 
-Shared by the ingest mapping (`inbound.py`) and the CDS Hooks order check, so both read a
+Shared by the ingest mapping (the `inbound` package) and the CDS Hooks order check, so both read a
 MedicationRequest the same way, and the CDS `update` suggestion writes one the same way.
 """
 
