@@ -90,6 +90,15 @@ def destination_refusal(url: AnyHttpUrl, settings: Settings) -> str | None:
 def add_webhook_routes(
     app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
 ) -> None:
+    """The admin's webhook routes: endpoints (register, list, disable), then deliveries
+    (list, retry)."""
+    _add_endpoint_routes(app, services, require)
+    _add_delivery_routes(app, services, require)
+
+
+def _add_endpoint_routes(
+    app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
+) -> None:
     def now() -> dt.datetime:
         return services.settings.now()
 
@@ -157,6 +166,13 @@ def add_webhook_routes(
             view = endpoint_view(row)
         audit(principal, "DELETE /v1/admin/webhooks/{webhook_id}", f"webhook:{webhook_id}", 200)
         return view
+
+
+def _add_delivery_routes(
+    app: FastAPI, services: Services, require: Callable[..., Callable[..., Principal]]
+) -> None:
+    def audit(principal: Principal, action: str, resource: str, status: int) -> None:
+        services.audit.record(principal, action, resource, status, services.settings.now())
 
     @app.get("/v1/admin/webhook-deliveries", summary="Deliveries and their attempts")
     def list_deliveries(
