@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import random
 
 from sqlalchemy import update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
@@ -17,6 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import col
 
 from monitor.alerts.service import add_alerts, monitoring_stopped
+from monitor.operations.backoff import exponential_backoff
 from monitor.operations.logsafe import SafeMessageError, describe_chain
 from monitor.operations.metrics import DEAD_LETTERED, TASKS_FAILED
 from monitor.processing.service import ProcessOutcome, StoredEventError, process_patient
@@ -61,8 +61,9 @@ def is_transient(exc: BaseException) -> bool:
 def backoff_seconds(services: Services, attempt: int) -> float:
     """Exponential backoff with jitter, capped: 1, 2, 4, ... s (attempt counts from 0)."""
     settings = services.settings
-    ceiling = min(settings.task_retry_backoff_max_s, settings.task_retry_backoff_s * 2**attempt)
-    return float(ceiling * random.uniform(0.5, 1.0))
+    return exponential_backoff(
+        settings.task_retry_backoff_s, settings.task_retry_backoff_max_s, attempt, (0.5, 1.0)
+    )
 
 
 def retry_delay(services: Services, exc: BaseException, retries_done: int) -> float | None:

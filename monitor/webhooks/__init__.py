@@ -1,1 +1,1 @@
-"""Alerts pushed to receivers: registration, signed delivery, safe egress."""
+"""Alerts pushed to receivers: registration, signed delivery, an attempt's outcome, safe egress."""

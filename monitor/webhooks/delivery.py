@@ -14,16 +14,15 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpcore
 from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from monitor.alerts.service import alert_view, audiences
+from monitor.operations.backoff import exponential_backoff
 from monitor.operations.metrics import WEBHOOK_ATTEMPTS
 from monitor.services import Services
 from monitor.settings import Settings
@@ -36,6 +35,15 @@ from monitor.storage.models import (
     WebhookEndpointRow,
 )
 from monitor.webhooks import egress
+from monitor.webhooks.outcome import (
+    ENDPOINT_DISABLED,
+    SEND_ERRORS,
+    Decision,
+    Sent,
+    answered,
+    classify,
+    not_answered,
+)
 from policies.decisions import utc_text, utc_text_or_none
 
 log = logging.getLogger("monitor.webhooks")
@@ -46,8 +54,6 @@ TIMESTAMP_HEADER = "X-BIPN-Timestamp"
 DELIVERY_HEADER = "X-BIPN-Delivery"
 EVENT_HEADER = "X-BIPN-Event"
 SIGNATURE_TOLERANCE_S = 300
-# Answers worth trying again: timeouts, "too early", rate limits and server errors.
-RETRY_STATUSES = frozenset({408, 425, 429})
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -132,8 +138,9 @@ def fan_out(session: Session, alerts: list[AlertRow], wall: dt.datetime) -> list
 
 def backoff_s(settings: Settings, attempts: int) -> float:
     """2, 4, 8, ... s (with jitter), capped: the wait after the `attempts`-th failure."""
-    ceiling = min(settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2 ** (attempts - 1))
-    return float(ceiling * random.uniform(0.75, 1.0))
+    return exponential_backoff(
+        settings.webhook_backoff_s, settings.webhook_backoff_max_s, attempts - 1, (0.75, 1.0)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +166,8 @@ class _Claimed:
 
 
 def deliver(services: Services, delivery_id: int) -> DeliveryResult:
-    """Try one delivery once: claim it, POST it (outside any transaction), record the attempt.
+    """Try one delivery once: claim it, POST it (outside any transaction), classify the
+    outcome, record the attempt.
 
     `skipped` when it is not pending, or another worker holds the claim: a delivery in flight
     is never sent twice (the claim outlasts the attempt, whose one deadline is
@@ -172,74 +180,18 @@ def deliver(services: Services, delivery_id: int) -> DeliveryResult:
         return DeliveryResult("skipped")
     settings = services.settings
     started = time.perf_counter()
-    status_code, error, retry_after, refused = (
-        _post(settings, claimed.url, claimed.secret, delivery_id, claimed.body)
-        if claimed.active
-        else (None, "the endpoint was disabled", None, True)
+    sent = _send(settings, delivery_id, claimed)
+    elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+    decision = classify(
+        sent,
+        attempts=claimed.attempts_this_round,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=backoff_s(settings, claimed.attempts_this_round),
+        backoff_max_s=settings.webhook_backoff_max_s,
     )
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    exhausted = False
-    if status_code is not None and 200 <= status_code < 300:
-        outcome: Literal["delivered", "retry", "failed"] = "delivered"
-    elif refused:  # disabled, or the address is refused: no retry can change that
-        outcome = "failed"
-    elif status_code is None or status_code in RETRY_STATUSES or status_code >= 500:
-        exhausted = claimed.attempts_this_round >= settings.webhook_max_attempts
-        outcome = "failed" if exhausted else "retry"
-    else:  # another 4xx or a redirect: the receiver refuses; only a person can fix that
-        outcome = "failed"
-    delay = None
-    if outcome == "retry":
-        delay = backoff_s(settings, claimed.attempts_this_round)
-        if retry_after is not None:
-            delay = min(max(delay, retry_after), settings.webhook_backoff_max_s)
-    done = dt.datetime.now(dt.UTC)
-    with services.sessions.begin() as session:
-        session.execute(
-            update(WebhookAttemptRow)
-            .where(col(WebhookAttemptRow.id) == claimed.attempt_id)
-            .values(
-                status_code=status_code,
-                outcome=outcome,
-                error=error,
-                duration_ms=round(elapsed_ms, 1),
-            )
-        )
-        values: dict[str, Any] = {"attempts": claimed.attempts_this_round, "claimed_until": None}
-        if outcome == "delivered":
-            values |= {"status": "delivered", "delivered_at": done, "last_error": None}
-        elif outcome == "failed":
-            reason = error or f"HTTP {status_code}"
-            if exhausted:
-                reason = (
-                    f"retries exhausted after {claimed.attempts_this_round} attempts; "
-                    f"last: {reason}"
-                )
-            values |= {"status": "failed", "failed_at": done, "last_error": reason}
-        else:
-            assert delay is not None
-            values |= {
-                "next_attempt_at": done + dt.timedelta(seconds=delay),
-                "last_error": error or f"HTTP {status_code}",
-            }
-        session.execute(
-            update(WebhookDeliveryRow)
-            .where(col(WebhookDeliveryRow.id) == delivery_id)
-            .values(**values)
-        )
-    WEBHOOK_ATTEMPTS.labels(outcome=outcome).inc()
-    log_call = log.warning if outcome == "failed" else log.info
-    log_call(
-        "webhook attempt",
-        extra={
-            "delivery_id": delivery_id,
-            "attempt": claimed.attempt_number,
-            "status_code": status_code,
-            "outcome": outcome,
-            "ms": round(elapsed_ms, 1),
-        },
-    )
-    return DeliveryResult(outcome, delay)
+    _record(services, delivery_id, claimed, sent, decision, elapsed_ms)
+    _report(delivery_id, claimed, sent, decision, elapsed_ms)
+    return DeliveryResult(decision.outcome, decision.retry_in_s)
 
 
 def _claim(services: Services, delivery_id: int) -> _Claimed | None:
@@ -305,42 +257,92 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
         )
 
 
-def _post(
-    settings: Settings, url: str, secret: str, delivery_id: int, body: bytes
-) -> tuple[int | None, str | None, float | None, bool]:
-    """POST the signed body under the egress policy (`monitor.webhooks.egress`): (status, error,
-    Retry-After seconds, refused). Network failures are answers too (status None): the caller
-    decides about retrying; a refused destination is never retried."""
+def _send(settings: Settings, delivery_id: int, claimed: _Claimed) -> Sent:
+    """POST the signed body under the egress policy (`monitor.webhooks.egress`), the
+    response read up to `webhook_max_response_bytes`. A disabled endpoint is not called."""
+    if not claimed.active:
+        return ENDPOINT_DISABLED
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "bipn-monitor-webhooks/1",
         TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        SIGNATURE_HEADER: sign(claimed.secret, timestamp, claimed.body),
         DELIVERY_HEADER: str(delivery_id),
         EVENT_HEADER: "alert",
     }
     try:
         answer = egress.post(
-            url,
-            body,
+            claimed.url,
+            claimed.body,
             headers,
             deadline_s=settings.webhook_timeout_s,
             allowed=settings.webhook_allow_networks,
             max_response_bytes=settings.webhook_max_response_bytes,
         )
-    except egress.EgressRefusedError as exc:
-        return None, f"refused by the egress policy: {exc}"[:500], None, True
-    except egress.DeadlineExceededError:
-        return None, f"no complete answer within {settings.webhook_timeout_s:g} s", None, False
-    except httpcore.TimeoutException as exc:
-        return None, f"timeout: {type(exc).__name__}", None, False
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
-        return None, f"{type(exc).__name__}: {exc}"[:500], None, False
-    retry_after = answer.headers.get("retry-after", "")
-    wait = float(retry_after) if retry_after.isdigit() else None
-    error = None if 200 <= answer.status < 300 else f"HTTP {answer.status}"
-    return answer.status, error, wait, False
+    except SEND_ERRORS as exc:
+        return not_answered(exc, settings.webhook_timeout_s)
+    return answered(answer.status, answer.headers)
+
+
+def _record(
+    services: Services,
+    delivery_id: int,
+    claimed: _Claimed,
+    sent: Sent,
+    decision: Decision,
+    elapsed_ms: float,
+) -> None:
+    """The attempt's result and the delivery's new state, in one transaction; the claim is
+    released."""
+    done = dt.datetime.now(dt.UTC)
+    with services.sessions.begin() as session:
+        session.execute(
+            update(WebhookAttemptRow)
+            .where(col(WebhookAttemptRow.id) == claimed.attempt_id)
+            .values(
+                status_code=sent.status_code,
+                outcome=decision.outcome,
+                error=sent.error,
+                duration_ms=elapsed_ms,
+            )
+        )
+        session.execute(
+            update(WebhookDeliveryRow)
+            .where(col(WebhookDeliveryRow.id) == delivery_id)
+            .values(**_delivery_state(decision, claimed.attempts_this_round, done))
+        )
+
+
+def _delivery_state(decision: Decision, attempts: int, done: dt.datetime) -> dict[str, Any]:
+    """The columns of the delivery row that an attempt changes."""
+    values: dict[str, Any] = {"attempts": attempts, "claimed_until": None}
+    if decision.outcome == "delivered":
+        values |= {"status": "delivered", "delivered_at": done}
+    elif decision.outcome == "failed":
+        values |= {"status": "failed", "failed_at": done}
+    else:
+        assert decision.retry_in_s is not None
+        values |= {"next_attempt_at": done + dt.timedelta(seconds=decision.retry_in_s)}
+    return values | {"last_error": decision.last_error}
+
+
+def _report(
+    delivery_id: int, claimed: _Claimed, sent: Sent, decision: Decision, elapsed_ms: float
+) -> None:
+    """The attempt's metric and log line (a warning when the delivery failed for good)."""
+    WEBHOOK_ATTEMPTS.labels(outcome=decision.outcome).inc()
+    log_call = log.warning if decision.outcome == "failed" else log.info
+    log_call(
+        "webhook attempt",
+        extra={
+            "delivery_id": delivery_id,
+            "attempt": claimed.attempt_number,
+            "status_code": sent.status_code,
+            "outcome": decision.outcome,
+            "ms": elapsed_ms,
+        },
+    )
 
 
 def due_for_redrive(services: Services, limit: int = 500) -> list[int]:
