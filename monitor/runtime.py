@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from monitor.auth.audit import AuditKeyError
+from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import RequestIdFilter, SafeJsonFormatter
 from monitor.services import Services, build_services
 from monitor.settings import Settings
@@ -208,7 +209,7 @@ def scheduler(settings: Settings) -> int:
     blocking = BlockingScheduler(timezone=dt.UTC)
     add_jobs(blocking, services, lease)
     for job in blocking.get_jobs():
-        job.modify(next_run_time=dt.datetime.now(dt.UTC))  # a tick at once, then every interval
+        job.modify(next_run_time=wall_now())  # a tick at once, then every interval
     log.info(
         "scheduler started",
         extra={"interval_s": settings.scheduler_interval_s, "holder": lease.holder},

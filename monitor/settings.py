@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.operations.clock import wall_now
 from policies.decisions import Audience
 from policies.events import Therapy
 
@@ -360,7 +361,7 @@ class Settings(BaseSettings):
         """The service clock, aware UTC."""
         if self.fixed_now is not None:
             return self.fixed_now.astimezone(dt.UTC)
-        return dt.datetime.now(dt.UTC)
+        return wall_now()
 
 
 @functools.cache

@@ -12,10 +12,12 @@ from fastapi import Depends, Header, HTTPException, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from monitor.alerts.schemas import AcknowledgedAlert, AckRequest, AlertPage, FeedQuery, feed_query
+from monitor.alerts.schemas import AcknowledgedAlert, AckRequest, AlertPage, FeedQuery, Unit
 from monitor.alerts.service import (
     AckBeforeAlertError,
+    AlertAudience,
     AlertFilter,
+    AlertKind,
     AlertNotFoundError,
     acknowledge,
     last_alert_id,
@@ -26,11 +28,29 @@ from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import still_valid
 from monitor.services import Services
 from monitor.storage.models import MAX_ROW_ID
-from policies.decisions import utc_text
+from policies.decisions import Severity, utc_text
 
 router = StrictJsonRouter(tags=["alerts"])
 MAX_PAGE = 500
 STREAM_BATCH = 100
+
+
+def feed_query(
+    severity: Annotated[list[Severity] | None, Query()] = None,
+    audience: Annotated[list[AlertAudience] | None, Query()] = None,
+    unit: Annotated[list[Unit] | None, Query()] = None,
+    kind: Annotated[list[AlertKind] | None, Query()] = None,
+    acknowledged: bool | None = None,
+) -> FeedQuery:
+    return FeedQuery(
+        severity=severity or [],
+        audience=audience or [],
+        unit=unit or [],
+        kind=kind or [],
+        acknowledged=acknowledged,
+    )
+
+
 Feed = Annotated[FeedQuery, Depends(feed_query)]
 
 
@@ -94,6 +114,7 @@ def resume_point(
     "/v1/alerts/stream",
     response_class=EventSourceResponse,
     summary="The nurse feed live (Server-Sent Events), resumable with Last-Event-ID",
+    openapi_extra={"x-event-data": "AlertView"},  # `alert` events: data is an alert
 )
 async def stream_alerts(
     principal: Nurse,

@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.alerts.service import AlertAudience, AlertFilter, AlertKind
@@ -45,22 +44,6 @@ class FeedQuery(BaseModel):
             kinds=self.kind,
             acknowledged=self.acknowledged,
         )
-
-
-def feed_query(
-    severity: Annotated[list[Severity] | None, Query()] = None,
-    audience: Annotated[list[AlertAudience] | None, Query()] = None,
-    unit: Annotated[list[Unit] | None, Query()] = None,
-    kind: Annotated[list[AlertKind] | None, Query()] = None,
-    acknowledged: bool | None = None,
-) -> FeedQuery:
-    return FeedQuery(
-        severity=severity or [],
-        audience=audience or [],
-        unit=unit or [],
-        kind=kind or [],
-        acknowledged=acknowledged,
-    )
 
 
 class AckView(BaseModel):

@@ -19,6 +19,7 @@ from monitor.api.guard import BodyTooLargeError, route_template
 from monitor.api.json_body import InvalidJsonError, parse_json
 from monitor.auth.roles import Role
 from monitor.auth.tokens import Principal
+from monitor.operations.clock import wall_now
 from monitor.services import Services
 from monitor.storage.models import MAX_ROW_ID
 from policies.events import PATIENT_ID_PATTERN
@@ -48,7 +49,7 @@ class Clock:
 
     @staticmethod
     def wall() -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return wall_now()
 
 
 def get_clock(services: ServicesDep) -> Clock:

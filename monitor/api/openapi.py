@@ -2,8 +2,9 @@
 themselves (to report every problem at once), made once per app and kept.
 
 It is an OpenAPI 3.1 document and validates as one (tests/monitor/api/test_openapi.py): the
-Server-Sent Events route's `itemSchema` (an OpenAPI 3.2 key FastAPI emits) is replaced by the
-3.1 way of saying it, a `text/event-stream` string.
+Server-Sent Events route's `itemSchema` (an OpenAPI 3.2 key FastAPI emits) becomes the
+`text/event-stream` schema, of one event (as schemathesis reads it); a route naming its events'
+data model (`x-event-data`) has the `data` field described as that model in JSON.
 """
 
 from typing import Any
@@ -32,13 +33,17 @@ def openapi_document(app: FastAPI, components: dict[str, Any]) -> dict[str, Any]
 def _event_streams_as_31(document: dict[str, Any]) -> None:
     for path in document.get("paths", {}).values():
         for operation in path.values():
+            data_model = operation.pop("x-event-data", None)
             for response in operation.get("responses", {}).values():
                 stream = response.get("content", {}).get(EVENT_STREAM)
-                if stream is not None and "itemSchema" in stream:
-                    item = stream.pop("itemSchema")
-                    stream["schema"] = {
+                if stream is None or "itemSchema" not in stream:
+                    continue
+                event = stream.pop("itemSchema")
+                event["description"] = "one Server-Sent Event"
+                if data_model is not None:
+                    event["properties"]["data"] = {
                         "type": "string",
-                        "description": "Server-Sent Events; each event's data is JSON",
-                        "contentMediaType": EVENT_STREAM,
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": f"#/components/schemas/{data_model}"},
                     }
-                    stream.setdefault("x-item-schema", item)
+                stream["schema"] = event

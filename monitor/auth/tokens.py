@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from monitor.auth.roles import ROLES, Role
+from monitor.operations.clock import wall_now
 from monitor.storage.models import ApiTokenRow
 from policies.decisions import utc_text, utc_text_or_none
 
@@ -71,7 +72,7 @@ def authenticate(
     sessions: sessionmaker[Session], token: str, now: dt.datetime | None = None
 ) -> Principal | None:
     """The token's principal, or None when it is unknown, revoked or expired (at `now`)."""
-    moment = now or dt.datetime.now(dt.UTC)
+    moment = now or wall_now()
     with sessions() as session:
         row = session.execute(
             select(ApiTokenRow).where(col(ApiTokenRow.token_hash) == hash_token(token))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import gc
 import io
 import json
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
 from monitor.bench.synthetic import generate
+from monitor.operations.clock import wall_now
 from monitor.replay.command import run_replay
 from monitor.replay.timeline import Timeline, batch_mode, read_timeline
 from policies import DEFAULT, Event, evaluate
@@ -303,7 +303,7 @@ def run_bench(args: argparse.Namespace, out: IO[str]) -> int:
     )
     figures: dict[str, Any] = {
         "bench": "replay",
-        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "measured_at": wall_now().isoformat(timespec="seconds"),
         "patients": patients,
         "events_per_patient": per_patient,
         "long": long,

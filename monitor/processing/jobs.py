@@ -6,7 +6,6 @@ retry the same errors the same way and dead-letter with the same reasons.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 
@@ -17,6 +16,7 @@ from sqlmodel import col
 
 from monitor.alerts.service import add_alerts, monitoring_stopped
 from monitor.operations.backoff import exponential_backoff
+from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError, describe_chain
 from monitor.operations.metrics import DEAD_LETTERED, TASKS_FAILED
 from monitor.processing.service import ProcessOutcome, StoredEventError, process_patient
@@ -153,7 +153,7 @@ def dead_letter(
                 raised = add_alerts(
                     session, [monitoring_stopped(patient_id, unit, dead_id, why, now)]
                 )
-                delivery_ids = fan_out(session, raised, dt.datetime.now(dt.UTC))
+                delivery_ids = fan_out(session, raised, wall_now())
     except TRANSIENT_ERRORS as failure:
         # The database is down: the outbox rows stay open, so the re-drive retries later.
         log.error(

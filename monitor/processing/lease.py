@@ -21,6 +21,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col
 
+from monitor.operations.clock import wall_now
 from monitor.storage.database import insert_for
 from monitor.storage.models import SchedulerLeaseRow
 
@@ -39,7 +40,7 @@ class SchedulerLease:
 
     def hold(self) -> bool:
         """Take or renew the lease; True while this replica holds it."""
-        wall = dt.datetime.now(dt.UTC)
+        wall = wall_now()
         expires = wall + self._ttl
         with self._sessions.begin() as session:
             session.execute(

@@ -24,6 +24,7 @@ from sqlalchemy import ColumnElement, exists, or_, update
 from sqlmodel import Session, col, select
 
 from monitor.alerts import service as alerts
+from monitor.operations.clock import wall_now
 from monitor.operations.metrics import ALERTS_RAISED
 from monitor.processing.jobs import TRANSIENT_ERRORS
 from monitor.processing.lease import SchedulerLease
@@ -67,7 +68,7 @@ def redrive_outbox(services: Services) -> int:
     freezes (tests, demos), and then no row would ever look stale.
     """
     assert services.dispatcher is not None
-    wall = dt.datetime.now(dt.UTC)
+    wall = wall_now()
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     still_open = _still_open()
     with services.sessions.begin() as session:
@@ -104,7 +105,7 @@ def fire_due_timers(services: Services) -> int:
     SKIP LOCKED: two schedulers at once split the patients instead of both sending them."""
     assert services.dispatcher is not None
     now = services.settings.now()
-    wall = dt.datetime.now(dt.UTC)
+    wall = wall_now()
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     with services.sessions.begin() as session:
         query = (
@@ -155,7 +156,7 @@ def _raise_alerts(
 ) -> int:
     with services.sessions.begin() as session:
         raised = find(session, services.settings, services.settings.now())
-        delivery_ids = fan_out(session, raised, dt.datetime.now(dt.UTC))
+        delivery_ids = fan_out(session, raised, wall_now())
     if delivery_ids and services.dispatcher is not None:
         services.dispatcher.enqueue_deliveries(delivery_ids)
     if raised:
@@ -246,5 +247,5 @@ def start_background(services: Services) -> tuple[BackgroundScheduler, Scheduler
     add_jobs(scheduler, services, lease)
     scheduler.start()
     for job in scheduler.get_jobs():
-        job.modify(next_run_time=dt.datetime.now(dt.UTC))
+        job.modify(next_run_time=wall_now())
     return scheduler, lease

@@ -20,6 +20,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
 from monitor.alerts.service import add_alerts
+from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError
 from monitor.operations.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.storage.database import insert_for
@@ -226,7 +227,7 @@ def process_patient(
             .values(retried_at=now)
         )
         # last: the alert ids' lock is held from here to the commit (see add_alerts)
-        delivery_ids = fan_out(session, add_alerts(session, alerts), dt.datetime.now(dt.UTC))
+        delivery_ids = fan_out(session, add_alerts(session, alerts), wall_now())
     done = len(accepted)
     EVENTS_PROCESSED.inc(done)
     for _, created_at in accepted:

@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from monitor.alerts.service import alert_view, audiences
 from monitor.operations.backoff import exponential_backoff
+from monitor.operations.clock import wall_now
 from monitor.operations.metrics import WEBHOOK_ATTEMPTS
 from monitor.services import Services
 from monitor.settings import Settings
@@ -196,7 +197,7 @@ def deliver(services: Services, delivery_id: int) -> DeliveryResult:
 
 def _claim(services: Services, delivery_id: int) -> _Claimed | None:
     """Take the delivery for one attempt, or None (not pending, or claimed by another)."""
-    wall = dt.datetime.now(dt.UTC)
+    wall = wall_now()
     claim_s = services.settings.webhook_timeout_s + CLAIM_MARGIN_S
     with services.sessions.begin() as session:
         claimed = session.execute(
@@ -295,7 +296,7 @@ def _record(
 ) -> None:
     """The attempt's result and the delivery's new state, in one transaction; the claim is
     released."""
-    done = dt.datetime.now(dt.UTC)
+    done = wall_now()
     with services.sessions.begin() as session:
         session.execute(
             update(WebhookAttemptRow)
@@ -349,7 +350,7 @@ def due_for_redrive(services: Services, limit: int = 500) -> list[int]:
     """Pending deliveries whose next attempt is overdue by the re-drive grace period and not
     claimed: their task was lost (a broker outage, a restart). Restamped so the next tick
     does not send them again before another grace period."""
-    wall = dt.datetime.now(dt.UTC)
+    wall = wall_now()
     stale = wall - dt.timedelta(seconds=services.settings.outbox_redrive_after_s)
     with services.sessions.begin() as session:
         query = (

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
@@ -47,7 +47,6 @@ from monitor.interop.cds.schemas import (
     CdsHookRequest,
     Discovery,
     FeedbackRecorded,
-    ServiceIdPath,
     components,
     request_body,
     validated,
@@ -59,6 +58,7 @@ log = logging.getLogger("monitor.cds")
 router = StrictJsonRouter(tags=["cds-hooks"])
 OPENAPI_COMPONENTS = components(CdsHookRequest, CdsFeedbackRequest)
 CdsBody = Annotated[JsonBody, Depends(json_body())]
+ServiceIdPath = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$")]
 USAGE = (
     "Sign each call with a CDS Hooks JWT (ES384 or RS384) of a configured issuer, or send a "
     "bearer token of role cds. Draft orders in mg/m2, weekly or twice weekly, IV or SC "

@@ -5,7 +5,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from policies.events import PATIENT_ID_PATTERN, ClinicalTime
@@ -47,7 +46,6 @@ SERVICES: dict[str, CdsService] = {
         ),
     )
 }
-ServiceIdPath = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,64}$")]
 
 
 class CdsOrderContext(BaseModel):

@@ -46,7 +46,7 @@ FhirBody = Annotated[
 @router.post(
     "/fhir/r4",
     summary="FHIR R4 in: a Bundle (transaction, batch, collection) or one resource",
-    response_class=JSONResponse,
+    response_class=Response,  # answered as FHIR JSON (`fhir_response`), documented below
     openapi_extra={"requestBody": {"required": True, "content": FHIR_OBJECT}},
     responses={
         200: {
