@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import os
 import signal
@@ -149,15 +148,11 @@ def worker(
     if metrics_port is not None:
         _serve_pool_metrics(metrics_port)
 
-    from workers.app import CeleryDispatcher, create_celery  # after _serve_pool_metrics
+    from workers.app import create_celery  # after _serve_pool_metrics
 
-    @functools.cache
-    def services() -> Services:  # built lazily in each worker process (after the fork)
-        built = build_services(settings)
-        built.dispatcher = CeleryDispatcher(app)  # webhook deliveries of the alerts it raises
-        return built
-
-    app = create_celery(settings, services)
+    # the module's tasks; each builds its services lazily in each pool process (after the
+    # fork), once, with this app as the dispatcher of the alerts' deliveries (ServiceTask)
+    app = create_celery(settings)
     app.worker_main(
         [
             "worker",

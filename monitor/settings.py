@@ -1,7 +1,9 @@
 """One typed settings object, read once from `MONITOR_*` environment variables.
 
-Nothing reads configuration at import time: `get_settings()` builds it on first use, tests build
-their own `Settings(...)` and pass it down (or call `get_settings.cache_clear()`).
+Nothing reads configuration at import time but `workers.app`, whose module-level Celery app (the
+one `celery -A workers.app` finds) is configured from `get_settings()` when it is imported.
+`get_settings()` builds the settings on first use; tests build their own `Settings(...)` and pass
+it down (or call `get_settings.cache_clear()`).
 """
 
 from __future__ import annotations
@@ -180,6 +182,16 @@ class Settings(BaseSettings):
     task_max_retries: Annotated[int, Field(ge=0, le=50)] = 5
     task_retry_backoff_s: Annotated[float, Field(gt=0, le=600)] = 1.0
     task_retry_backoff_max_s: Annotated[float, Field(gt=0, le=3_600)] = 60.0
+    task_events: bool = Field(
+        default=False,
+        description="Celery task events, for monitoring (Flower, `celery events`): workers "
+        "send task-received/-started/-succeeded/-failed/-retried (worker_send_task_events) "
+        "and every process that publishes tasks sends task-sent (task_send_sent_event). Off "
+        "by default (extra broker traffic, fanned out to whoever listens; workers' heartbeats "
+        "are sent either way); Flower may still switch the workers' events on by a broadcast "
+        "(its enable_events). process_patient's arguments appear in events as in the logs: "
+        "masked ([patient])",
+    )
     outbox_redrive_after_s: Annotated[float, Field(gt=0)] = 30.0
     scheduler_interval_s: Annotated[float, Field(gt=0)] = 5.0
     scheduler_lease_s: Annotated[float, Field(gt=0)] = Field(

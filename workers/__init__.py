@@ -1,4 +1,2 @@
-"""Celery app and tasks (the event pipeline, issue 3): thin: load by id, call `policies`, persist.
-
-Nothing here yet: the pipeline issue adds the Celery app and `process_patient`.
-"""
+"""The Celery side of the event pipeline (issue 3): `workers.app`, the app, its tasks
+(`process_patient`, `deliver_webhook`), their base class and the dispatcher."""

@@ -1,19 +1,32 @@
 """The Celery app (production): Redis broker, JSON only, late acks, one message at a time.
 
-Thin: the task takes a patient id and calls `monitor.processing.jobs.run_process_patient` (load,
-fold with the pure engine, persist). Transient errors retry with exponential backoff up to
-`task_max_retries`; then, or at once for any other error, a dead-letter row records the reason.
+Thin: a task takes an id and calls the service (`process_patient` ->
+`monitor.processing.jobs.run_process_patient`: load, fold with the pure engine, persist;
+`deliver_webhook` -> `monitor.webhooks.delivery.deliver`). Transient errors retry with
+exponential backoff up to `task_max_retries`; then, or at once for any other error, a
+dead-letter row records the reason.
+
+The tasks are defined once, here, at module level; every app `create_celery` builds gets its own
+instance of each (bound to that app), and `ServiceTask` gives a task the services of its app,
+built once per worker process. `celery` below is the app `celery -A workers.app ...` finds
+(`worker`, `inspect`, `flower`), configured from the MONITOR_* environment when this module is
+imported; `python -m monitor worker` builds its own app from the settings it was given.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
+import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
+from celery.signals import celeryd_init
 
 from monitor.operations.logsafe import describe_chain
 from monitor.processing.jobs import (
@@ -24,8 +37,8 @@ from monitor.processing.jobs import (
     retry_delay,
     run_process_patient,
 )
-from monitor.services import Services
-from monitor.settings import Settings
+from monitor.services import Services, build_services
+from monitor.settings import Settings, get_settings
 from monitor.webhooks.delivery import TASK_NAME as DELIVER_TASK_NAME
 from monitor.webhooks.delivery import deliver
 
@@ -47,9 +60,38 @@ WEBHOOK_QUEUE = "webhooks"  # deliver_webhook
 QUEUES = (CLINICAL_QUEUE, WEBHOOK_QUEUE)
 
 
-def create_celery(settings: Settings, services: Callable[[], Services] | None = None) -> Celery:
-    """The app; `services` (built lazily, once per worker process) is needed only to consume."""
-    app = Celery("bipn_monitor", broker=settings.broker_url or "memory://", set_as_current=False)
+@dataclass(frozen=True)
+class _ProcessServices:
+    pid: int
+    services: Services
+
+
+class MonitorCelery(Celery):  # type: ignore[misc]  # Celery has no type hints
+    """An app of the service: the settings it was configured from, which its tasks build their
+    services from (`ServiceTask`), unless `services` (tests) provides them."""
+
+    def __init__(self, settings: Settings, services: Callable[[], Services] | None = None) -> None:
+        super().__init__(
+            "bipn_monitor", broker=settings.broker_url or "memory://", set_as_current=False
+        )
+        self.settings = settings
+        self.services_factory = services
+        self.process_services: _ProcessServices | None = None  # ServiceTask's, in this process
+
+    @functools.cached_property
+    def queued_marks(self) -> QueuedMarks:
+        return QueuedMarks(self.conf.broker_url)
+
+
+def create_celery(
+    settings: Settings, services: Callable[[], Services] | None = None
+) -> MonitorCelery:
+    """An app with the service's configuration and tasks. Nothing connects until it is used.
+
+    Its tasks build their services from `settings`, lazily, once per worker process
+    (`ServiceTask`). `services`, when given, is called at every task run instead (the tests
+    hand each test's services to one long-running worker this way)."""
+    app = MonitorCelery(settings, services)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],
@@ -67,10 +109,42 @@ def create_celery(settings: Settings, services: Callable[[], Services] | None = 
         broker_transport_options={"visibility_timeout": 3600},
         worker_hijack_root_logger=False,
         enable_utc=True,
+        # monitoring (Flower, `celery events`): off unless MONITOR_TASK_EVENTS (Settings)
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
     )
-    if services is not None:
-        _register_tasks(app, services)
+    for fun, options in _TASKS:  # the module's tasks, this app's own instances of them
+        app.task(**options)(fun)
     return app
+
+
+class ServiceTask(Task):  # type: ignore[misc]  # Celery has no type hints
+    """The base of the service's tasks: `self.services`, what a run works with.
+
+    As pypi/warehouse's WarehouseTask finds its Pyramid registry through `self.app`, a task
+    finds its services through its app (each app has its own instance of each task). They are
+    built from the app's settings on first use in a worker process, so after the prefork pool
+    forked (no database connection crosses a fork; a process forked later builds its own), and
+    reused by every task of that app in that process. Their dispatcher publishes through the
+    same app: the webhook deliveries of the alerts a run raises go to the broker.
+    """
+
+    _build_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @property
+    def services(self) -> Services:
+        app: MonitorCelery = self.app
+        if app.services_factory is not None:
+            return app.services_factory()
+        built = app.process_services
+        if built is None or built.pid != os.getpid():
+            with self._build_lock:  # one build per process, even with a thread pool
+                built = app.process_services
+                if built is None or built.pid != os.getpid():
+                    services = build_services(app.settings)
+                    services.dispatcher = CeleryDispatcher(app)
+                    built = app.process_services = _ProcessServices(os.getpid(), services)
+        return built.services
 
 
 class QueuedMarks:
@@ -114,64 +188,6 @@ class QueuedMarks:
             self._client.delete(*(self._key(p) for p in patient_ids))
         except redis.exceptions.RedisError:
             log.warning("queued marks not cleared; they expire", extra={"ttl_s": self.TTL_S})
-
-
-def _register_tasks(app: Celery, services: Callable[[], Services]) -> None:
-    marks = QueuedMarks(app.conf.broker_url)
-
-    # shared=False: the tasks belong to this app only (with Celery's default, an app built
-    # later in the same process would run this app's closures, over this app's services)
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
-    def process_patient(self: Task, patient_id: Any) -> dict[str, int]:
-        svc = services()
-        if isinstance(patient_id, str):
-            marks.release([patient_id])  # before reading the outbox: see QueuedMarks
-        try:
-            outcome = run_process_patient(svc, patient_id)
-        except Exception as exc:  # classified: retried, or dead-lettered and reported
-            # Celery logs the message of what it is given: the error described without patient
-            # data (monitor.operations.logsafe); the traceback goes through the sanitising log
-            # formatter
-            delay = retry_delay(svc, exc, self.request.retries)
-            if delay is not None:
-                raise self.retry(
-                    exc=TransientFailureError(describe_chain(exc)),
-                    countdown=delay,
-                    # our bound, not Celery's default of 3 (past it, retry() re-raises exc)
-                    max_retries=svc.settings.task_max_retries,
-                    argsrepr=MASKED_ARGS,
-                ) from exc
-            dead_id = dead_letter(svc, patient_id, exc, self.request.retries + 1)
-            raise DeadLetteredError(f"dead letter {dead_id}: {describe_chain(exc)}") from exc
-        return {"inserted": outcome.inserted, "superseded": outcome.superseded}
-
-    @app.task(
-        name=DELIVER_TASK_NAME,
-        bind=True,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        max_retries=None,  # retry(max_retries=None) would mean Celery's default of 3
-        shared=False,
-    )
-    def deliver_webhook(self: Task, delivery_id: Any) -> str:
-        """One attempt per run; the retry bound is the delivery row's attempt count (so
-        Celery's own bound is lifted), and the row says when the next attempt is due."""
-        svc = services()
-        if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
-            log.error("not a delivery id; dropped", extra={"value": str(delivery_id)[:40]})
-            return "invalid"
-        try:
-            result = deliver(svc, delivery_id)
-        except Exception as exc:  # classified: transient database errors retry, others raise
-            delay = retry_delay(svc, exc, self.request.retries)
-            described = TransientFailureError(describe_chain(exc))
-            if delay is None:
-                # the row stays pending: the scheduler's re-drive tries it later
-                raise described from exc
-            raise self.retry(exc=described, countdown=delay) from exc
-        if result.retry_in_s is not None:
-            raise self.retry(countdown=result.retry_in_s)
-        return result.outcome
 
 
 class CeleryDispatcher:
@@ -236,3 +252,99 @@ class CeleryDispatcher:
             return True
         except BROKER_ERRORS:
             return False
+
+
+# The service's tasks: (function, options). `service_task` adds to it; `create_celery` gives
+# every app it builds the same tasks.
+_TASKS: list[tuple[Callable[..., Any], dict[str, Any]]] = []
+
+
+def service_task(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """`@celery.task(base=ServiceTask, bind=True, **options)`, for every app: on `celery` now,
+    and on each app `create_celery` builds later. `shared=False`: an app built some other way
+    (Celery's default app) gets none of them."""
+    options = {"base": ServiceTask, "bind": True, "shared": False, **options}
+
+    def define(fun: Callable[..., Any]) -> Any:
+        _TASKS.append((fun, options))
+        return celery.task(**options)(fun)
+
+    return define
+
+
+def celery_from_environment() -> MonitorCelery:
+    """The app `celery -A workers.app` finds: the MONITOR_* settings of the process
+    (`get_settings()`, the one place configuration is read at import). Builds nothing else and
+    opens no connection: services come with the first task a worker process runs."""
+    return create_celery(get_settings())
+
+
+celery = celery_from_environment()
+
+
+@service_task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)
+def process_patient(self: ServiceTask, patient_id: Any) -> dict[str, int]:
+    svc = self.services
+    if isinstance(patient_id, str):
+        self.app.queued_marks.release([patient_id])  # before reading the outbox: see QueuedMarks
+    try:
+        outcome = run_process_patient(svc, patient_id)
+    except Exception as exc:  # classified: retried, or dead-lettered and reported
+        # Celery logs the message of what it is given: the error described without patient
+        # data (monitor.operations.logsafe); the traceback goes through the sanitising log
+        # formatter
+        delay = retry_delay(svc, exc, self.request.retries)
+        if delay is not None:
+            raise self.retry(
+                exc=TransientFailureError(describe_chain(exc)),
+                countdown=delay,
+                # our bound, not Celery's default of 3 (past it, retry() re-raises exc)
+                max_retries=svc.settings.task_max_retries,
+                argsrepr=MASKED_ARGS,
+            ) from exc
+        dead_id = dead_letter(svc, patient_id, exc, self.request.retries + 1)
+        raise DeadLetteredError(f"dead letter {dead_id}: {describe_chain(exc)}") from exc
+    return {"inserted": outcome.inserted, "superseded": outcome.superseded}
+
+
+@service_task(
+    name=DELIVER_TASK_NAME,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,  # retry(max_retries=None) would mean Celery's default of 3
+)
+def deliver_webhook(self: ServiceTask, delivery_id: Any) -> str:
+    """One attempt per run; the retry bound is the delivery row's attempt count (so
+    Celery's own bound is lifted), and the row says when the next attempt is due."""
+    svc = self.services
+    if not isinstance(delivery_id, int) or isinstance(delivery_id, bool):
+        log.error("not a delivery id; dropped", extra={"value": str(delivery_id)[:40]})
+        return "invalid"
+    try:
+        result = deliver(svc, delivery_id)
+    except Exception as exc:  # classified: transient database errors retry, others raise
+        delay = retry_delay(svc, exc, self.request.retries)
+        described = TransientFailureError(describe_chain(exc))
+        if delay is None:
+            # the row stays pending: the scheduler's re-drive tries it later
+            raise described from exc
+        raise self.retry(exc=described, countdown=delay) from exc
+    if result.retry_in_s is not None:
+        raise self.retry(countdown=result.retry_in_s)
+    return result.outcome
+
+
+@celeryd_init.connect
+def _as_a_service_worker(instance: Any, **_: Any) -> None:
+    """A worker of this service, `celery -A workers.app worker` too, starts as
+    `python -m monitor worker` does: it needs a broker, and it logs JSON on stderr with
+    sanitised tracebacks (`monitor.runtime.configure_logging`; Celery then keeps that root
+    handler and sets only its level, `--loglevel`)."""
+    app = getattr(instance, "app", None)
+    if not isinstance(app, MonitorCelery):
+        return
+    if app.settings.broker_url is None:
+        raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
+    from monitor.runtime import configure_logging
+
+    configure_logging(app.settings)
