@@ -14,31 +14,13 @@ from sqlmodel import col, select
 
 from monitor.auth.audit import AuditKeyError
 from monitor.operations.clock import wall_now
-from monitor.operations.logsafe import RequestIdFilter, SafeJsonFormatter
+from monitor.operations.logsafe import configure_logging
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from monitor.storage.models import ApiTokenRow
 
 log = logging.getLogger("monitor")
-
-
-def configure_logging(settings: Settings) -> None:
-    """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients;
-    tracebacks are sanitised (`monitor.operations.logsafe`); lines written while serving a
-    request carry its `request_id`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        SafeJsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
-        )
-    )
-    handler.addFilter(RequestIdFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level)
-    for noisy in ("uvicorn.access", "apscheduler.executors.default"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def first_admin_token(services: Services) -> str | None:

@@ -28,6 +28,7 @@ import redis.exceptions
 from celery import Celery, Task
 from celery.signals import celeryd_init
 
+from monitor.operations import logsafe
 from monitor.operations.logsafe import describe_chain
 from monitor.processing.jobs import (
     TASK_NAME,
@@ -338,13 +339,12 @@ def deliver_webhook(self: ServiceTask, delivery_id: Any) -> str:
 def _as_a_service_worker(instance: Any, **_: Any) -> None:
     """A worker of this service, `celery -A workers.app worker` too, starts as
     `python -m monitor worker` does: it needs a broker, and it logs JSON on stderr with
-    sanitised tracebacks (`monitor.runtime.configure_logging`; Celery then keeps that root
-    handler and sets only its level, `--loglevel`)."""
+    sanitised tracebacks (`monitor.operations.logsafe.configure_logging`; Celery then keeps
+    that root handler and sets only its level, `--loglevel`)."""
     app = getattr(instance, "app", None)
     if not isinstance(app, MonitorCelery):
         return
     if app.settings.broker_url is None:
         raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
-    from monitor.runtime import configure_logging
 
-    configure_logging(app.settings)
+    logsafe.configure_logging(app.settings)

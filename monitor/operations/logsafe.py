@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import sys
 import traceback
 from types import TracebackType
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 
+from monitor.settings import Settings
 from policies.engine import FoldError
 from policies.events import EventValidationError
 
@@ -139,3 +141,21 @@ class RequestIdFilter(logging.Filter):
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
         return True
+
+
+def configure_logging(settings: Settings) -> None:
+    """Structured JSON logs on stderr. Messages carry counts and ids of work, never patients;
+    tracebacks are sanitised (`monitor.operations.logsafe`); lines written while serving a
+    request carry its `request_id`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        SafeJsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level"}
+        )
+    )
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("uvicorn.access", "apscheduler.executors.default"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from monitor.app import create_app
 from monitor.auth.roles import Role
+from monitor.operations.logsafe import configure_logging
 from monitor.processing.inprocess import InProcessWorker
-from monitor.runtime import configure_logging
 from monitor.services import Services
 from tests.factories import assessment, at, enrollment
 

@@ -26,7 +26,7 @@ from celery.app.utils import find_app
 from celery.signals import celeryd_init
 from starlette.testclient import TestClient
 
-import monitor.runtime
+import monitor.operations.logsafe
 import workers.app
 from monitor.app import create_app
 from monitor.auth.roles import Role
@@ -225,7 +225,7 @@ def test_a_worker_of_the_service_starts_as_the_service_command_does(
     `configure_logging` as `python -m monitor worker`), a broker required; other apps' workers
     are left alone."""
     configured: list[Settings] = []
-    monkeypatch.setattr(monitor.runtime, "configure_logging", configured.append)
+    monkeypatch.setattr(monitor.operations.logsafe, "configure_logging", configured.append)
     app = create_celery(worker_settings)
     celeryd_init.send(sender="w@host", instance=SimpleNamespace(app=app), conf=app.conf)
     assert configured == [worker_settings]
