@@ -28,7 +28,8 @@ from typing import Any
 import httpx
 import redis
 
-from tests import factories as f
+from tests.common import factories as f
+from tests.common.webhook_receiver import Receiver, requests_by_delivery
 from tests.conftest import FIXED_NOW
 from tests.integration.conftest import (
     ManagedProcess,
@@ -40,7 +41,6 @@ from tests.integration.conftest import (
     wait_processed,
     wait_until,
 )
-from tests.monitor.webhook_receiver import Receiver, requests_by_delivery
 
 SECRET = "s3cret-of-the-production-receiver"
 BACKOFF_S = 0.2

@@ -19,7 +19,7 @@ from typing import Any
 
 from monitor.processing.jobs import TASK_NAME
 from monitor.settings import Settings
-from tests import factories as f
+from tests.common import factories as f
 from tests.integration.conftest import (
     ManagedProcess,
     Stack,

@@ -21,7 +21,7 @@ from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
-from tests import factories as f
+from tests.common import factories as f
 from tests.conftest import FIXED_NOW
 
 

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests import factories as f
+from tests.common import factories as f
+from tests.common.webhook_receiver import Receiver
 from tests.conftest import FIXED_NOW
 from tests.integration.conftest import StackFactory, db_engine, wait_until
-from tests.monitor.fhir.test_inbound import as_json, grading
-from tests.monitor.webhook_receiver import Receiver
+from tests.monitor.interop.fhir.test_inbound import as_json, grading
 
 PATIENTS = ["PXSECRET-7731", "PXSECRET-FHIR", "PXSECRET-DEAD", "PXSECRET-INVALID"]
 FRAGMENTS = [

@@ -24,8 +24,8 @@ from monitor.storage.migrate import upgrade
 from monitor.storage.models import AlertRow, EventRow, OutboxRow
 from policies import parse_event
 from policies.events import canonical_body
+from tests.common.factories import assessment, at, enrollment, treatment_change
 from tests.conftest import FIXED_NOW
-from tests.factories import assessment, at, enrollment, treatment_change
 from tests.integration.conftest import current_decisions, evaluate_stored
 
 PATIENT = "P-RACE"

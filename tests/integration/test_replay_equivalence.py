@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.common.shared_scenarios import scenario_policy
 from tests.integration.conftest import (
     FIXED_NOW_TEXT,
     ROOT,
@@ -27,7 +28,6 @@ from tests.integration.conftest import (
     db_engine,
     wait_processed,
 )
-from tests.shared_scenarios import scenario_policy
 
 SCENARIOS = ROOT.parent / "shared" / "scenarios"
 EXAMPLE = ROOT / "examples" / "timeline.jsonl"

@@ -37,7 +37,8 @@ from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from monitor.storage.models import WebhookEndpointRow
 from policies import parse_event
-from tests import factories as f
+from tests.common import factories as f
+from tests.common.service import RecordingDispatcher as Recorder
 from tests.conftest import FIXED_NOW
 from tests.integration.conftest import (
     PG,
@@ -46,7 +47,6 @@ from tests.integration.conftest import (
     require_postgres,
     wait_until,
 )
-from tests.monitor.service_support import RecordingDispatcher as Recorder
 
 NOW = FIXED_NOW  # the scheduler's clock
 SEEDED = NOW - dt.timedelta(hours=13)  # the clock when the events were processed

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from tests import factories as f
+from tests.common import factories as f
 from tests.conftest import FIXED_NOW
 from tests.integration.conftest import (
     Stack,

@@ -11,7 +11,7 @@ from monitor.app import create_app
 from monitor.auth.roles import Role
 from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
-from tests.monitor.service_support import Api
+from tests.common.service import Api
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from monitor.processing.jobs import dead_letter  # noqa: E402
 from monitor.services import build_services  # noqa: E402
 from monitor.settings import Settings  # noqa: E402
 from monitor.storage.migrate import upgrade  # noqa: E402
-from tests import factories as f  # noqa: E402
+from tests.common import factories as f  # noqa: E402
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NOW = dt.datetime(2026, 10, 1, 12, 0, tzinfo=dt.UTC)

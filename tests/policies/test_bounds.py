@@ -1,7 +1,7 @@
 """Issue 11, "accepted means processable", in the pure core: any event the models accept can be
 folded and replayed, and its decisions serialised and read back, whatever its values.
 
-The events are generated from the models themselves (`tests.event_strategies`: each event
+The events are generated from the models themselves (`tests.common.event_strategies`: each event
 type's own JSON schema), with clinical times at both ends of the range and beyond. Whatever the
 models refuse is skipped; whatever they accept must go through.
 """
@@ -30,7 +30,7 @@ from policies.events import (
     TreatmentChange,
     canonical_body,
 )
-from tests.event_strategies import schema_bodies
+from tests.common.event_strategies import schema_bodies
 
 MODELS = (Enrollment, Assessment, Administration, TreatmentChange, Immunotherapy, CourseEnd)
 GRADES = st.fixed_dictionaries(

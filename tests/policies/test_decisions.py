@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from policies import DEFAULT, LABEL, Decision, PolicyPack, evaluate
-from tests.factories import (
+from tests.common.factories import (
     administration,
     assessment,
     at,

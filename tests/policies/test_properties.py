@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from policies import DEFAULT, LABEL, Decision, Event, PolicyPack, evaluate, pack_from_mapping
 from policies.events import parse_event
-from tests import factories as f
+from tests.common import factories as f
 
 # A site pack with other thresholds, so the properties don't hold only for the defaults.
 SITE = pack_from_mapping(

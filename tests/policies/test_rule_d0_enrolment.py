@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from policies import DEFAULT, LABEL, Decision, PolicyPack
-from tests.factories import T0, enrollment, run
+from tests.common.factories import T0, enrollment, run
 
 PACKS = [
     pytest.param(DEFAULT, "default@1", id="default"),

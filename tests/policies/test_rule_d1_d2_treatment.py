@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from policies import DEFAULT, Decision
-from tests.factories import administration, assessment, at, enrollment, run, treatment_change
+from tests.common.factories import administration, assessment, at, enrollment, run, treatment_change
 
 DOSE_ACTIONS = {"reduce_dose", "review_required", "discontinue", "immune_workup", "hold", "resume"}
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from policies import DEFAULT, LABEL, Decision, PolicyPack
-from tests.factories import (
+from tests.common.factories import (
     assessment,
     at,
     course_end,

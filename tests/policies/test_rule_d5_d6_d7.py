@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from policies import DEFAULT, LABEL, Decision, PolicyPack
-from tests.factories import (
+from tests.common.factories import (
     administration,
     assessment,
     at,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from policies import LABEL, Decision
-from tests.factories import assessment, at, enrollment, run, treatment_change
+from tests.common.factories import assessment, at, enrollment, run, treatment_change
 
 DOSE_ACTIONS = {"reduce_dose", "review_required", "discontinue", "immune_workup", "hold", "resume"}
 SEVERITY = {

@@ -15,8 +15,8 @@ from monitor.api.deps import Clock, Nurse, get_clock, require
 from monitor.app import create_app
 from monitor.auth.tokens import Principal
 from monitor.services import Services
+from tests.common.service import Api, rows
 from tests.conftest import FIXED_NOW
-from tests.monitor.service_support import Api, rows
 
 LATER = FIXED_NOW + dt.timedelta(days=3, hours=2)
 

@@ -1,6 +1,6 @@
 """The OpenAPI document (issue 12, item 3): a valid OpenAPI 3.1 document in which every
 successful answer declares what it is. schemathesis checks the answers against it
-(tests/monitor/test_schemathesis.py)."""
+(tests/monitor/api/test_schemathesis.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from tests.monitor.service_support import Api
+from tests.common.service import Api
 
 
 @pytest.fixture

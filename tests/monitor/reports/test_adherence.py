@@ -39,9 +39,9 @@ from monitor.reports.adherence import (
 from monitor.reports.sources import report_from_database, report_from_events
 from monitor.services import Services
 from policies import DEFAULT, LABEL, PolicyPack, pack_from_mapping, parse_event
-from tests import factories as f
+from tests.common import factories as f
+from tests.common.service import Api, rows
 from tests.conftest import FIXED_NOW
-from tests.monitor.service_support import Api, rows
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 GRACE = dt.timedelta(days=2)

@@ -24,8 +24,8 @@ from monitor.replay.timeline import read_timeline
 from monitor.reports.adherence import AdherenceReport, Period
 from monitor.reports.html import _months, render_html
 from monitor.reports.sources import report_from_events
-from tests.web.browser import launched_browser
-from tests.web.test_page_browser import Console
+from tests.common.browser import launched_browser
+from tests.monitor.web.test_page_browser import Console
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Route

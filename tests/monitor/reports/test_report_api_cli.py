@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.monitor.service_support import Api, RunningService, rows, running_service
+from tests.common.service import Api, RunningService, rows, running_service
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "timeline.jsonl"

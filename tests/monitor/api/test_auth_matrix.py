@@ -1,0 +1,310 @@
+"""Bearer tokens and roles (CONTRACT.md: every endpoint but health needs a token whose role
+allows it; issue 3, item 5): 401 without a token or with a bad one, 403 with the wrong role,
+for every endpoint and role, table-driven from the app's own routes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import text
+
+from monitor.api.guard import leaf_routes
+from monitor.auth.roles import ROLES, Role
+from monitor.auth.tokens import Principal, authenticate, create_token, hash_token
+from monitor.processing.jobs import dead_letter
+from tests.common import factories as f
+from tests.common.cds import draft_order, hook_request
+from tests.common.service import RunningService, rows, running_service
+from tests.conftest import FIXED_NOW
+from tests.monitor.interop.fhir.test_inbound import as_json, grading
+
+# Who may call what, besides `admin` (who may do everything). Health needs no token.
+ALLOWED: dict[tuple[str, str], set[Role]] = {
+    ("POST", "/v1/events"): {"ingest"},
+    ("GET", "/v1/patients/{patient_id}"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/decisions"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/clearance"): {"infusion"},
+    ("GET", "/v1/patients/{patient_id}/history"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): {"nurse", "infusion"},
+    ("GET", "/v1/alerts"): {"nurse"},
+    ("GET", "/v1/alerts/stream"): {"nurse"},
+    ("POST", "/v1/alerts/{alert_id}/ack"): {"nurse"},
+    ("GET", "/v1/reports/adherence"): {"auditor"},
+    ("GET", "/v1/admin/dead-letters"): set(),
+    ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): set(),
+    ("POST", "/v1/admin/webhooks"): set(),
+    ("GET", "/v1/admin/webhooks"): set(),
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}"): set(),
+    ("GET", "/v1/admin/webhook-deliveries"): set(),
+    ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
+    ("POST", "/v1/admin/quarantined-events"): set(),
+    ("GET", "/v1/admin/quarantined-events"): set(),
+    ("DELETE", "/v1/admin/quarantined-events"): set(),
+    ("GET", "/v1/admin/tokens"): set(),
+    ("POST", "/v1/admin/tokens/{token_id}/revoke"): set(),
+    ("POST", "/fhir/r4"): {"ingest"},
+    ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): {"nurse", "infusion"},
+    ("POST", "/cds-services/{service_id}"): {"cds"},
+    ("POST", "/cds-services/{service_id}/feedback"): {"cds"},
+}
+# The web page: static HTML and script (its data comes from the API with a token); not in the
+# OpenAPI schema.
+PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}")}
+# CDS Hooks discovery: what the service offers, no patient data (the spec's clients call it to
+# configure themselves).
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}
+PUBLIC |= PAGES
+# What a permitted call answers (the fixture makes each one succeed).
+SUCCESS = {
+    ("POST", "/v1/events"): 202,
+    ("GET", "/v1/patients/{patient_id}"): 200,
+    ("GET", "/v1/patients/{patient_id}/decisions"): 200,
+    ("GET", "/v1/patients/{patient_id}/clearance"): 200,
+    ("GET", "/v1/patients/{patient_id}/history"): 200,
+    ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): 200,
+    ("GET", "/v1/alerts"): 200,
+    ("GET", "/v1/alerts/stream"): 200,
+    ("POST", "/v1/alerts/{alert_id}/ack"): 200,
+    ("GET", "/v1/reports/adherence"): 200,
+    ("GET", "/v1/admin/dead-letters"): 200,
+    ("POST", "/v1/admin/dead-letters/{dead_letter_id}/retry"): 202,
+    ("POST", "/v1/admin/webhooks"): 201,
+    ("GET", "/v1/admin/webhooks"): 200,
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}"): 200,
+    ("GET", "/v1/admin/webhook-deliveries"): 200,
+    ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
+    ("POST", "/v1/admin/quarantined-events"): 200,
+    ("GET", "/v1/admin/quarantined-events"): 200,
+    ("DELETE", "/v1/admin/quarantined-events"): 200,
+    ("GET", "/v1/admin/tokens"): 200,
+    ("POST", "/v1/admin/tokens/{token_id}/revoke"): 200,
+    ("POST", "/fhir/r4"): 201,
+    ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
+    ("POST", "/cds-services/{service_id}"): 200,
+    ("POST", "/cds-services/{service_id}/feedback"): 200,
+}
+PROTECTED = sorted(ALLOWED)
+_event_ids = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
+    with running_service(tmp_path_factory.mktemp("auth")) as service:
+        body = f.enrollment(f.at(0), patient="P1", event_id="auth-e0")
+        assert service.api.post_events(body).status_code == 202
+        assert service.worker.wait_idle()
+        assert dead_letter(service.services, "P1", RuntimeError("x"), 1) == 1
+        # webhook 1 with a failed delivery of alert 1 (to retry); webhook 2 (to disable)
+        admin = service.api.headers("admin")
+        for name in ("one", "two"):
+            hook = {"name": name, "url": "http://127.0.0.1:9/hook"}
+            assert service.api.client.post(
+                "/v1/admin/webhooks", json=hook, headers=admin
+            ).is_success
+        with service.services.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO webhook_delivery (alert_id, endpoint_id, status, attempts, "
+                    "next_attempt_at, created_at, failed_at) VALUES (1, 1, 'failed', 8, "
+                    "'2026-10-01 12:00:00.000000', '2026-10-01 12:00:00.000000', "
+                    "'2026-10-01 12:00:00.000000')"
+                )
+            )
+        # one order check, so that feedback has a card to be about
+        checked = service.api.client.post(
+            "/cds-services/bortezomib-order-check",
+            json=hook_request("P1", draft_order(patient="P1")),
+            headers=admin,
+        )
+        assert checked.status_code == 200, checked.text
+        ISSUED_CARD[:] = [checked.json()["cards"][0]["uuid"]]
+        yield service
+
+
+ISSUED_CARD: list[str] = []
+
+
+def call(running: RunningService, method: str, path: str, headers: dict[str, str]) -> Any:
+    """One request to the route, with a body and path that succeed when allowed."""
+    concrete = (
+        path.replace("{patient_id}", "P1")
+        .replace("{dead_letter_id}", "1")
+        .replace("{alert_id}", "1")
+        .replace("{webhook_id}", "2")
+        .replace("{delivery_id}", "1")
+        .replace("{service_id}", "bortezomib-order-check")
+    )
+    if "{token_id}" in path:  # a token of its own to revoke, not one the matrix uses
+        create_token(running.services.sessions, "nurse", "to-revoke", FIXED_NOW)
+        [newest] = rows(running.services, "SELECT max(id) AS id FROM api_token")
+        concrete = concrete.replace("{token_id}", str(newest["id"]))
+    if "{decision_id}" in path:
+        [first] = rows(running.services, "SELECT min(decision_id) AS d FROM decision")
+        concrete = concrete.replace("{decision_id}", first["d"])
+    if method == "POST" and path == "/v1/events":
+        body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
+        return running.api.client.post(concrete, json=body, headers=headers)
+    if method == "POST" and path == "/fhir/r4":
+        resource = as_json(
+            grading(ident=f"auth-{next(_event_ids)}", subject={"reference": "Patient/P1"})
+        )
+        return running.api.client.post(concrete, json=resource, headers=headers)
+    if method == "POST" and path == "/cds-services/{service_id}":
+        return running.api.client.post(concrete, json=hook_request("P1"), headers=headers)
+    if method == "POST" and path == "/cds-services/{service_id}/feedback":
+        feedback = {
+            "feedback": [
+                {
+                    "card": ISSUED_CARD[0],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-10-01T12:00:00Z",
+                }
+            ]
+        }
+        return running.api.client.post(concrete, json=feedback, headers=headers)
+    if path == "/v1/admin/quarantined-events" and method == "POST":
+        body = {"event_id": "auth-e0", "reason": "auth matrix"}
+        return running.api.client.post(concrete, json=body, headers=headers)
+    if path == "/v1/admin/quarantined-events" and method == "DELETE":
+        return running.api.client.delete(concrete, params={"event_id": "auth-e0"}, headers=headers)
+    if method == "POST" and path == "/v1/admin/webhooks":
+        hook = {"name": f"hook-{next(_event_ids)}", "url": "http://127.0.0.1:9/hook"}
+        return running.api.client.post(concrete, json=hook, headers=headers)
+    return running.api.client.request(method, concrete, headers=headers)
+
+
+def test_the_tables_cover_exactly_the_apps_routes(running: RunningService) -> None:
+    routes = {
+        (method, route.path)
+        for route in leaf_routes(running.api.client.app.routes)  # included routers' too
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    assert routes == set(ALLOWED) | PUBLIC
+    assert set(SUCCESS) == set(ALLOWED)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_every_route_and_role(running: RunningService, method: str, path: str, role: Role) -> None:
+    response = call(running, method, path, running.api.headers(role))
+    allowed = ALLOWED[(method, path)] | {"admin"}
+    if role in allowed:
+        assert response.status_code == SUCCESS[(method, path)], response.text
+        return
+    assert response.status_code == 403
+    shown = ", ".join([*sorted(ALLOWED[(method, path)], key=ROLES.index), "admin"])
+    assert response.json() == {"detail": f"role {role!r} may not {method} {path}; allowed: {shown}"}
+
+
+BAD_CREDENTIALS = {
+    "none": ({}, "a bearer token is required"),
+    "basic-scheme": ({"Authorization": "Basic dXNlcjpwYXNz"}, "a bearer token is required"),
+    "bearer-empty": ({"Authorization": "Bearer "}, "a bearer token is required"),
+    "token-without-scheme": ({"Authorization": "bm_abc"}, "a bearer token is required"),
+    "unknown-token": ({"Authorization": "Bearer bm_not-a-real-token"}, "the token is unknown"),
+    "hash-as-token": ({"Authorization": "Bearer " + "0" * 64}, "the token is unknown"),
+}
+
+
+@pytest.mark.parametrize("credentials", sorted(BAD_CREDENTIALS))
+@pytest.mark.parametrize(("method", "path"), PROTECTED, ids=[f"{m} {p}" for m, p in PROTECTED])
+def test_no_or_bad_token_is_401_with_www_authenticate(
+    running: RunningService, method: str, path: str, credentials: str
+) -> None:
+    headers, detail = BAD_CREDENTIALS[credentials]
+    before = rows(running.services, "SELECT count(*) AS n FROM event")
+    response = call(running, method, path, headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"].startswith(detail)
+    assert rows(running.services, "SELECT count(*) AS n FROM event") == before
+
+
+def test_a_revoked_token_is_401(running: RunningService) -> None:
+    sessions = running.services.sessions
+    token = create_token(sessions, "nurse", "revoked-nurse", FIXED_NOW)
+    assert authenticate(sessions, token) == Principal("revoked-nurse", "nurse")
+    with running.services.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE api_token SET revoked_at = :at WHERE token_hash = :h"),
+            {"at": "2026-10-01 12:00:00.000000", "h": hash_token(token)},
+        )
+    response = running.api.client.get(
+        "/v1/patients/P1", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+    assert response.json() == {"detail": "the token is unknown or revoked"}
+
+
+def test_authentication_comes_before_validation(running: RunningService) -> None:
+    """Without a token nothing about the request is looked at: no 422/415 leaks the rules."""
+    client = running.api.client
+    assert client.post("/v1/events", content=b"{broken").status_code == 401
+    assert (
+        client.post("/v1/events", content=b"x", headers={"Content-Type": "text/plain"}).status_code
+        == 401
+    )
+    assert client.get("/v1/patients/not%20valid").status_code == 401
+    assert client.get("/v1/patients/P1/decisions?include=all").status_code == 401
+    assert client.post("/v1/admin/dead-letters/abc/retry").status_code == 401
+
+
+def test_wrong_role_is_403_before_validation(running: RunningService) -> None:
+    nurse = running.api.headers("nurse")
+    response = running.api.client.post("/v1/events", content=b"{broken", headers=nurse)
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(PUBLIC), ids=[p for _, p in sorted(PUBLIC)])
+@pytest.mark.parametrize("credentials", ["none", "unknown-token", "nurse"])
+def test_health_metrics_and_the_page_need_no_token(
+    running: RunningService, method: str, path: str, credentials: str
+) -> None:
+    headers = (
+        running.api.headers("nurse") if credentials == "nurse" else BAD_CREDENTIALS[credentials][0]
+    )
+    response = running.api.client.request(
+        method, path.replace("{patient_id}", "P1"), headers=headers
+    )
+    assert response.status_code == 200
+
+
+def test_token_roles_are_checked_when_created(running: RunningService) -> None:
+    with pytest.raises(ValueError, match="role 'root' is not one of ingest, nurse"):
+        create_token(running.services.sessions, "root", "x", FIXED_NOW)  # type: ignore[arg-type]
+
+
+def test_a_token_is_stored_only_as_its_hash(running: RunningService) -> None:
+    token = create_token(running.services.sessions, "auditor", "hash-check", FIXED_NOW)
+    [stored] = rows(running.services, "SELECT * FROM api_token WHERE name = 'hash-check'")
+    assert stored["token_hash"] == hash_token(token)
+    assert token not in str(stored)
+    assert token.startswith("bm_")
+
+
+def test_an_unknown_role_in_the_database_is_refused(running: RunningService) -> None:
+    """A row edited to a role that does not exist authenticates nobody."""
+    token = create_token(running.services.sessions, "nurse", "edited", FIXED_NOW)
+    with running.services.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE api_token SET role = 'superuser' WHERE token_hash = :h"),
+            {"h": hash_token(token)},
+        )
+    response = running.api.client.get(
+        "/v1/patients/P1", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 401
+
+
+def test_tokens_do_not_expire(tmp_path: pathlib.Path) -> None:
+    """Tokens do not expire in v1: one created long ago still authenticates."""
+    with running_service(tmp_path, fixed_now=FIXED_NOW + dt.timedelta(days=3650)) as service:
+        old = create_token(service.services.sessions, "nurse", "old", FIXED_NOW)
+        assert authenticate(service.services.sessions, old) == Principal("old", "nurse")
