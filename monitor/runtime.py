@@ -39,7 +39,8 @@ def serve(settings: Settings, host: str, port: int) -> int:
 
     from monitor.app import create_app
     from monitor.processing.inprocess import InProcessWorker
-    from monitor.processing.scheduled import enqueue_all_open, start_background
+    from monitor.processing.scheduled import enqueue_all_open
+    from monitor.scheduler.runner import start_background
 
     configure_logging(settings)
     services = build_services(settings)
@@ -178,7 +179,7 @@ def _serve_pool_metrics(port: int) -> None:
 def scheduler(settings: Settings) -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from monitor.processing.scheduled import add_jobs, make_lease
+    from monitor.scheduler.runner import add_jobs, make_lease
 
     configure_logging(settings)
     services = _production_services(settings)

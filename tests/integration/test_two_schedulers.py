@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import text
 
+from monitor.alerts.scheduled import escalate_alerts, send_reminders
 from monitor.ingest.service import store_events
 from monitor.processing import service as processing
-from monitor.processing.lease import SchedulerLease
-from monitor.processing.scheduled import escalate_alerts, fire_due_timers, run_jobs, send_reminders
+from monitor.processing.scheduled import fire_due_timers
+from monitor.scheduler.lease import SchedulerLease
+from monitor.scheduler.runner import run_jobs
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade

@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from monitor.alerts.scheduled import escalate_alerts, send_reminders
 from monitor.processing.inprocess import InProcessWorker
-from monitor.processing.lease import SchedulerLease
-from monitor.processing.scheduled import escalate_alerts, fire_due_timers, run_jobs, send_reminders
+from monitor.processing.scheduled import fire_due_timers
+from monitor.scheduler.lease import SchedulerLease
+from monitor.scheduler.runner import run_jobs
 from monitor.services import Services
 from policies import evaluate, parse_event
 from tests.common import factories as f

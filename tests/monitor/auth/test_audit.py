@@ -346,7 +346,7 @@ def test_checkpoints_are_logged_and_read_back_from_the_log(
 def test_the_scheduler_writes_checkpoints_at_its_interval(
     services: Services, five_rows: list[int]
 ) -> None:
-    from monitor.processing.scheduled import checkpoint_audit
+    from monitor.auth.scheduled import checkpoint_audit
 
     assert checkpoint_audit(services) == 1
     services.audit.record(Principal("later", "nurse"), "GET /x", "p:6", 200, FIXED_NOW)

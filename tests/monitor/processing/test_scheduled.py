@@ -22,7 +22,8 @@ from sqlmodel import select
 
 from monitor.processing.inprocess import InProcessWorker
 from monitor.processing.jobs import dead_letter, run_process_patient
-from monitor.processing.scheduled import add_jobs, fire_due_timers, make_lease, redrive_outbox
+from monitor.processing.scheduled import fire_due_timers, redrive_outbox
+from monitor.scheduler.runner import add_jobs, make_lease
 from monitor.services import Services
 from monitor.storage.models import OutboxRow, PatientRow
 from tests.common import factories as f

@@ -32,7 +32,6 @@ from monitor.alerts.service import add_alerts
 from monitor.app import create_app
 from monitor.auth.roles import ROLES, Role
 from monitor.processing.inprocess import InProcessWorker
-from monitor.processing.scheduled import redrive_deliveries
 from monitor.services import Services
 from monitor.settings import Settings
 from monitor.storage.models import AlertRow, WebhookDeliveryRow, WebhookEndpointRow
@@ -47,6 +46,7 @@ from monitor.webhooks.delivery import (
     sign,
     verify,
 )
+from monitor.webhooks.scheduled import redrive_deliveries
 from tests.common import factories as f
 from tests.common.service import Api, eventually, rows
 from tests.common.webhook_receiver import (
