@@ -50,6 +50,8 @@ def create_app(services: Services) -> FastAPI:
         title="bipn-monitor",
         version="0.1.0",
         description="Bortezomib-induced peripheral neuropathy monitor (CONTRACT.md).",
+        license_info={"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
+        servers=[{"url": "/", "description": "this service"}],
     )
     # what the dependencies read (monitor.api.deps): one set per app
     app.state.services = services

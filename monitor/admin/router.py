@@ -19,14 +19,14 @@ from monitor.admin.schemas import (
     RevokedToken,
     TokenList,
 )
-from monitor.api.deps import Admin, Clock, ClockDep, RowIdPath, ServicesDep
+from monitor.api.deps import AUTH_RESPONSES, Admin, Clock, ClockDep, RowIdPath, ServicesDep
 from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import Principal, find_token, list_tokens, revoke_tokens, token_view
 from monitor.patients.service import quarantined_events
 from monitor.services import Services
 from policies.events import NO_CONTROL
 
-router = StrictJsonRouter(tags=["admin"])
+router = StrictJsonRouter(tags=["admin"], responses=AUTH_RESPONSES)
 
 # --- dead letters -----------------------------------------------------------------------------
 

@@ -23,14 +23,14 @@ from monitor.alerts.service import (
     last_alert_id,
     list_alerts,
 )
-from monitor.api.deps import ClockDep, Nurse, RowIdPath, ServicesDep
+from monitor.api.deps import AUTH_RESPONSES, ClockDep, Nurse, RowIdPath, ServicesDep
 from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import still_valid
 from monitor.services import Services
 from monitor.storage.models import MAX_ROW_ID
 from policies.decisions import Severity, utc_text
 
-router = StrictJsonRouter(tags=["alerts"])
+router = StrictJsonRouter(tags=["alerts"], responses=AUTH_RESPONSES)
 MAX_PAGE = 500
 STREAM_BATCH = 100
 

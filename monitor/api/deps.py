@@ -112,6 +112,15 @@ Ingest = Annotated[Principal, Depends(require("ingest"))]
 Auditor = Annotated[Principal, Depends(require("auditor"))]
 
 
+# What every protected route may answer before its handler runs (the guard, the role check).
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no token, or one unknown, revoked or expired"},
+    403: {"description": "the token's role may not do this (the roles allowed are named)"},
+}
+# A public route says so in the document (no security requirement).
+PUBLIC: dict[str, Any] = {"security": []}
+
+
 # --- path parameters shared by several domains ----------------------------------------------
 
 PatientIdPath = Annotated[str, Path(pattern=PATIENT_ID_PATTERN, max_length=64)]

@@ -23,6 +23,8 @@ def openapi_document(app: FastAPI, components: dict[str, Any]) -> dict[str, Any]
             openapi_version=app.openapi_version,
             description=app.description,
             routes=app.routes,
+            license_info=app.license_info,
+            servers=app.servers,
         )
         document.setdefault("components", {}).setdefault("schemas", {}).update(components)
         _event_streams_as_31(document)

@@ -11,7 +11,7 @@ from fastapi import Depends
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from monitor.api.deps import ClockDep, Ingest, JsonBody, ServicesDep, json_body
+from monitor.api.deps import AUTH_RESPONSES, ClockDep, Ingest, JsonBody, ServicesDep, json_body
 from monitor.api.errors import problem
 from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import Principal
@@ -20,7 +20,7 @@ from monitor.ingest.service import EventConflictError, accept_events
 from monitor.operations.metrics import EVENTS_REJECTED
 from monitor.services import Services
 
-router = StrictJsonRouter(tags=["events"])
+router = StrictJsonRouter(tags=["events"], responses=AUTH_RESPONSES)
 OPENAPI_COMPONENTS = BATCH_SCHEMA.get("$defs", {})
 ACTION = "POST /v1/events"
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.api.deps import ServicesDep
+from monitor.api.deps import PUBLIC, ServicesDep
 from monitor.api.json_body import StrictJsonRouter
 from monitor.operations.metrics import REGISTRY
 
@@ -30,7 +30,7 @@ class Readiness(BaseModel):
     queue: str
 
 
-@router.get("/healthz", summary="Liveness", response_model=Health)
+@router.get("/healthz", summary="Liveness", response_model=Health, openapi_extra=PUBLIC)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -38,6 +38,7 @@ def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: database and queue reachable",
+    openapi_extra=PUBLIC,
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "not ready: what is unreachable"}},
 )
@@ -58,6 +59,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    openapi_extra=PUBLIC,
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )

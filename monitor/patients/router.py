@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import HTTPException, Path, Query
 
 from monitor.api.deps import (
+    AUTH_RESPONSES,
     CareTeam,
     Clock,
     ClockDep,
@@ -37,7 +38,7 @@ from monitor.services import Services
 from policies.clearance import clearance
 from policies.decisions import utc_text_or_none
 
-router = StrictJsonRouter(tags=["patients"])
+router = StrictJsonRouter(tags=["patients"], responses=AUTH_RESPONSES)
 DecisionIdPath = Annotated[str, Path(pattern=r"^d-[0-9a-f]{24}$")]
 
 

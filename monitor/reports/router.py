@@ -9,14 +9,14 @@ from typing import IO, Annotated, Literal
 from fastapi import HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 
-from monitor.api.deps import Auditor, ClockDep, ServicesDep
+from monitor.api.deps import AUTH_RESPONSES, Auditor, ClockDep, ServicesDep
 from monitor.api.json_body import StrictJsonRouter
 from monitor.reports.render import MEDIA_TYPES, run_report
 from monitor.reports.service import period_of
 from monitor.reports.sources import report_from_database
 from policies.events import NO_CONTROL, ClinicalTime
 
-router = StrictJsonRouter(tags=["reports"])
+router = StrictJsonRouter(tags=["reports"], responses=AUTH_RESPONSES)
 CHUNK = 64 * 1024
 # The HTML report is one self-contained page: its own inline style and SVG, nothing to load,
 # no script (a value that slipped past escaping could still run nothing), never framed.

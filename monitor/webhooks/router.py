@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import HTTPException, Query
 from fastapi.responses import JSONResponse
 
-from monitor.api.deps import Admin, ClockDep, RowIdPath, ServicesDep
+from monitor.api.deps import AUTH_RESPONSES, Admin, ClockDep, RowIdPath, ServicesDep
 from monitor.api.errors import field_problems
 from monitor.api.json_body import StrictJsonRouter
 from monitor.storage.models import MAX_ROW_ID
@@ -22,7 +22,7 @@ from monitor.webhooks.schemas import (
     WebhookRegistration,
 )
 
-router = StrictJsonRouter(tags=["webhooks"])
+router = StrictJsonRouter(tags=["webhooks"], responses=AUTH_RESPONSES)
 
 
 @router.post(

@@ -23,6 +23,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.deps import (
+    AUTH_RESPONSES,
+    PUBLIC,
     BaseUrl,
     Clock,
     ClockDep,
@@ -65,6 +67,7 @@ USAGE = (
     "(SNOMED CT)."
 )
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
     400: {"description": "the body is not JSON"},
     404: {"description": "no such CDS service"},
     413: {"description": "the body is too large"},
@@ -121,7 +124,12 @@ HookCaller = Annotated[Principal, Depends(_cds_caller(feedback=False))]
 FeedbackCaller = Annotated[Principal, Depends(_cds_caller(feedback=True))]
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery (public)", response_model=Discovery)
+@router.get(
+    "/cds-services",
+    summary="CDS Hooks discovery (public)",
+    response_model=Discovery,
+    openapi_extra=PUBLIC,
+)
 def discovery() -> dict[str, Any]:
     return {
         "services": [

@@ -19,6 +19,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome, OperationOutco
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.deps import (
+    AUTH_RESPONSES,
     BaseUrl,
     CareTeam,
     ClockDep,
@@ -33,7 +34,7 @@ from monitor.interop.fhir.problems import IssueCode
 from monitor.interop.fhir.service import FHIR_JSON, accept_fhir, load_summary, outcome_response
 from monitor.interop.fhir.summary import build_monitor_summary
 
-router = StrictJsonRouter(tags=["fhir"])
+router = StrictJsonRouter(tags=["fhir"], responses=AUTH_RESPONSES)
 ACCEPTED_TYPES = (FHIR_JSON, "application/json")
 SUMMARY_PATH = "/fhir/r4/Patient/{patient_id}/$monitor-summary"
 FHIR_OBJECT = {FHIR_JSON: {"schema": {"type": "object", "description": "a FHIR R4 resource"}}}
