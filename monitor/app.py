@@ -24,6 +24,7 @@ from monitor.interop.fhir.router import router as fhir_router
 from monitor.operations.metrics import DatabaseCollector
 from monitor.operations.router import router as operations_router
 from monitor.patients.router import router as patients_router
+from monitor.policy.router import router as policy_router
 from monitor.reports.router import router as reports_router
 from monitor.services import Services
 from monitor.web.router import STATIC_DIR
@@ -36,6 +37,7 @@ ROUTERS = (
     alerts_router,  # who is told
     webhooks_router,  # ... and which systems
     reports_router,  # were the recommendations followed
+    policy_router,  # the sources behind every decision
     fhir_router,  # the EHR's formats
     cds_router,
     admin_router,  # operators

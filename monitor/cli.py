@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from monitor.auth.roles import ROLES
 from monitor.replay.command import EXIT_INVALID, run_replay, settings_or_report
-from policies.packs import BUILTIN_PACKS
+from policies.packs import pack_names
 
 if TYPE_CHECKING:
     from monitor.services import Services
@@ -60,9 +60,10 @@ def _queues(text: str) -> str:
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy",
-        choices=sorted(BUILTIN_PACKS),
+        choices=pack_names(),
         default=None,
-        help="built-in policy pack (default: default)",
+        help="built-in policy pack: default or label (the latest version), or one version "
+        "of them, e.g. default@1 (default: default)",
     )
     parser.add_argument(
         "--policy-file",

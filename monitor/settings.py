@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from monitor.operations.clock import wall_now
 from policies.decisions import Audience
 from policies.events import Therapy
+from policies.packs import PackName
 
 NeuropathyDomain = Literal["sensory", "motor", "pain", "autonomic"]
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -153,7 +154,11 @@ class Settings(BaseSettings):
         description="Celery broker (redis://host:6379/0). Unset: an in-process worker "
         "(the embedded default; durability comes from the database outbox)",
     )
-    policy: Literal["default", "label"] = "default"
+    policy: PackName = Field(
+        default="default",
+        description="the built-in pack: `default` or `label` (their latest version), or a "
+        "version of one (`default@1`, `label@1`: what past decisions name)",
+    )
     policy_file: pathlib.Path | None = Field(
         default=None, description="a site pack (TOML); its `base` then decides the rules"
     )

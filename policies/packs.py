@@ -4,6 +4,10 @@
 table (L1-L3). A site tunes thresholds by building a pack from a mapping (`pack_from_mapping`),
 e.g. read from its TOML file by the command line; unknown keys and out-of-range values are
 rejected with the key, the value and the allowed range.
+
+Built-in packs are named with their version (`default@1`, what every decision's `policy` field
+says) or without it (the latest version), so past decisions can be replayed under the pack
+that made them.
 """
 
 from __future__ import annotations
@@ -75,7 +79,16 @@ class PolicyPack(BaseModel):
 
 DEFAULT = PolicyPack(name="default", rules="default")
 LABEL = PolicyPack(name="label", rules="label")
+# the latest version of each built-in pack, by its bare name
 BUILTIN_PACKS: dict[str, PolicyPack] = {"default": DEFAULT, "label": LABEL}
+# every version of each, by `name@version` (the `policy` field of its decisions)
+VERSIONED_PACKS: dict[str, PolicyPack] = {pack.label: pack for pack in (DEFAULT, LABEL)}
+PackName = Literal["default", "label", "default@1", "label@1"]
+
+
+def pack_names() -> list[str]:
+    """What `--policy`, `MONITOR_POLICY` and a site file's `base` accept."""
+    return [*sorted(BUILTIN_PACKS), *sorted(VERSIONED_PACKS)]
 
 
 class PackError(ValueError):
@@ -87,27 +100,29 @@ class PackError(ValueError):
 
 
 def builtin_pack(name: str) -> PolicyPack:
-    try:
-        return BUILTIN_PACKS[name]
-    except KeyError:
-        known = ", ".join(sorted(BUILTIN_PACKS))
-        raise PackError([f"policy: unknown pack {name!r}: expected one of {known}"]) from None
+    """A built-in pack: `default@1` (that version), or `default` (the latest)."""
+    pack = BUILTIN_PACKS.get(name) or VERSIONED_PACKS.get(name)
+    if pack is None:
+        known = ", ".join(pack_names())
+        raise PackError([f"policy: unknown pack {name!r}: expected one of {known}"])
+    return pack
 
 
 def pack_from_mapping(settings: dict[str, Any]) -> PolicyPack:
     """A site pack: `base` (a built-in pack), a `name`, and threshold overrides.
 
-    Example (TOML): base = "default", name = "stmarys", version = 2, coasting_window_days = 120.
+    Example (TOML): base = "default@1", name = "stmarys", version = 2, coasting_window_days = 120
+    (`base` with or without its version: without, the latest).
     A pack whose thresholds differ from its base's must have its own name (not a built-in
     pack's), so decisions made with tuned thresholds never pass for the built-in pack's: their
     `policy` field and decision ids differ.
     """
     values = dict(settings)
     base_name = values.pop("base", "default")
-    if base_name not in BUILTIN_PACKS:
-        known = ", ".join(sorted(BUILTIN_PACKS))
+    base = BUILTIN_PACKS.get(base_name) or VERSIONED_PACKS.get(base_name)
+    if base is None:
+        known = ", ".join(pack_names())
         raise PackError([f"base: {base_name!r} is not a built-in pack: expected one of {known}"])
-    base = BUILTIN_PACKS[base_name]
     if "rules" in values:
         raise PackError(["rules: set by `base`, not directly"])
     try:

@@ -1,4 +1,6 @@
-"""Source ids of POLICY.md ("Sources") cited by each rule."""
+"""The sources behind the rules: the ids each rule cites, and what each id stands for."""
+
+from typing import NamedTuple
 
 D0 = ("S3", "S5")
 D1 = ("S3", "S5", "S6")
@@ -18,3 +20,93 @@ D5 = ("S3", "S6")
 D6 = ("S5",)
 D7 = ("S3", "S5")
 LABEL = ("S5", "S6")
+
+
+class Source(NamedTuple):
+    """What a source id in a decision's `sources` stands for."""
+
+    id: str
+    reference: str  # the full bibliographic reference
+    supports: str  # what this service takes from it
+
+
+# Every id a rule above may cite. `docs/clinical-policy.md` lists the same, with the rules
+# that cite each one; `GET /v1/sources` serves this list.
+CATALOGUE: tuple[Source, ...] = (
+    Source(
+        "S1",
+        "Jeter A, Kang Y. Immune modulation therapy in the management of bortezomib-induced "
+        "peripheral neuropathy. Exp Hematol Oncol. 2012;1:20.",
+        "Severe motor neuropathy that kept worsening after bortezomib was stopped, with a high "
+        "CSF protein, recovered with plasma exchange then prednisone: red flags for an immune "
+        "mechanism, and immunotherapy as an option.",
+    ),
+    Source(
+        "S2",
+        "Case report: multiple-myeloma-related paraproteinemic polyradiculoneuropathy during "
+        "bortezomib treatment (seed document of the project).",
+        "Severe, asymmetric motor weakness with paraprotein in the CSF, treated with plasma "
+        "exchange: a motor-predominant or rapidly rising course calls for a work-up.",
+    ),
+    Source(
+        "S3",
+        "Clinical summary: elevated beta-2 microglobulin and peripheral neuropathy in multiple "
+        "myeloma (seed document of the project).",
+        "Grades 1-2: reduce the dose and prefer weekly subcutaneous dosing; grades 3-4: "
+        "discontinue; immune red flags; coasting for 2-3 months after the drug stops; IVIg.",
+    ),
+    Source(
+        "S4",
+        "Léger JM et al. Intravenous immunoglobulin in multifocal motor neuropathy and in "
+        "polyneuropathy associated with a monoclonal gammopathy (seed document of the project).",
+        "IVIg 2 g/kg in monthly courses; response measured on MRC and Prineas scores.",
+    ),
+    Source(
+        "S5",
+        "Bortezomib (Velcade) prescribing information: dose modification for neuropathic pain "
+        "and/or peripheral sensory or motor neuropathy.",
+        "The dose levels 1.3, 1.0 and 0.7 mg/m2; withholding; discontinuation at grade 4; the "
+        "table the `label` pack follows.",
+    ),
+    Source(
+        "S6",
+        "Richardson PG et al. (International Myeloma Working Group). Management of "
+        "treatment-emergent peripheral neuropathy in multiple myeloma. Leukemia. 2012. "
+        "doi:10.1038/leu.2011.346.",
+        "Dose reduction and weekly subcutaneous dosing for grade 1-2 neuropathy; in APEX, 64% "
+        "of grade >= 2 neuropathy improved or resolved, after a median of 110 days.",
+    ),
+    Source(
+        "S7",
+        "Coasting after platinum chemotherapy: worsening of neuropathy for up to about three "
+        "months after the last dose (Eur J Neurol. 1994).",
+        "The length of the coasting watch. The evidence for bortezomib itself is weak: the "
+        "window is a pack setting.",
+    ),
+    Source(
+        "S8",
+        "Sarosiek S, Doughty C, Castillo JJ. Monoclonal gammopathy-associated neuropathy. Curr "
+        "Hematol Malig Rep. 2025;20:2.",
+        "Immunotherapy by syndrome (IVIg, rituximab, plasma exchange); the modified Rankin "
+        "scale as an outcome.",
+    ),
+)
+SOURCES: dict[str, Source] = {source.id: source for source in CATALOGUE}
+
+# Which rules cite which sources (the groups above, by rule id).
+RULE_SOURCES: dict[str, tuple[str, ...]] = {
+    "D0": D0,
+    "D1": D1 + D1_LOWEST,
+    "D2": D2 + D2_WORKUP,
+    "D3": D3,
+    "D4": D4_OPTIONS + tuple(s for ids in D4_BY_TRIGGER.values() for s in ids),
+    "D5": D5,
+    "D6": D6,
+    "D7": D7,
+    "L1-L3": LABEL,
+}
+
+
+def cited_by(source_id: str) -> list[str]:
+    """The rule ids that cite `source_id`, in rule order."""
+    return [rule for rule, ids in RULE_SOURCES.items() if source_id in ids]

@@ -10,7 +10,7 @@ import json
 import pathlib
 from typing import Any
 
-from policies.packs import BUILTIN_PACKS
+from policies.packs import pack_names
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT.parent / "shared" / "scenarios"
@@ -23,12 +23,9 @@ def load_scenario(path: pathlib.Path) -> dict[str, Any]:
 
 
 def scenario_policy(scenario: dict[str, Any]) -> str:
-    """The pack a scenario names (`default@1`), as this service knows it: where packs have no
-    versions yet, `NAME@1` is the bare `NAME` (as `check.py` falls back too)."""
+    """The pack a scenario names, with its version (`default@1`): the service knows pack
+    versions, so the name is used as it is."""
     named = str(scenario.get("policy", "default"))
-    if named in BUILTIN_PACKS:
-        return named
-    base, _, version = named.partition("@")
-    if version == "1" and base in BUILTIN_PACKS:
-        return base
-    raise AssertionError(f"scenario names an unknown pack {named!r}")
+    if named not in pack_names():
+        raise AssertionError(f"scenario names an unknown pack {named!r}")
+    return named

@@ -67,7 +67,7 @@ def test_unknown_builtin_pack() -> None:
     with pytest.raises(PackError) as caught:
         builtin_pack("strict")
     assert caught.value.problems == [
-        "policy: unknown pack 'strict': expected one of default, label"
+        "policy: unknown pack 'strict': expected one of default, label, default@1, label@1"
     ]
 
 
@@ -189,7 +189,7 @@ def test_rules_are_set_by_the_base_only() -> None:
 
 def test_base_that_is_not_a_string() -> None:
     assert pack_problems({"base": 3}) == [
-        "base: 3 is not a built-in pack: expected one of default, label"
+        "base: 3 is not a built-in pack: expected one of default, label, default@1, label@1"
     ]
 
 
@@ -281,3 +281,27 @@ def test_missing_file(tmp_path: pathlib.Path) -> None:
 def test_empty_file_is_the_base_pack(tmp_path: pathlib.Path) -> None:
     assert load_pack(None, write(tmp_path, "")) == DEFAULT
     assert load_pack("label", write(tmp_path, "# nothing tuned\n")) == LABEL
+
+
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [("default", DEFAULT), ("label", LABEL), ("default@1", DEFAULT), ("label@1", LABEL)],
+)
+def test_a_pack_is_named_with_or_without_its_version(name: str, pack: PolicyPack) -> None:
+    """Issue 13: `NAME@VERSION` selects that version (what decisions' `policy` names); the
+    bare name, the latest."""
+    assert builtin_pack(name) is pack
+    assert pack_from_mapping({"base": name}) == pack
+
+
+@pytest.mark.parametrize("name", ["default@9", "default@", "@1", "Default@1", "label@01"])
+def test_an_unknown_version_is_refused(name: str) -> None:
+    with pytest.raises(PackError, match="expected one of default, label, default@1, label@1"):
+        builtin_pack(name)
+
+
+def test_a_site_pack_on_a_versioned_base_keeps_its_own_name() -> None:
+    pack = pack_from_mapping({"base": "default@1", "name": "stmarys", "overdue_grace_days": 3})
+    assert (pack.label, pack.rules, pack.overdue_grace_days) == ("stmarys@1", "default", 3)
+    with pytest.raises(PackError, match="built-in pack's name"):
+        pack_from_mapping({"base": "default@1", "name": "default", "overdue_grace_days": 3})

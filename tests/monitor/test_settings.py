@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from monitor.settings import ATC, Settings
 
@@ -40,3 +41,17 @@ def test_the_public_base_url_is_an_http_url_without_a_trailing_slash(url: str) -
     with pytest.raises(ValueError, match="public_base_url"):
         Settings(public_base_url=url)
     assert Settings(public_base_url="https://monitor.example.org/bipn").public_base_url
+
+
+@pytest.mark.parametrize("policy", ["default", "label", "default@1", "label@1"])
+def test_monitor_policy_takes_a_pack_with_or_without_its_version(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONITOR_POLICY", policy)
+    assert Settings().policy == policy
+
+
+def test_monitor_policy_refuses_an_unknown_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITOR_POLICY", "default@7")
+    with pytest.raises(ValidationError, match="default@1"):
+        Settings()

@@ -384,6 +384,16 @@ def test_policy_default_is_the_default(tmp_path: pathlib.Path) -> None:
     assert replay(path, "--policy", "default").stdout == replay(path).stdout
 
 
+@pytest.mark.parametrize("policy", ["default@1", "label@1"])
+def test_policy_takes_a_version(tmp_path: pathlib.Path, policy: str) -> None:
+    """Issue 13: the version a decision names (`"policy": "default@1"`) replays it."""
+    path = write(tmp_path, GRADE_2_WITH_PAIN)
+    versioned = replay(path, "--policy", policy)
+    assert versioned.returncode == 0, versioned.stderr
+    assert versioned.stdout == replay(path, "--policy", policy.partition("@")[0]).stdout
+    assert all(d["policy"] == policy for d in decisions_of(versioned))
+
+
 def test_unknown_policy_is_refused(tmp_path: pathlib.Path) -> None:
     stderr = "\n".join(assert_invalid(replay(write(tmp_path, ENROL_ONLY), "--policy", "strict")))
     assert "--policy" in stderr
