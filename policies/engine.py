@@ -35,7 +35,11 @@ from policies.rules.reassessment import (
     overdue_at,
     schedule_reassessment,
 )
-from policies.rules.treatment import default_on_treatment, label_on_treatment
+from policies.rules.treatment import (
+    d2_workup_at_any_grade,
+    default_on_treatment,
+    label_on_treatment,
+)
 from policies.rules.watch import (
     d3_d4_after_stop,
     d3_first_watch_reassessment,
@@ -227,6 +231,9 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
                 rule="D5",
                 why="before the next cycle",
             )
+    d2_workup_at_any_grade(fold, course, event, grades)
+    if grades.overall >= 3 and event.source != "patient":
+        fold.patient.severe_neuropathy_seen = True  # V6 reads it at the next enrolment
     course.last_grades = grades
     course.previous_grades = grades
 

@@ -175,13 +175,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
-class Grades(_Strict):
-    """CTCAE v5 grades of one assessment; an absent domain means grade 0."""
+class BaselineGrades(_Strict):
+    """CTCAE v5 grades at enrolment; an absent domain means grade 0. An empty object is
+    accepted (no baseline was graded: version 2 asks for one, V7)."""
 
     sensory: Annotated[int, Field(ge=0, le=4)] | None = None
     motor: Annotated[int, Field(ge=0, le=4)] | None = None
     pain: Annotated[int, Field(ge=0, le=3)] | None = None
     autonomic: Annotated[int, Field(ge=0, le=4)] | None = None
+
+    def graded(self) -> bool:
+        """Was any domain graded?"""
+        return any(v is not None for v in (self.sensory, self.motor, self.pain, self.autonomic))
+
+
+class Grades(BaselineGrades):
+    """CTCAE v5 grades of one assessment: at least one domain; an absent one means grade 0."""
 
     @model_validator(mode="after")
     def _at_least_one(self) -> Grades:
@@ -229,7 +238,7 @@ class Enrollment(_EventBase):
     age: Annotated[int, Field(ge=0, le=120)] | None = None
     risk_factors: list[RiskFactor] = Field(default_factory=list)
     concomitant: list[Name128] = Field(default_factory=list)
-    baseline: Grades | None = None
+    baseline: BaselineGrades | None = None
     unit: Name64 | None = None
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass, field
 
-from policies.decisions import AUDIENCE, Action, Decision, Severity, decision_id
+from policies.decisions import AUDIENCE, Action, Audience, Decision, Severity, decision_id
 from policies.packs import PolicyPack
 from policies.state import PatientState
 
@@ -64,7 +64,10 @@ class Fold:
         window_end: dt.datetime | None = None,
         reason: str | None = None,
         triggers: list[str] | None = None,
+        audience: tuple[Audience, ...] | None = None,
     ) -> None:
+        """One decision; `severity` and `audience` default to the action's (a reason of
+        `review_required` may name its own)."""
         policy = self.pack.label
         patient_id = self.patient.patient_id
         at = at.astimezone(dt.UTC)  # decisions hold UTC times; event times keep their offsets
@@ -86,7 +89,7 @@ class Fold:
                 trigger=trigger,
                 action=action,
                 severity=severity or DEFAULT_SEVERITY[action],
-                audience=list(AUDIENCE[action]),
+                audience=list(audience or AUDIENCE[action]),
                 rule=rule,
                 policy=policy,
                 rationale=rationale,

@@ -49,6 +49,24 @@ class PolicyPack(BaseModel):
     escalation_answer_days: Annotated[int, Field(ge=1, le=60)] = 7
     overdue_grace_days: Annotated[int, Field(ge=0, le=30)] = 2
 
+    # Version 2 (V1-V8), each off (its version-1 value) unless the pack switches it on.
+    # V1. Immune-mediated red flags at any grade: the first assessment of a course with a red
+    # flag asks for the work-up (D2), whatever the grade and the course's state.
+    workup_on_any_red_flag: bool = False
+    # V6. A new course after severe neuropathy: a risk factor for D0, and a review.
+    prior_course_risk: bool = False
+    # V7. An enrolment without baseline grades asks for them (D0 review).
+    baseline_prompt: bool = False
+    # V8. The neurotoxic co-medications D0 counts; `contains`: a concomitant name containing a
+    # listed one (version 1), `exact`: equal to one, ignoring case and extra spaces (version 2).
+    neurotoxic_drugs: Annotated[
+        tuple[str, ...], Field(strict=False, min_length=1, max_length=64)
+    ] = (
+        "thalidomide",
+        "vincristine",
+    )
+    neurotoxic_match: Literal["contains", "exact"] = "contains"
+
     @field_validator("dose_levels_mg_m2")
     @classmethod
     def _levels_descend(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
@@ -59,6 +77,14 @@ class PolicyPack(BaseModel):
         if any(a <= b for a, b in pairwise(levels)):
             raise ValueError("levels must strictly descend, e.g. [1.3, 1.0, 0.7]")
         return levels
+
+    @field_validator("neurotoxic_drugs")
+    @classmethod
+    def _drug_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(" ".join(name.split()).lower() for name in names)
+        if any(not 1 <= len(name) <= 64 for name in cleaned):
+            raise ValueError("each drug name needs 1 to 64 characters")
+        return cleaned
 
     @property
     def label(self) -> str:

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from policies.events import Assessment, Grades
+from policies.events import Assessment, BaselineGrades
 
 CourseStatus = Literal["active", "held", "discontinued", "completed"]
 WatchState = Literal["none", "active", "closed"]
@@ -21,7 +21,7 @@ class GradeSet(NamedTuple):
     autonomic: int = 0
 
     @classmethod
-    def of(cls, grades: Grades | None) -> GradeSet:
+    def of(cls, grades: BaselineGrades | None) -> GradeSet:
         if grades is None:
             return ZERO_GRADES
         return cls(grades.sensory or 0, grades.motor or 0, grades.pain or 0, grades.autonomic or 0)
@@ -119,6 +119,7 @@ class Course:
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
+    workup_emitted: bool = False  # V1: the course's one immune work-up has been asked for
 
     @property
     def stopped(self) -> bool:
@@ -138,3 +139,6 @@ class PatientState:
     patient_id: str
     course: Course | None = None
     ended_courses: int = 0
+    # V6: a course of this patient reached G >= 3 at a clinician's or nurse's grading, or had an
+    # immune work-up or an escalation to immunotherapy (read at the next enrolment)
+    severe_neuropathy_seen: bool = False

@@ -3,6 +3,8 @@
 from typing import NamedTuple
 
 D0 = ("S3", "S5")
+D0_PRIOR_COURSE = ("S5",)  # V6: the label's careful benefit-risk review
+D0_NEUROTOXIC = ("S9",)  # V8: the neurotoxic co-medications
 D1 = ("S3", "S5", "S6")
 D1_LOWEST = ("S5", "S6")
 D2 = ("S3", "S5")
@@ -90,12 +92,20 @@ CATALOGUE: tuple[Source, ...] = (
         "Immunotherapy by syndrome (IVIg, rituximab, plasma exchange); the modified Rankin "
         "scale as an outcome.",
     ),
+    Source(
+        "S9",
+        "Drug-induced peripheral neuropathy: the commonly neurotoxic drug classes (vinca "
+        "alkaloids, platinum compounds, taxanes, MMAE antibody-drug conjugates, thalidomide; "
+        "metronidazole, linezolid, nitrofurantoin).",
+        "Which co-medications version 2 counts as neurotoxic at enrolment: a list for the site "
+        "to review and extend (brand names), not an exhaustive one.",
+    ),
 )
 SOURCES: dict[str, Source] = {source.id: source for source in CATALOGUE}
 
 # Which rules cite which sources (the groups above, by rule id).
 RULE_SOURCES: dict[str, tuple[str, ...]] = {
-    "D0": D0,
+    "D0": D0 + D0_PRIOR_COURSE + D0_NEUROTOXIC,
     "D1": D1 + D1_LOWEST,
     "D2": D2 + D2_WORKUP,
     "D3": D3,

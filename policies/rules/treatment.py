@@ -85,18 +85,8 @@ def _discontinue(
         sources=cited,
     )
     flags = immune_red_flags(event, grades)
-    if flags:
-        fold.emit(
-            "immune_workup",
-            rule=rule,
-            trigger=event.event_id,
-            at=at,
-            rationale=(
-                f"Immune-mediated red flags ({', '.join(flags)}): nerve-conduction study / EMG, "
-                "CSF analysis and neurology review."
-            ),
-            sources=sources.D2_WORKUP,
-        )
+    if flags and not (fold.pack.workup_on_any_red_flag and course.workup_emitted):
+        emit_immune_workup(fold, course, event, flags, rule=rule)
     d3_start_watch(
         fold,
         course,
@@ -207,3 +197,34 @@ def l2_resume(fold: Fold, course: Course, event: Assessment, described: str) -> 
         ),
         sources=sources.LABEL,
     )
+
+
+def emit_immune_workup(
+    fold: Fold, course: Course, event: Assessment, flags: list[str], *, rule: str
+) -> None:
+    """The immune work-up (D2): nerve conduction, CSF, neurology."""
+    fold.emit(
+        "immune_workup",
+        rule=rule,
+        trigger=event.event_id,
+        at=event.occurred_at,
+        rationale=(
+            f"Immune-mediated red flags ({', '.join(flags)}): nerve-conduction study / EMG, "
+            "CSF analysis and neurology review."
+        ),
+        sources=sources.D2_WORKUP,
+    )
+    course.workup_emitted = True
+    fold.patient.severe_neuropathy_seen = True  # V6: a later course starts after this one
+
+
+def d2_workup_at_any_grade(fold: Fold, course: Course, event: Assessment, grades: GradeSet) -> None:
+    """V1: the first assessment of a course with a red flag asks for the work-up, whatever the
+    grade and whether the course is on treatment, held (a label hold too) or stopped; once per
+    course (a discontinuing assessment's own work-up is that one). A patient's own report
+    neither asks for it nor uses it up."""
+    if not fold.pack.workup_on_any_red_flag or course.workup_emitted or event.source == "patient":
+        return
+    flags = immune_red_flags(event, grades)
+    if flags:
+        emit_immune_workup(fold, course, event, flags, rule="D2")

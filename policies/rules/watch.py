@@ -149,6 +149,7 @@ def d4_escalate(
     red_flags: list[str],
 ) -> None:
     course.escalated_at = event.occurred_at
+    fold.patient.severe_neuropathy_seen = True  # V6: a later course starts after this one
     # therapy recorded at the same instant (but ordered first by its id) answers it too
     course.escalation_answered = course.last_therapy_at == event.occurred_at
     reasons = "; ".join(TRIGGER_TEXT[t] for t in triggers)
