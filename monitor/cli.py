@@ -208,6 +208,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_policy_options(adherence)
 
+    policy = commands.add_parser("policy", help="the clinical policy packs")
+    policy_actions = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    diff = policy_actions.add_parser(
+        "diff",
+        help="what changing the pack would change: per patient, decisions added, removed, changed",
+        description=(
+            "Fold every patient's events with both packs, up to --until, and compare the "
+            "decisions each gives now: matched by trigger, action and reason; counted by action."
+        ),
+    )
+    diff.add_argument("--from", dest="before", required=True, help="the pack in use: default@1")
+    diff.add_argument("--to", dest="after", required=True, help="the pack to compare: label@1")
+    source = diff.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", default=None, help="an events file (JSON lines; '-': stdin)")
+    source.add_argument(
+        "--database", action="store_true", help="the configured database (MONITOR_DATABASE_URL)"
+    )
+    diff.add_argument(
+        "--until",
+        type=_aware_time,
+        default=None,
+        help="the clock (default: the latest event's time; with --database, now)",
+    )
+    diff.add_argument("--format", choices=("json", "html"), default="json")
+    diff.add_argument("--out", type=pathlib.Path, default=None, help="default: stdout")
+
     bench = commands.add_parser(
         "bench",
         help="measure replay speed on generated timelines",
@@ -235,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monitor.reports.command import run_report_command
 
         return run_report_command(args, sys.stdout, sys.stderr)
+    if args.command == "policy":
+        from monitor.policy.command import run_policy_command
+
+        return run_policy_command(args, sys.stdout, sys.stderr)
     return run_service_command(args)
 
 
