@@ -204,6 +204,14 @@ class Grades(BaselineGrades):
         return self
 
 
+class ProCtcae(_Strict):
+    """The PRO-CTCAE item "numbness or tingling in your hands or feet", as the patient
+    answered it (severity and interference, each 0-4, over the past 7 days)."""
+
+    numbness_tingling_severity: Annotated[int, Field(ge=0, le=4)] | None = None
+    numbness_tingling_interference: Annotated[int, Field(ge=0, le=4)] | None = None
+
+
 class Findings(BaseModel):
     """Optional findings; extra keys are kept (sites record more than we interpret)."""
 
@@ -214,6 +222,9 @@ class Findings(BaseModel):
     asymmetric_weakness: bool | None = None
     mrc_sum_score: Annotated[int, Field(ge=0, le=60)] | None = None
     rankin: Annotated[int, Field(ge=0, le=5)] | None = None
+    incat: Annotated[int, Field(ge=0, le=10)] | None = None  # INCAT disability score
+    new_weakness: bool | None = None  # new weakness, falls or trouble walking (a patient's word)
+    pro_ctcae: ProCtcae | None = None
 
     @model_validator(mode="after")
     def _bounded(self) -> Findings:
@@ -240,6 +251,18 @@ class Enrollment(_EventBase):
     concomitant: list[Name128] = Field(default_factory=list)
     baseline: BaselineGrades | None = None
     unit: Name64 | None = None
+    # the body surface area, or what it is computed from (Mosteller) when doses come in mg
+    bsa_m2: Annotated[float, Field(ge=0.5, le=3.0)] | None = None
+    height_cm: Annotated[float, Field(ge=50, le=250)] | None = None
+    weight_kg: Annotated[float, Field(ge=20, le=300)] | None = None
+
+    def body_surface_area(self) -> float | None:
+        """The given BSA, else Mosteller's sqrt(height x weight / 3600), else None."""
+        if self.bsa_m2 is not None:
+            return self.bsa_m2
+        if self.height_cm is not None and self.weight_kg is not None:
+            return math.sqrt(self.height_cm * self.weight_kg / 3600)
+        return None
 
 
 class Assessment(_EventBase):
