@@ -30,6 +30,7 @@ from policies.rules.adherence import d6_adherence
 from policies.rules.enrolment import d0_enrolment
 from policies.rules.no_course import d7_no_active_course
 from policies.rules.reassessment import (
+    d5_cycle_started,
     d5_reassessment_overdue,
     next_cycle_due,
     overdue_at,
@@ -186,6 +187,7 @@ def _apply(fold: Fold, event: Event) -> None:
             _assessment(fold, course, event)
         case Administration() if course is not None:
             d6_adherence(fold, course, event)
+            d5_cycle_started(fold, course, event)
         case TreatmentChange() if course is not None:
             _treatment_change(fold, course, event)
         case Immunotherapy() if course is not None:
@@ -225,7 +227,7 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
             schedule_reassessment(
                 fold,
                 course,
-                due_at=next_cycle_due(course, at, event.cycle),
+                due_at=next_cycle_due(fold.pack, course, at, event.cycle),
                 trigger=event.event_id,
                 at=at,
                 rule="D5",

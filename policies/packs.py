@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from policies.events import Route, Schedule
 
 RuleFamily = Literal["default", "label"]
+CycleAnchor = Literal["course_start", "day1_dose"]  # V3
 
 
 class PolicyPack(BaseModel):
@@ -66,6 +67,28 @@ class PolicyPack(BaseModel):
         "vincristine",
     )
     neurotoxic_match: Literal["contains", "exact"] = "contains"
+    # V3. Cycles follow the doses
+    cycle_anchor: Annotated[
+        CycleAnchor,
+        Field(
+            description=(
+                "What on-treatment reassessments are due from: `course_start` (version 1: the "
+                "course start and the assessment's cycle number) or `day1_dose` (version 2: "
+                "the latest day-1 dose given on treatment, else the course start)"
+            )
+        ),
+    ] = "course_start"
+    pre_cycle_window_days: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=6,
+            description=(
+                "With `day1_dose`: a grading up to this many days before a planned cycle start "
+                "is that cycle's pre-cycle grading (0-6: less than the shortest cycle, 7 days)"
+            ),
+        ),
+    ] = 3
 
     @field_validator("dose_levels_mg_m2")
     @classmethod

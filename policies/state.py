@@ -90,7 +90,8 @@ def immune_red_flags(assessment: Assessment, grades: GradeSet) -> list[str]:
 @dataclass(slots=True)
 class PendingReassessment:
     due_at: dt.datetime
-    trigger: str
+    trigger: str  # the event that set `due_at`
+    scheduled_at: dt.datetime  # its scheduling event's time (V3 moves the due time from it)
 
 
 @dataclass(slots=True)
@@ -120,10 +121,22 @@ class Course:
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
     workup_emitted: bool = False  # V1: the course's one immune work-up has been asked for
+    day1_dose_at: dt.datetime | None = None  # V3: the latest day-1 dose given on treatment
 
     @property
     def stopped(self) -> bool:
         return self.stopped_at is not None
+
+    @property
+    def on_treatment(self) -> bool:
+        """Neither held nor stopped."""
+        return not self.stopped and self.status != "held"
+
+    @property
+    def cycle_anchor(self) -> dt.datetime:
+        """V3 (pack `cycle_anchor` = `day1_dose`): planned cycle starts are this + k x cycle
+        length, k >= 1."""
+        return self.day1_dose_at or self.started_at
 
     @property
     def watch_state(self) -> WatchState:

@@ -1,10 +1,12 @@
-"""D5: one pending reassessment at a time; overdue after its grace period."""
+"""D5: one pending reassessment at a time; overdue after its grace period; V3, the cycle calendar
+of the day-1 doses."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from policies.decisions import utc_minute
+from policies.events import Administration
 from policies.fold import Fold
 from policies.packs import PolicyPack
 from policies.rules import sources
@@ -22,9 +24,13 @@ def schedule_reassessment(
     at: dt.datetime,
     rule: str,
     why: str,
+    scheduled_at: dt.datetime | None = None,
 ) -> None:
-    """Replace the pending reassessment by one due at `due_at` and say so."""
-    course.pending = PendingReassessment(due_at=due_at, trigger=trigger)
+    """Replace the pending reassessment by one due at `due_at` and say so. `scheduled_at`: the
+    time of its scheduling event (default `at`; V3 keeps it when a dose moves the due time)."""
+    course.pending = PendingReassessment(
+        due_at=due_at, trigger=trigger, scheduled_at=scheduled_at or at
+    )
     fold.emit(
         "schedule_reassessment",
         rule=rule,
@@ -36,19 +42,67 @@ def schedule_reassessment(
     )
 
 
-def next_cycle_due(course: Course, at: dt.datetime, cycle: int | None) -> dt.datetime:
-    """On treatment: day 1 of the next cycle (from the course start when the cycle is known).
+def next_cycle_due(
+    pack: PolicyPack, course: Course, at: dt.datetime, cycle: int | None
+) -> dt.datetime:
+    """Day 1 of the next cycle for an assessment at `at` (not stopped).
 
-    A cycle number that would put the next cycle at or before the assessment itself (a late or
-    mistyped cycle) falls back to the assessment time plus one cycle length, so the due time is
-    never in the past.
+    With `cycle_anchor` = `day1_dose` and on treatment (V3): the next planned start of the
+    dose calendar. Otherwise (version 1, and while held): from the course start when the cycle
+    is known; a cycle number that would put the next cycle at or before the assessment itself
+    (a late or mistyped cycle) falls back to the assessment time plus one cycle length, so the
+    due time is never in the past.
     """
+    if pack.cycle_anchor == "day1_dose" and course.on_treatment:
+        return next_planned_start(pack, course, at)
     length = course.cycle_length_days * DAY
     if cycle is not None:
         due = course.started_at + cycle * length
         if due > at:
             return due
     return at + length
+
+
+def next_planned_start(pack: PolicyPack, course: Course, after: dt.datetime) -> dt.datetime:
+    """V3: the first planned start (anchor + k x cycle length, k >= 1) more than
+    `pre_cycle_window_days` after `after`: a grading that close before a start is that cycle's
+    pre-cycle grading, so its next reassessment is the start after."""
+    length = course.cycle_length_days * DAY
+    past = after + pack.pre_cycle_window_days * DAY - course.cycle_anchor
+    return course.cycle_anchor + max(1, past // length + 1) * length
+
+
+def d5_cycle_started(fold: Fold, course: Course, event: Administration) -> None:
+    """V3: a day-1 dose given on treatment starts a cycle and anchors the calendar there.
+
+    A pending reassessment (not yet overdue) then moves to the calendar's first planned start
+    more than the pre-cycle window after its scheduling assessment, when that moves it by more
+    than a day (a dose at another hour of the planned day changes nothing): a delayed cycle
+    gives no false overdue. A pending grading due by the dose, or within the pre-cycle window
+    after it, was that cycle's own: it stays, and goes overdue if it is not done (a dose given
+    without its pre-cycle grading must not hide the missing grading).
+    """
+    if fold.pack.cycle_anchor != "day1_dose" or event.day != 1 or not course.on_treatment:
+        return
+    course.day1_dose_at = at = event.occurred_at
+    pending = course.pending
+    if pending is None or pending.due_at <= at + fold.pack.pre_cycle_window_days * DAY:
+        # that grading was this cycle's pre-cycle grading: a dose given without it does not
+        # push it a cycle on (it goes overdue as it would have)
+        return
+    due = next_planned_start(fold.pack, course, pending.scheduled_at)
+    if abs(due - pending.due_at) <= DAY:
+        return
+    schedule_reassessment(
+        fold,
+        course,
+        due_at=due,
+        trigger=event.event_id,
+        at=at,
+        rule="D5",
+        why=f"the day-1 dose of {utc_minute(at)} started a cycle, so before the next one",
+        scheduled_at=pending.scheduled_at,
+    )
 
 
 def overdue_at(pack: PolicyPack, course: Course) -> dt.datetime | None:
