@@ -119,6 +119,8 @@ class Course:
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
+    last_dose_at: dt.datetime | None = None  # the course's latest administration (V2)
+    next_dose_not_before: dt.datetime | None = None  # when its minimum interval ends (V2)
 
     @property
     def stopped(self) -> bool:
