@@ -1,7 +1,9 @@
 """Clearance at the infusion chair (pure): may a dose be given now, which one, and why (not).
 
 Read from the course state the service stores after each fold (`CourseSnapshot`), so the
-patient API's clearance and the CDS Hooks order check apply the same due-date rule.
+patient API's clearance and the CDS Hooks order check apply the same due-date rule. Version 2
+(V2) also waits for the minimum interval after the last dose (`next_dose_not_before`, which the
+fold stores when the pack sets `min_dose_interval_hours`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class CourseSnapshot(BaseModel):
     route: str | None = None
     next_reassessment_due: str | None = None
     reassessment_overdue_since: str | None = None
+    last_dose_at: str | None = None  # V2: the course's latest administration
+    next_dose_not_before: str | None = None  # V2: when its minimum interval ends (None: off)
 
     @classmethod
     def of(cls, state: Mapping[str, Any]) -> CourseSnapshot:
@@ -46,6 +50,18 @@ class CourseSnapshot(BaseModel):
         next dose."""
         due = self.reassessment_due()
         return self.status in ("active", "held") and due is not None and due <= now
+
+    def dose_interval_refusal(self, now: dt.datetime) -> str | None:
+        """V2: while the last dose is less than the pack's minimum interval before `now`, why
+        the chair must wait (that dose's time and when the interval ends); else None."""
+        last, ends = self.last_dose_at, self.next_dose_not_before
+        if last is None or ends is None or now >= from_utc_text(ends):
+            return None
+        hours = (from_utc_text(ends) - from_utc_text(last)) / dt.timedelta(hours=1)
+        return (
+            f"the last dose was given {last}, less than {hours:g} h ago: the minimum interval "
+            f"between doses ends {ends}"
+        )
 
 
 def clearance(
@@ -73,6 +89,9 @@ def clearance(
         reasons.append("bortezomib is on hold")
     elif status in ("discontinued", "completed"):
         reasons.append(f"bortezomib was {status}")
+    interval = state.dose_interval_refusal(now)
+    if interval is not None:
+        reasons.append(interval)
     if state.reassessment_blocks(now):
         reasons.append(
             f"neuropathy reassessment due {state.reassessment_due_text()} has not been "

@@ -89,6 +89,30 @@ class PolicyPack(BaseModel):
             ),
         ),
     ] = 3
+    # V2. Dose interval, route and schedule
+    min_dose_interval_hours: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=168,
+            description=(
+                "D6 and clearance: a dose less than this many hours after the course's "
+                "previous one is `dose_interval_too_short`, and the chair is not cleared "
+                "until the interval ends. None (version 1) or 0: no minimum interval. "
+                "0-168 h (a week: more would flag every weekly dose)."
+            ),
+        ),
+    ] = None
+    check_route_schedule: Annotated[
+        bool,
+        Field(
+            description=(
+                "D6: also `route_not_recommended` and `schedule_not_recommended` (weekly "
+                "doses less than 6 days apart), except after a recorded `completed`. "
+                "Version 1: false."
+            )
+        ),
+    ] = False
 
     @field_validator("dose_levels_mg_m2")
     @classmethod

@@ -70,6 +70,8 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
         "schedule": course.schedule,
         "route": course.route,
         "cycle_length_days": course.cycle_length_days,
+        "last_dose_at": utc_text_or_none(course.last_dose_at),
+        "next_dose_not_before": utc_text_or_none(course.next_dose_not_before),
         "watch": {
             "state": course.watch_state,
             "stopped_at": utc_text_or_none(course.stopped_at),

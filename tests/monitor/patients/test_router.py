@@ -14,6 +14,7 @@ from monitor.processing.inprocess import InProcessWorker
 from monitor.processing.jobs import dead_letter
 from monitor.services import Services
 from monitor.storage.database import make_session_factory
+from policies import pack_from_mapping
 from tests.common import factories as f
 from tests.common.service import Api, expected_decisions
 from tests.conftest import FIXED_NOW
@@ -45,6 +46,8 @@ ACTIVE_STATE = {
     "schedule": "weekly",
     "route": "SC",
     "cycle_length_days": 21,
+    "last_dose_at": None,
+    "next_dose_not_before": None,
     "watch": {"state": "none", "stopped_at": None, "window_end": None},
     "escalation": {"escalated_at": None, "answered": False},
     "next_reassessment_due": "2026-10-20T12:00:00Z",
@@ -111,6 +114,33 @@ def test_a_hold_is_not_cleared(api: Api, worker: InProcessWorker) -> None:
         "route": None,
         "status": "held",
         "reasons": ["bortezomib is on hold"],
+    }
+
+
+def test_a_dose_within_the_minimum_interval_is_not_cleared(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    """POLICY V2: the chair waits until `min_dose_interval_hours` after the last dose."""
+    services.pack = pack_from_mapping(
+        {"base": "default@1", "name": "v2test", "min_dose_interval_hours": 72}
+    )
+    dose = f.administration(FIXED_NOW - dt.timedelta(hours=30), 1.3, patient="PS", event_id="x1")
+    assert api.post_events({"events": [ENROLLMENT, dose]}).status_code == 202
+    assert worker.wait_idle()
+    assert api.get("/v1/patients/PS").json() == ACTIVE_STATE | {
+        "last_dose_at": "2026-09-30T06:00:00Z",
+        "next_dose_not_before": "2026-10-03T06:00:00Z",
+    }
+    assert api.get("/v1/patients/PS/clearance", role="infusion").json() == {
+        "cleared": False,
+        "dose_mg_m2": None,
+        "schedule": None,
+        "route": None,
+        "status": "active",
+        "reasons": [
+            "the last dose was given 2026-09-30T06:00:00Z, less than 72 h ago: the minimum "
+            "interval between doses ends 2026-10-03T06:00:00Z"
+        ],
     }
 
 
