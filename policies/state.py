@@ -119,10 +119,27 @@ class Course:
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
+    # The two holds (V4), read only while the drug has not stopped; `status` says "held" while
+    # either is on. Version 1 packs (`recorded_hold_resumes`) treat them as one hold: either
+    # starts it, and a `resume` (the service's or a recorded one) ends both.
+    recorded_hold: bool = False  # a recorded `treatment_change` `held`, not yet ended
+    label_hold: bool = False  # the label pack's own L2 `hold`, until its `resume`
 
     @property
     def stopped(self) -> bool:
         return self.stopped_at is not None
+
+    @property
+    def on_hold(self) -> bool:
+        """A hold for D6 (`dose_during_hold`): either hold, while the drug has not stopped."""
+        return self.status == "held"
+
+    def set_holds(self, *, recorded: bool, label: bool) -> None:
+        """Set both holds; until the stop, the status follows them ("held" while either is on),
+        so the stored status the API shows stays meaningful."""
+        self.recorded_hold, self.label_hold = recorded, label
+        if not self.stopped:
+            self.status = "held" if recorded or label else "active"
 
     @property
     def watch_state(self) -> WatchState:
