@@ -260,16 +260,13 @@ def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> Non
             course.reference = grades.overall
         else:
             course.reference = grades.label_tier(fold.pack.severe_autonomic_grade)
+        if not fold.pack.recorded_hold_resumes:  # V4: it ends a recorded hold
+            course.set_holds(recorded=False, label=course.label_hold)
     elif action == "held":
         if not course.stopped:
-            course.status = "held"
+            course.set_holds(recorded=True, label=course.label_hold)
     elif action == "resumed":
-        if course.status == "held":
-            course.status = "active"
-            if event.dose_mg_m2 is not None:
-                course.dose_mg_m2 = event.dose_mg_m2
-            course.schedule = event.schedule or course.schedule
-            course.route = event.route or course.route
+        _recorded_resumed(fold, course, event)
     else:  # discontinued or completed: the drug stops, the watch starts (the earlier stop wins)
         status: CourseStatus = "discontinued" if action == "discontinued" else "completed"
         if course.stopped:
@@ -286,3 +283,23 @@ def _treatment_change(fold: Fold, course: Course, event: TreatmentChange) -> Non
             why=f"treatment {action} recorded",
         )
         d3_first_watch_reassessment(fold, course, at=at, trigger=event.event_id)
+
+
+def _recorded_resumed(fold: Fold, course: Course, event: TreatmentChange) -> None:
+    """A recorded `resumed` that ends a hold sets the dose, schedule and route it gives.
+
+    Version 1: it ends the hold, whichever way it started. Version 2 (V4): it ends only a
+    recorded hold; the service's own L2 `hold` ends only at the service's `resume`.
+    """
+    if not course.on_hold:
+        return
+    if fold.pack.recorded_hold_resumes:
+        course.set_holds(recorded=False, label=False)
+    elif course.recorded_hold:
+        course.set_holds(recorded=False, label=course.label_hold)
+    else:
+        return
+    if event.dose_mg_m2 is not None:
+        course.dose_mg_m2 = event.dose_mg_m2
+    course.schedule = event.schedule or course.schedule
+    course.route = event.route or course.route

@@ -113,6 +113,21 @@ class PolicyPack(BaseModel):
             )
         ),
     ] = False
+    # V4. Recorded holds are not label holds
+    recorded_hold_resumes: Annotated[
+        bool,
+        Field(
+            description=(
+                "True (version 1): a recorded `treatment_change` `held` is the same hold as "
+                "the label pack's own L2 `hold`, so a later assessment with N <= 1 emits "
+                "`resume`, a recorded `resumed` or an L2 `resume` ends either, and a recorded "
+                "`dose_reduced` does not end it. False (version 2, V4): `resume` follows only "
+                "the service's own `hold`; a recorded `held` is a hold for D6 until a recorded "
+                "`resumed`, `dose_reduced`, `discontinued` or `completed`, the label rows still "
+                "apply during it, and an L2 `resume` does not end it."
+            )
+        ),
+    ] = True
 
     @field_validator("dose_levels_mg_m2")
     @classmethod

@@ -124,6 +124,11 @@ class Course:
     day1_dose_at: dt.datetime | None = None  # V3: the latest day-1 dose given on treatment
     last_dose_at: dt.datetime | None = None  # the course's latest administration (V2)
     next_dose_not_before: dt.datetime | None = None  # when its minimum interval ends (V2)
+    # The two holds (V4), read only while the drug has not stopped; `status` says "held" while
+    # either is on. Version 1 packs (`recorded_hold_resumes`) treat them as one hold: either
+    # starts it, and a `resume` (the service's or a recorded one) ends both.
+    recorded_hold: bool = False  # a recorded `treatment_change` `held`, not yet ended
+    label_hold: bool = False  # the label pack's own L2 `hold`, until its `resume`
 
     @property
     def stopped(self) -> bool:
@@ -139,6 +144,18 @@ class Course:
         """V3 (pack `cycle_anchor` = `day1_dose`): planned cycle starts are this + k x cycle
         length, k >= 1."""
         return self.day1_dose_at or self.started_at
+
+    @property
+    def on_hold(self) -> bool:
+        """A hold for D6 (`dose_during_hold`): either hold, while the drug has not stopped."""
+        return self.status == "held"
+
+    def set_holds(self, *, recorded: bool, label: bool) -> None:
+        """Set both holds; until the stop, the status follows them ("held" while either is on),
+        so the stored status the API shows stays meaningful."""
+        self.recorded_hold, self.label_hold = recorded, label
+        if not self.stopped:
+            self.status = "held" if recorded or label else "active"
 
     @property
     def watch_state(self) -> WatchState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from policies.events import Assessment
 from policies.fold import Fold
+from policies.packs import PolicyPack
 from policies.rules import sources
 from policies.rules.watch import d3_start_watch
 from policies.state import Course, GradeSet, immune_red_flags
@@ -147,12 +148,12 @@ def label_on_treatment(fold: Fold, course: Course, event: Assessment, grades: Gr
             else ""
         )
         _discontinue(fold, course, event, grades, rule="L3", what=what, cited=sources.LABEL)
-    elif course.status == "held":
+    elif l2_held(pack, course):
         if n <= 1:
             l2_resume(fold, course, event, described)
             course.reference = tier
     elif tier == 2:
-        course.status = "held"
+        course.set_holds(recorded=course.recorded_hold, label=True)
         fold.emit(
             "hold",
             rule="L2",
@@ -179,9 +180,17 @@ def label_on_treatment(fold: Fold, course: Course, event: Assessment, grades: Gr
         course.reference = tier
 
 
+def l2_held(pack: PolicyPack, course: Course) -> bool:
+    """Held as L2 sees it (only `resume` or `discontinue` then): the service's own `hold`; in
+    version 1 a recorded `held` too, which a later N <= 1 therefore resumes (V4 ends that)."""
+    return course.label_hold or (pack.recorded_hold_resumes and course.recorded_hold)
+
+
 def l2_resume(fold: Fold, course: Course, event: Assessment, described: str) -> None:
+    """Resume ends the service's own hold; a recorded hold only in version 1 (one hold then),
+    so from version 2 (V4) a dose stays `dose_during_hold` until the clinicians record its end."""
     pack = fold.pack
-    course.status = "active"
+    course.set_holds(recorded=course.recorded_hold and not pack.recorded_hold_resumes, label=False)
     course.dose_mg_m2, course.schedule = pack.resume_dose_mg_m2, pack.resume_schedule
     fold.emit(
         "resume",
