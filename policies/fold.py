@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass, field
 
-from policies.decisions import AUDIENCE, Action, Decision, Severity, decision_id
+from policies.decisions import AUDIENCE, Action, Audience, Decision, Severity, decision_id
 from policies.packs import PolicyPack
 from policies.state import PatientState
 
@@ -57,6 +57,7 @@ class Fold:
         rationale: str,
         sources: tuple[str, ...],
         severity: Severity | None = None,
+        audience: tuple[Audience, ...] | None = None,
         dose_mg_m2: float | None = None,
         schedule: str | None = None,
         route: str | None = None,
@@ -65,6 +66,8 @@ class Fold:
         reason: str | None = None,
         triggers: list[str] | None = None,
     ) -> None:
+        """Record one decision; `severity` and `audience` override the action's defaults (a
+        `review_required` reason may need its own)."""
         policy = self.pack.label
         patient_id = self.patient.patient_id
         at = at.astimezone(dt.UTC)  # decisions hold UTC times; event times keep their offsets
@@ -86,7 +89,7 @@ class Fold:
                 trigger=trigger,
                 action=action,
                 severity=severity or DEFAULT_SEVERITY[action],
-                audience=list(AUDIENCE[action]),
+                audience=list(audience or AUDIENCE[action]),
                 rule=rule,
                 policy=policy,
                 rationale=rationale,

@@ -49,6 +49,10 @@ class PolicyPack(BaseModel):
     escalation_answer_days: Annotated[int, Field(ge=1, le=60)] = 7
     overdue_grace_days: Annotated[int, Field(ge=0, le=30)] = 2
 
+    # V5. Lost to follow-up: days after a `reassessment_overdue` until a reassessment still not
+    # done emits `review_required` (`reassessment_missed`); None (version 1): never
+    missed_escalate_days: Annotated[int, Field(ge=1, le=90)] | None = None
+
     @field_validator("dose_levels_mg_m2")
     @classmethod
     def _levels_descend(cls, levels: tuple[float, ...]) -> tuple[float, ...]:

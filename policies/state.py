@@ -119,6 +119,7 @@ class Course:
     escalation_timer_fired: bool = False
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
+    missed_fired: bool = False  # V5: `overdue` has had its one `reassessment_missed`
 
     @property
     def stopped(self) -> bool:
