@@ -27,7 +27,7 @@ Action = Literal[
 ]
 Severity = Literal["info", "warning", "urgent"]
 Audience = Literal["nurse", "physician", "neurology", "pharmacy", "infusion_unit"]
-TimerKind = Literal["reassessment_overdue", "escalation_unanswered"]
+TimerKind = Literal["reassessment_overdue", "escalation_unanswered", "reassessment_missed"]
 
 
 def utc_text(moment: dt.datetime) -> str:

@@ -1,10 +1,10 @@
 """`evaluate(pack, events, until) -> decisions`: a fold over each patient's time-ordered events.
 
 Pure: no I/O, no clock, no database. The same function serves `replay`, the workers and the
-tests. Events are sorted by (`occurred_at`, `event_id`); the two timers
-(`reassessment_overdue`, `escalation_unanswered`) fire in time order between events, up to
-`until`; an event at the same instant as a timer is applied first. Each patient's fold is one
-pass over its events with O(1) work per event.
+tests. Events are sorted by (`occurred_at`, `event_id`); the timers (`reassessment_overdue`,
+`escalation_unanswered`, and `reassessment_missed` when the pack sets it, V5) fire in time order
+between events, up to `until`; an event at the same instant as a timer is applied first. Each
+patient's fold is one pass over its events with O(1) work per event.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from policies.decisions import Decision
+from policies.decisions import Decision, TimerKind
 from policies.events import (
     Administration,
     Assessment,
@@ -31,7 +31,9 @@ from policies.rules.enrolment import d0_enrolment
 from policies.rules.no_course import d7_no_active_course
 from policies.rules.reassessment import (
     d5_cycle_started,
+    d5_reassessment_missed,
     d5_reassessment_overdue,
+    missed_at,
     next_cycle_due,
     overdue_at,
     schedule_reassessment,
@@ -145,15 +147,19 @@ def evaluate_patient(
     return PatientOutcome(decisions=fold.decisions, state=fold.patient)
 
 
-def next_timer(pack: PolicyPack, patient: PatientState) -> tuple[dt.datetime, str] | None:
-    """The earliest pending timer of the patient's course, as (time, kind)."""
+def next_timer(pack: PolicyPack, patient: PatientState) -> tuple[dt.datetime, TimerKind] | None:
+    """The earliest pending timer of the patient's course, as (time, kind); at the same time,
+    by kind name (a fixed order, so replay is deterministic)."""
     course = patient.course
     if course is None:
         return None
-    candidates = []
+    candidates: list[tuple[dt.datetime, TimerKind]] = []
     overdue = overdue_at(pack, course)
     if overdue is not None:
         candidates.append((overdue, "reassessment_overdue"))
+    missed = missed_at(pack, course)
+    if missed is not None:
+        candidates.append((missed, "reassessment_missed"))
     deadline = escalation_deadline(pack, course)
     if deadline is not None:
         candidates.append((deadline, "escalation_unanswered"))
@@ -170,6 +176,8 @@ def _fire_timers(fold: Fold, *, before: dt.datetime, inclusive: bool) -> None:
         assert course is not None
         if kind == "reassessment_overdue":
             d5_reassessment_overdue(fold, course, at)
+        elif kind == "reassessment_missed":
+            d5_reassessment_missed(fold, course, at)
         else:
             d4_escalation_unanswered(fold, course, at)
 
@@ -193,7 +201,7 @@ def _apply(fold: Fold, event: Event) -> None:
         case Immunotherapy() if course is not None:
             _immunotherapy(course, event)
         case CourseEnd() if course is not None:
-            fold.patient.course = None  # drops the pending reassessment and both timers
+            fold.patient.course = None  # drops the pending reassessment and every timer
             fold.patient.ended_courses += 1
         case _:
             pass  # a treatment change, therapy or course end with no course: stored, no rule

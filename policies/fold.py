@@ -57,6 +57,7 @@ class Fold:
         rationale: str,
         sources: tuple[str, ...],
         severity: Severity | None = None,
+        audience: tuple[Audience, ...] | None = None,
         dose_mg_m2: float | None = None,
         schedule: str | None = None,
         route: str | None = None,
@@ -64,7 +65,6 @@ class Fold:
         window_end: dt.datetime | None = None,
         reason: str | None = None,
         triggers: list[str] | None = None,
-        audience: tuple[Audience, ...] | None = None,
     ) -> None:
         """One decision; `severity` and `audience` default to the action's (a reason of
         `review_required` may name its own)."""

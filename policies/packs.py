@@ -128,6 +128,9 @@ class PolicyPack(BaseModel):
             )
         ),
     ] = True
+    # V5. Lost to follow-up: days after a `reassessment_overdue` until a reassessment still not
+    # done emits `review_required` (`reassessment_missed`); None (version 1): never
+    missed_escalate_days: Annotated[int, Field(ge=1, le=90)] | None = None
 
     @field_validator("dose_levels_mg_m2")
     @classmethod

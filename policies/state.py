@@ -129,6 +129,7 @@ class Course:
     # starts it, and a `resume` (the service's or a recorded one) ends both.
     recorded_hold: bool = False  # a recorded `treatment_change` `held`, not yet ended
     label_hold: bool = False  # the label pack's own L2 `hold`, until its `resume`
+    missed_fired: bool = False  # V5: `overdue` has had its one `reassessment_missed`
 
     @property
     def stopped(self) -> bool:

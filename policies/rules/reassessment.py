@@ -1,5 +1,6 @@
 """D5: one pending reassessment at a time; overdue after its grace period; V3, the cycle calendar
-of the day-1 doses."""
+of the day-1 doses; V5 (when the pack sets `missed_escalate_days`), a review when it is still not
+done that many days after its overdue."""
 
 from __future__ import annotations
 
@@ -117,6 +118,7 @@ def d5_reassessment_overdue(fold: Fold, course: Course, at: dt.datetime) -> None
     assert pending is not None
     course.pending = None
     course.overdue = pending
+    course.missed_fired = False  # a new overdue reassessment: its own V5 timer
     fold.emit(
         "reassessment_overdue",
         rule="D5",
@@ -127,6 +129,38 @@ def d5_reassessment_overdue(fold: Fold, course: Course, at: dt.datetime) -> None
             f"The neuropathy reassessment due {utc_minute(pending.due_at)} was not "
             f"recorded within the {fold.pack.overdue_grace_days}-day grace period: "
             "grade the patient before the next dose."
+        ),
+        sources=sources.D5,
+    )
+
+
+def missed_at(pack: PolicyPack, course: Course) -> dt.datetime | None:
+    """V5: due + grace + `missed_escalate_days` of the overdue reassessment, once; None when the
+    pack does not escalate (version 1) or an assessment has made it up."""
+    days = pack.missed_escalate_days
+    if days is None or course.overdue is None or course.missed_fired:
+        return None
+    return course.overdue.due_at + (pack.overdue_grace_days + days) * DAY
+
+
+def d5_reassessment_missed(fold: Fold, course: Course, at: dt.datetime) -> None:
+    """V5: still not graded `missed_escalate_days` after the overdue: the patient may be lost to
+    follow-up, so a physician and the nurse review (urgent), once per due reassessment."""
+    overdue = course.overdue
+    assert overdue is not None
+    course.missed_fired = True
+    fold.emit(
+        "review_required",
+        rule="D5",
+        trigger="timer:reassessment_missed",
+        at=at,
+        reason="reassessment_missed",
+        severity="urgent",
+        audience=("physician", "nurse"),
+        rationale=(
+            f"The neuropathy reassessment due {utc_minute(overdue.due_at)} is still not "
+            f"recorded {fold.pack.missed_escalate_days} days after it became overdue: the "
+            "patient may be lost to follow-up; contact the patient and arrange the grading."
         ),
         sources=sources.D5,
     )

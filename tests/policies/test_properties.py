@@ -31,13 +31,21 @@ SITE = pack_from_mapping(
         "watch_interval_days": 10,
         "overdue_grace_days": 0,
         "escalation_answer_days": 3,
+        "missed_escalate_days": 1,  # V5: with no grace, missed 1 day after the due time
     }
 )
-PACKS = (DEFAULT, LABEL, SITE)
+# V5 (lost to follow-up) switched on a label pack: the third timer kind during holds too
+LABEL_V5 = pack_from_mapping({"base": "label@1", "name": "label-v5", "missed_escalate_days": 7})
+PACKS = (DEFAULT, LABEL, SITE, LABEL_V5)
 
 OFFSETS = tuple(dt.timezone(dt.timedelta(minutes=m)) for m in (0, 0, 60, 120, -300, 330, 540, -210))
 START = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
-TIMER_TRIGGERS = {"timer:reassessment_overdue", "timer:escalation_unanswered"}
+# each timer kind's trigger and the action it emits
+TIMER_TRIGGERS = {
+    "timer:reassessment_overdue": "reassessment_overdue",
+    "timer:escalation_unanswered": "escalation_unanswered",
+    "timer:reassessment_missed": "review_required",
+}
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -303,7 +311,7 @@ def test_no_decision_after_until_and_timers_fire_only_up_to_until(
         wire = decision.to_json_dict()
         assert str(wire["at"]).endswith("Z")
         if decision.trigger in TIMER_TRIGGERS:
-            assert decision.action == decision.trigger.removeprefix("timer:")
+            assert decision.action == TIMER_TRIGGERS[decision.trigger]
         else:  # an event's decision holds at the event's time
             assert decision.at == event_times[decision.trigger], decision.model_dump()
 
@@ -336,6 +344,27 @@ def test_each_patient_alone_gives_the_same_decisions_as_all_together(
         alone = run(pack, [b for b in bodies if b["patient_id"] == patient], clock)
         assert alone == [d for d in together if d["patient_id"] == patient]
     assert sum(1 for d in together if d["patient_id"] in patients) == len(together)
+
+
+@PROPERTY_SETTINGS
+@given(scenario=scenarios())
+def test_a_missed_reassessment_follows_its_overdue_once_by_the_setting(
+    scenario: tuple[PolicyPack, list[dict[str, Any]], dt.datetime | None],
+) -> None:
+    """V5: each `reassessment_missed` is `missed_escalate_days` after an overdue of its patient,
+    at most one per overdue; a pack without the setting never emits it."""
+    pack, bodies, until = scenario
+    decisions = evaluate(pack, parsed(bodies), until)
+    missed = [d for d in decisions if d.trigger == "timer:reassessment_missed"]
+    assert all(d.reason == "reassessment_missed" for d in missed)
+    if pack.missed_escalate_days is None:
+        assert missed == []
+        return
+    overdue = {(d.patient_id, d.at) for d in decisions if d.action == "reassessment_overdue"}
+    after = dt.timedelta(days=pack.missed_escalate_days)
+    follows = [(d.patient_id, d.at - after) for d in missed]
+    assert set(follows) <= overdue
+    assert len(set(follows)) == len(follows)
 
 
 # --- the strategy itself ----------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlmodel import select
 
+from monitor.policy_file import load_pack
 from monitor.processing.inprocess import InProcessWorker
 from monitor.processing.jobs import dead_letter, run_process_patient
 from monitor.processing.scheduled import fire_due_timers, redrive_outbox
@@ -168,11 +169,13 @@ def enrolled(api: Api, services: Services, worker: InProcessWorker) -> dict[str,
     return body
 
 
-def replay_cli(tmp_path: pathlib.Path, bodies: list[dict[str, Any]], until: str) -> list[Any]:
+def replay_cli(
+    tmp_path: pathlib.Path, bodies: list[dict[str, Any]], until: str, *options: str
+) -> list[Any]:
     events_file = tmp_path / "events.jsonl"
     events_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
     proc = subprocess.run(
-        [sys.executable, "-m", "monitor", "replay", str(events_file), "--until", until],
+        [sys.executable, "-m", "monitor", "replay", str(events_file), "--until", until, *options],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -209,6 +212,52 @@ def test_timers_fire_only_when_due_and_the_result_equals_replay_until(
     state = api.get("/v1/patients/PT").json()
     assert state["reassessment_overdue_since"] == "2026-10-21T12:00:00Z"
     assert state["next_timer_at"] is None
+
+
+def test_the_missed_timer_v5_is_fired_like_the_others_and_equals_replay(
+    api: Api, services: Services, worker: InProcessWorker, tmp_path: pathlib.Path
+) -> None:
+    """V5's third timer kind (`reassessment_missed`, a week after the overdue) needs nothing of
+    the scheduler: the fold stores it as `next_timer_at`, and a due patient is folded again."""
+    site = tmp_path / "site.toml"
+    site.write_text('base = "default@1"\nname = "v5site"\nmissed_escalate_days = 7\n')
+    services.pack = load_pack(None, site)
+    missed_at = OVERDUE_AT + dt.timedelta(days=7)
+    body = f.enrollment(ENROLLED, patient="PT", event_id="pt-e0")
+    assert api.post_events(body).status_code == 202
+    assert worker.wait_idle()
+    assert next_timer_at(services, "PT") == OVERDUE_AT
+    set_clock(services, OVERDUE_AT)
+    assert fire_due_timers(services) == 1
+    assert worker.wait_idle()
+    assert next_timer_at(services, "PT") == missed_at  # the overdue's own next timer
+    assert api.get("/v1/patients/PT").json()["next_timer_at"] == "2026-10-30T12:00:00Z"
+    set_clock(services, missed_at - dt.timedelta(seconds=1))
+    assert fire_due_timers(services) == 0
+    set_clock(services, missed_at)
+    assert fire_due_timers(services) == 1
+    assert worker.wait_idle()
+    decisions = api.decisions("PT")
+    assert [(d["action"], d["trigger"]) for d in decisions] == [
+        ("schedule_reassessment", "pt-e0"),
+        ("reassessment_overdue", "timer:reassessment_overdue"),
+        ("review_required", "timer:reassessment_missed"),
+    ]
+    missed = decisions[2]
+    assert (missed["at"], missed["reason"], missed["severity"], missed["audience"]) == (
+        "2026-10-30T12:00:00Z",
+        "reassessment_missed",
+        "urgent",
+        ["physician", "nurse"],
+    )
+    assert missed["policy"] == "v5site@1"
+    assert decisions == replay_cli(
+        tmp_path, [body], "2026-10-30T12:00:00Z", "--policy-file", str(site)
+    )
+    # once: nothing left to fire for this course
+    assert next_timer_at(services, "PT") is None
+    set_clock(services, missed_at + dt.timedelta(days=30))
+    assert fire_due_timers(services) == 0
 
 
 def test_a_fired_timer_is_not_sent_again_until_the_grace_period(
