@@ -155,9 +155,11 @@ class Settings(BaseSettings):
         "(the embedded default; durability comes from the database outbox)",
     )
     policy: PackName = Field(
-        default="default",
-        description="the built-in pack: `default` or `label` (their latest version), or a "
-        "version of one (`default@1`, `label@1`: what past decisions name)",
+        default="default@1",
+        description="the built-in pack this service decides with: `default@1` unless an "
+        "operator changes it (a software upgrade never changes a running service's policy: "
+        "compare first with `python -m monitor policy diff`); `default`/`label` mean their "
+        "latest version (2)",
     )
     policy_file: pathlib.Path | None = Field(
         default=None, description="a site pack (TOML); its `base` then decides the rules"

@@ -226,6 +226,16 @@ class Findings(BaseModel):
     new_weakness: bool | None = None  # new weakness, falls or trouble walking (a patient's word)
     pro_ctcae: ProCtcae | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_nulls_dropped(cls, data: Any) -> Any:
+        """An unknown finding given as null says nothing: it is dropped, as the canonical body
+        drops it (so an event reads back equal from what was stored)."""
+        if isinstance(data, dict):
+            known = cls.model_fields
+            return {k: v for k, v in data.items() if v is not None or k in known}
+        return data
+
     @model_validator(mode="after")
     def _bounded(self) -> Findings:
         check_json_bounds(self.model_dump(exclude_none=True))

@@ -168,13 +168,37 @@ class PolicyPack(BaseModel):
         return None
 
 
+# Version 1: what shipped first; kept so that past decisions replay exactly.
 DEFAULT = PolicyPack(name="default", rules="default")
 LABEL = PolicyPack(name="label", rules="label")
-# the latest version of each built-in pack, by its bare name
-BUILTIN_PACKS: dict[str, PolicyPack] = {"default": DEFAULT, "label": LABEL}
-# every version of each, by `name@version` (the `policy` field of its decisions)
-VERSIONED_PACKS: dict[str, PolicyPack] = {pack.label: pack for pack in (DEFAULT, LABEL)}
-PackName = Literal["default", "label", "default@1", "label@1"]
+# Version 2: V1-V8 switched on (POLICY.md, "Version 2 of both packs"; docs/clinical-policy.md).
+VERSION_2_SETTINGS: dict[str, Any] = {
+    "version": 2,
+    "workup_on_any_red_flag": True,  # V1
+    "min_dose_interval_hours": 72,  # V2
+    "check_route_schedule": True,  # V2
+    "cycle_anchor": "day1_dose",  # V3
+    "recorded_hold_resumes": False,  # V4 (both packs: a recorded dose_reduced ends the hold)
+    "missed_escalate_days": 7,  # V5
+    "prior_course_risk": True,  # V6
+    "baseline_prompt": True,  # V7
+    "neurotoxic_drugs": (  # V8
+        "thalidomide", "vincristine", "vinblastine", "vinorelbine", "cisplatin", "oxaliplatin",
+        "paclitaxel", "nab-paclitaxel", "docetaxel", "brentuximab vedotin",
+        "polatuzumab vedotin", "eribulin", "ixabepilone", "metronidazole", "linezolid",
+        "nitrofurantoin",
+    ),
+    "neurotoxic_match": "exact",  # V8
+}  # fmt: skip
+DEFAULT_V2 = DEFAULT.model_copy(update=VERSION_2_SETTINGS)
+LABEL_V2 = LABEL.model_copy(update=VERSION_2_SETTINGS)
+# every version of each built-in pack, by `name@version` (the `policy` field of its decisions)
+VERSIONED_PACKS: dict[str, PolicyPack] = {
+    pack.label: pack for pack in (DEFAULT, LABEL, DEFAULT_V2, LABEL_V2)
+}
+# the latest version of each, by its bare name
+BUILTIN_PACKS: dict[str, PolicyPack] = {"default": DEFAULT_V2, "label": LABEL_V2}
+PackName = Literal["default", "label", "default@1", "label@1", "default@2", "label@2"]
 
 
 def pack_names() -> list[str]:

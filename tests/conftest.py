@@ -44,6 +44,9 @@ def require_server(name: str, host: str, port: int) -> None:
 @pytest.fixture
 def sqlite_settings(tmp_path: pathlib.Path) -> Settings:
     return Settings(
+        # the service tests were written for version 1's decisions: they name it (version 2's
+        # rules have their own tests, tests/policies/test_v2_*.py)
+        policy="default@1",
         database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
         data_dir=tmp_path,
         fixed_now=FIXED_NOW,

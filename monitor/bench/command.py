@@ -36,7 +36,7 @@ from monitor.bench.synthetic import generate
 from monitor.operations.clock import wall_now
 from monitor.replay.command import run_replay
 from monitor.replay.timeline import Timeline, batch_mode, read_timeline
-from policies import DEFAULT, Event, evaluate
+from policies import Event, builtin_pack, evaluate
 
 TARGET_EVENTS_PER_S = 30_000
 TARGET_RATIO = 1.5
@@ -78,7 +78,7 @@ def _replay_once(path: pathlib.Path) -> ReplayRun:
             timeline = read_timeline(handle)
         events = _valid(timeline, "file")
         t1 = time.perf_counter()
-        decisions = evaluate(DEFAULT, events, timeline.latest)
+        decisions = evaluate(builtin_pack("default"), events, timeline.latest)
         t2 = time.perf_counter()
         sink = io.StringIO()
         sink.writelines(d.model_dump_json(exclude_none=True) + "\n" for d in decisions)
@@ -141,7 +141,9 @@ def _shape_cost(patients: int, per_patient: int, seed: int, repeat: int) -> Shap
     validation_s, timeline = _best_time(repeat, lambda: read_timeline(lines))
     events = _valid(timeline, f"{patients} x {per_patient} timeline")
     until = timeline.latest
-    evaluation_s, decisions = _best_time(repeat, lambda: evaluate(DEFAULT, events, until))
+    evaluation_s, decisions = _best_time(
+        repeat, lambda: evaluate(builtin_pack("default"), events, until)
+    )
     return ShapeCost(
         patients=patients,
         events_per_patient=per_patient,

@@ -333,11 +333,11 @@ def cds_service(
     """The embedded service (SQLite, in-process worker) with the CDS clients configured and
     the SEEDS courses folded at FIXED_NOW."""
     settings = Settings(
+        **({"policy": "default@1"} | overrides),  # the cards these tests expect are version 1's
         database_url=f"sqlite:///{directory / 'monitor.db'}",
         data_dir=directory,
         fixed_now=FIXED_NOW,
         cds_clients=cds_clients(keys, jwks_url),
-        **overrides,
     )
     services = build_services(settings)
     upgrade(services.engine)

@@ -155,6 +155,7 @@ def running_service(directory: pathlib.Path, **overrides: Any) -> Iterator[Runni
         data_dir=directory,
         **(
             {
+                "policy": "default@1",  # the decisions these tests expect are version 1's
                 "fixed_now": FIXED_NOW,
                 "task_retry_backoff_s": 0.01,
                 "task_retry_backoff_max_s": 0.05,

@@ -478,7 +478,7 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackFactor
     def factory(
         name: str,
         *,
-        policy: str = "default",
+        policy: str = "default@1",
         database_url: str | None = None,
         broker_url: str | None = None,
         extra_env: dict[str, str] | None = None,
@@ -714,7 +714,7 @@ def current_decisions(engine: Engine) -> dict[str, list[dict[str, Any]]]:
         return by_patient(json.loads(body) for body in bodies)
 
 
-def evaluate_stored(engine: Engine, policy: str = "default") -> dict[str, list[dict[str, Any]]]:
+def evaluate_stored(engine: Engine, policy: str = "default@1") -> dict[str, list[dict[str, Any]]]:
     """What the pure engine says about the stored events at the fixed clock."""
     with engine.connect() as conn:
         events = [

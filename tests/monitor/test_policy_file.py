@@ -11,7 +11,9 @@ from monitor.policy_file import load_pack
 from policies.packs import (
     BUILTIN_PACKS,
     DEFAULT,
+    DEFAULT_V2,
     LABEL,
+    LABEL_V2,
     PackError,
     PolicyPack,
     builtin_pack,
@@ -67,7 +69,8 @@ def test_unknown_builtin_pack() -> None:
     with pytest.raises(PackError) as caught:
         builtin_pack("strict")
     assert caught.value.problems == [
-        "policy: unknown pack 'strict': expected one of default, label, default@1, label@1"
+        "policy: unknown pack 'strict': expected one of "
+        "default, label, default@1, default@2, label@1, label@2"
     ]
 
 
@@ -83,11 +86,11 @@ def test_next_lower_dose_moves_one_level_down(dose: float, lower: float | None) 
 
 
 def test_empty_mapping_is_the_default_pack() -> None:
-    assert pack_from_mapping({}) == DEFAULT
+    assert pack_from_mapping({}) == DEFAULT_V2  # the bare name: the latest version
 
 
 def test_base_label_without_overrides_is_the_label_pack() -> None:
-    assert pack_from_mapping({"base": "label"}) == LABEL
+    assert pack_from_mapping({"base": "label"}) == LABEL_V2
 
 
 def test_site_pack_with_name_version_and_overrides() -> None:
@@ -118,11 +121,11 @@ def test_tuned_thresholds_need_a_name_of_their_own() -> None:
     [problem] = pack_problems({"name": "default", "base": "label", "overdue_grace_days": 3})
     assert problem.startswith("name: 'default'"), problem
     pack = pack_from_mapping({"base": "label", "name": "site", "overdue_grace_days": 3})
-    assert (pack.label, pack.overdue_grace_days) == ("site@1", 3)
+    assert (pack.label, pack.overdue_grace_days) == ("site@2", 3)
 
 
 def test_name_defaults_to_the_base_when_nothing_is_tuned() -> None:
-    assert pack_from_mapping({"base": "label"}).label == "label@1"
+    assert pack_from_mapping({"base": "label"}).label == "label@2"
     assert pack_from_mapping({"version": 4}).label == "default@4"
 
 
@@ -189,7 +192,8 @@ def test_rules_are_set_by_the_base_only() -> None:
 
 def test_base_that_is_not_a_string() -> None:
     assert pack_problems({"base": 3}) == [
-        "base: 3 is not a built-in pack: expected one of default, label, default@1, label@1"
+        "base: 3 is not a built-in pack: expected one of "
+        "default, label, default@1, default@2, label@1, label@2"
     ]
 
 
@@ -215,7 +219,7 @@ def test_settings_of_the_wrong_type_are_rejected(key: str, value: object) -> Non
 
 
 @pytest.mark.parametrize(
-    ("policy", "expected"), [(None, DEFAULT), ("default", DEFAULT), ("label", LABEL)]
+    ("policy", "expected"), [(None, DEFAULT_V2), ("default", DEFAULT_V2), ("label", LABEL_V2)]
 )
 def test_builtin_pack_without_a_file(policy: str | None, expected: PolicyPack) -> None:
     assert load_pack(policy, None) is expected
@@ -236,17 +240,17 @@ def test_site_file(tmp_path: pathlib.Path) -> None:
 
 def test_file_base_wins_when_policy_is_not_given(tmp_path: pathlib.Path) -> None:
     pack = load_pack(None, write(tmp_path, 'base = "label"\nname = "north"\n'))
-    assert (pack.label, pack.rules) == ("north@1", "label")
+    assert (pack.label, pack.rules) == ("north@2", "label")
 
 
 def test_policy_supplies_the_base_when_the_file_has_none(tmp_path: pathlib.Path) -> None:
     pack = load_pack("label", write(tmp_path, 'name = "site"\noverdue_grace_days = 1\n'))
-    assert (pack.label, pack.rules, pack.overdue_grace_days) == ("site@1", "label", 1)
+    assert (pack.label, pack.rules, pack.overdue_grace_days) == ("site@2", "label", 1)
 
 
 def test_policy_matching_the_base_is_fine(tmp_path: pathlib.Path) -> None:
     pack = load_pack("label", write(tmp_path, 'base = "label"\nname = "x"\n'))
-    assert (pack.label, pack.rules) == ("x@1", "label")
+    assert (pack.label, pack.rules) == ("x@2", "label")
 
 
 def test_policy_conflicting_with_the_base(tmp_path: pathlib.Path) -> None:
@@ -279,13 +283,20 @@ def test_missing_file(tmp_path: pathlib.Path) -> None:
 
 
 def test_empty_file_is_the_base_pack(tmp_path: pathlib.Path) -> None:
-    assert load_pack(None, write(tmp_path, "")) == DEFAULT
-    assert load_pack("label", write(tmp_path, "# nothing tuned\n")) == LABEL
+    assert load_pack(None, write(tmp_path, "")) == DEFAULT_V2
+    assert load_pack("label", write(tmp_path, "# nothing tuned\n")) == LABEL_V2
 
 
 @pytest.mark.parametrize(
     ("name", "pack"),
-    [("default", DEFAULT), ("label", LABEL), ("default@1", DEFAULT), ("label@1", LABEL)],
+    [
+        ("default", DEFAULT_V2),
+        ("label", LABEL_V2),
+        ("default@1", DEFAULT),
+        ("label@1", LABEL),
+        ("default@2", DEFAULT_V2),
+        ("label@2", LABEL_V2),
+    ],
 )
 def test_a_pack_is_named_with_or_without_its_version(name: str, pack: PolicyPack) -> None:
     """Issue 13: `NAME@VERSION` selects that version (what decisions' `policy` names); the
@@ -296,7 +307,9 @@ def test_a_pack_is_named_with_or_without_its_version(name: str, pack: PolicyPack
 
 @pytest.mark.parametrize("name", ["default@9", "default@", "@1", "Default@1", "label@01"])
 def test_an_unknown_version_is_refused(name: str) -> None:
-    with pytest.raises(PackError, match="expected one of default, label, default@1, label@1"):
+    with pytest.raises(
+        PackError, match="expected one of default, label, default@1, default@2, label@1, label@2"
+    ):
         builtin_pack(name)
 
 

@@ -81,7 +81,9 @@ def test_any_accepted_timeline_is_stored_folded_read_back_and_replayed(
     events_file.write_text("".join(r["body"] + "\n" for r in stored))
     assert [canonical_body(parse_event(r["body"])) for r in stored] == [r["body"] for r in stored]
     out, err = io.StringIO(), io.StringIO()
-    args = argparse.Namespace(file=str(events_file), policy=None, policy_file=None, until=LATEST)
+    args = argparse.Namespace(
+        file=str(events_file), policy="default@1", policy_file=None, until=LATEST
+    )
     assert run_replay(args, out, err) == 0, err.getvalue()
     replayed = [json.loads(line) for line in out.getvalue().splitlines()]
     served = api.decisions(patient)

@@ -174,6 +174,8 @@ def replay_cli(
 ) -> list[Any]:
     events_file = tmp_path / "events.jsonl"
     events_file.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    if not options:  # the service's pack in these tests (tests/conftest.py)
+        options = ("--policy", "default@1")
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "replay", str(events_file), "--until", until, *options],
         capture_output=True,

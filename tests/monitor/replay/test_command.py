@@ -91,7 +91,7 @@ def z(moment: dt.datetime) -> str:
 
 
 def test_decisions_are_json_lines_sorted_by_at_then_id(tmp_path: pathlib.Path) -> None:
-    proc = replay(write(tmp_path, TIMELINE))
+    proc = replay(write(tmp_path, TIMELINE), "--policy", "default@1")
     decisions = decisions_of(proc)
     assert proc.stdout.endswith("\n")
     keys = [(utc(d["at"]), d["decision_id"]) for d in decisions]
@@ -145,7 +145,7 @@ def test_decisions_are_json_lines_sorted_by_at_then_id(tmp_path: pathlib.Path) -
 
 
 def test_output_is_what_the_engine_says(tmp_path: pathlib.Path) -> None:
-    proc = replay(write(tmp_path, TIMELINE))
+    proc = replay(write(tmp_path, TIMELINE), "--policy", "default@1")
     expected = [
         d.model_dump_json(exclude_none=True)
         for d in f.run(P1_ENROL, P1_GRADE_1, P1_DOSE, P2_ENROL, P2_GRADE_3)
@@ -172,8 +172,8 @@ def test_windows_line_endings_are_read(tmp_path: pathlib.Path) -> None:
 
 
 def test_standard_input_with_dash(tmp_path: pathlib.Path) -> None:
-    from_file = replay(write(tmp_path, TIMELINE))
-    from_stdin = replay("-", stdin="\n".join(reversed(TIMELINE)) + "\n")
+    from_file = replay(write(tmp_path, TIMELINE), "--policy", "default@1")
+    from_stdin = replay("-", "--policy", "default@1", stdin="\n".join(reversed(TIMELINE)) + "\n")
     assert from_stdin.returncode == 0, from_stdin.stderr
     assert from_stdin.stdout == from_file.stdout
     assert len(from_stdin.stdout.splitlines()) == 9
@@ -363,8 +363,8 @@ GRADE_2_WITH_PAIN = lines_of(
 
 def test_policy_label_changes_the_policy_field_and_the_rules(tmp_path: pathlib.Path) -> None:
     path = write(tmp_path, GRADE_2_WITH_PAIN)
-    default = decisions_of(replay(path))
-    label = decisions_of(replay(path, "--policy", "label"))
+    default = decisions_of(replay(path, "--policy", "default@1"))
+    label = decisions_of(replay(path, "--policy", "label@1"))
     assert {d["policy"] for d in default} == {"default@1"}
     assert {d["policy"] for d in label} == {"label@1"}
     assert {(d["action"], d["rule"]) for d in default if d["trigger"] == "a1"} == {
@@ -384,13 +384,15 @@ def test_policy_default_is_the_default(tmp_path: pathlib.Path) -> None:
     assert replay(path, "--policy", "default").stdout == replay(path).stdout
 
 
-@pytest.mark.parametrize("policy", ["default@1", "label@1"])
+@pytest.mark.parametrize("policy", ["default@1", "label@1", "default@2", "label@2"])
 def test_policy_takes_a_version(tmp_path: pathlib.Path, policy: str) -> None:
-    """Issue 13: the version a decision names (`"policy": "default@1"`) replays it."""
+    """Issue 13: the version a decision names (`"policy": "default@1"`) replays it; the bare
+    name is the latest version (2)."""
     path = write(tmp_path, GRADE_2_WITH_PAIN)
     versioned = replay(path, "--policy", policy)
     assert versioned.returncode == 0, versioned.stderr
-    assert versioned.stdout == replay(path, "--policy", policy.partition("@")[0]).stdout
+    bare = replay(path, "--policy", policy.partition("@")[0]).stdout
+    assert (versioned.stdout == bare) == policy.endswith("@2")
     assert all(d["policy"] == policy for d in decisions_of(versioned))
 
 
@@ -432,7 +434,7 @@ def test_policy_file_tunes_the_coasting_window(tmp_path: pathlib.Path) -> None:
 def test_policy_file_with_policy_label(tmp_path: pathlib.Path) -> None:
     site = write_toml(tmp_path, 'name = "north"\noverdue_grace_days = 1\n')
     decisions = decisions_of(
-        replay(write(tmp_path, GRADE_2_WITH_PAIN), "--policy", "label", "--policy-file", site)
+        replay(write(tmp_path, GRADE_2_WITH_PAIN), "--policy", "label@1", "--policy-file", site)
     )
     assert {d["policy"] for d in decisions} == {"north@1"}
     assert "hold" in [d["action"] for d in decisions]

@@ -120,7 +120,7 @@ def sample() -> tuple[dict[str, Any], dict[str, Any]]:
     """The offline report over the example timeline: (result, distributions)."""
     with TIMELINE.open("rb") as lines:
         timeline = read_timeline(lines)
-    report = report_from_events(load_pack("default", None), timeline.events, PERIOD)
+    report = report_from_events(load_pack("default@1", None), timeline.events, PERIOD)
     result, distributions = report.result(), report.distributions()
     # what the assertions below rely on: the sample has something in every section
     assert result["alerts"] is None

@@ -54,6 +54,9 @@ def cli(
     env["PYTHONPATH"] = str(ROOT)
     if database is not None:
         env["MONITOR_DATABASE_URL"] = database
+        env["MONITOR_POLICY"] = "default@1"  # the running service's pack (tests/common)
+    elif "--policy" not in args and "--policy-file" not in args and "--events" in args:
+        args = (*args, "--policy", "default@1")  # as the running service decided
     return subprocess.run(
         [sys.executable, "-m", "monitor", "report", "adherence", *args],
         capture_output=True,
