@@ -32,6 +32,7 @@ class CourseSnapshot(BaseModel):
     reassessment_overdue_since: str | None = None
     last_dose_at: str | None = None  # V2: the course's latest administration
     next_dose_not_before: str | None = None  # V2: when its minimum interval ends (None: off)
+    bsa_m2: float | None = None  # the enrolment's body surface area, when known
 
     @classmethod
     def of(cls, state: Mapping[str, Any]) -> CourseSnapshot:
@@ -100,7 +101,7 @@ def clearance(
     if pending_events:
         reasons.append(f"{pending_events} recent event(s) still being processed: retry shortly")
     cleared = not reasons
-    return {
+    answer: dict[str, Any] = {
         "cleared": cleared,
         "dose_mg_m2": state.dose_mg_m2 if cleared else None,
         "schedule": state.schedule if cleared else None,
@@ -108,3 +109,11 @@ def clearance(
         "status": status,
         "reasons": reasons or [NOTHING_PENDING],
     }
+    if state.bsa_m2 is not None:  # the dose in mg too, from the enrolment's body surface area
+        answer["bsa_m2"] = round(state.bsa_m2, 2)
+        answer["dose_mg"] = (
+            round(state.dose_mg_m2 * state.bsa_m2, 2)
+            if cleared and state.dose_mg_m2 is not None
+            else None
+        )
+    return answer

@@ -121,6 +121,7 @@ class Course:
     pending: PendingReassessment | None = None
     overdue: PendingReassessment | None = None  # missed and not yet made up by an assessment
     workup_emitted: bool = False  # V1: the course's one immune work-up has been asked for
+    bsa_m2: float | None = None  # the enrolment's body surface area (given, or Mosteller's)
     day1_dose_at: dt.datetime | None = None  # V3: the latest day-1 dose given on treatment
     last_dose_at: dt.datetime | None = None  # the course's latest administration (V2)
     next_dose_not_before: dt.datetime | None = None  # when its minimum interval ends (V2)

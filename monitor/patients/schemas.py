@@ -61,7 +61,11 @@ class DecisionsView(BaseModel):
 
 
 class ClearanceView(BaseModel):
-    """May the dose be given now: the dose, schedule and route only when cleared."""
+    """May the dose be given now: the dose, schedule and route only when cleared. When the
+    enrolment gave the body surface area (or height and weight), also `bsa_m2` and the dose in
+    mg (`dose_mg`, rounded to 0.01 mg)."""
+
+    model_config = ConfigDict(extra="allow")
 
     cleared: bool
     dose_mg_m2: float | None

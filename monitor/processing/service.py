@@ -70,6 +70,7 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
         "schedule": course.schedule,
         "route": course.route,
         "cycle_length_days": course.cycle_length_days,
+        "bsa_m2": course.bsa_m2,
         "last_dose_at": utc_text_or_none(course.last_dose_at),
         "next_dose_not_before": utc_text_or_none(course.next_dose_not_before),
         "watch": {

@@ -62,6 +62,7 @@ def d0_enrolment(fold: Fold, event: Enrollment) -> Course:
         started_at=event.occurred_at,
         cycle_length_days=event.cycle_length_days,
         dose_mg_m2=event.dose_mg_m2,
+        bsa_m2=event.body_surface_area(),
         schedule=event.schedule,
         route=event.route,
         unit=event.unit,

@@ -85,3 +85,14 @@ def test_no_course_and_pending_events_are_both_reasons() -> None:
         "no active bortezomib course on record",
         "2 recent event(s) still being processed: retry shortly",
     ]
+
+
+def test_the_dose_in_mg_when_the_body_surface_area_is_known() -> None:
+    """Issue 13, item 4: with the enrolment's BSA the chair gets the dose in mg too."""
+    state = {"status": "active", "dose_mg_m2": 1.3, "schedule": "weekly", "route": "SC",
+             "bsa_m2": 1.8333}  # fmt: skip
+    result = clearance(state, 0, at(1))
+    assert (result["cleared"], result["bsa_m2"], result["dose_mg"]) == (True, 1.83, 2.38)
+    held = clearance({**state, "status": "held"}, 0, at(1))
+    assert (held["cleared"], held["dose_mg"]) == (False, None)
+    assert "dose_mg" not in clearance({**state, "bsa_m2": None}, 0, at(1))

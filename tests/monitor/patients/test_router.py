@@ -46,6 +46,7 @@ ACTIVE_STATE = {
     "schedule": "weekly",
     "route": "SC",
     "cycle_length_days": 21,
+    "bsa_m2": None,
     "last_dose_at": None,
     "next_dose_not_before": None,
     "watch": {"state": "none", "stopped_at": None, "window_end": None},
@@ -142,6 +143,21 @@ def test_a_dose_within_the_minimum_interval_is_not_cleared(
             "interval between doses ends 2026-10-03T06:00:00Z"
         ],
     }
+
+
+def test_the_chair_gets_the_dose_in_mg_when_the_enrolment_gives_height_and_weight(
+    api: Api, worker: InProcessWorker
+) -> None:
+    """Issue 13, item 4: the body surface area (Mosteller's, from height and weight) gives the
+    dose in mg at the chair."""
+    enrolment = {**ENROLLMENT, "patient_id": "PM", "event_id": "pm-e0",
+                 "height_cm": 170, "weight_kg": 70}  # fmt: skip
+    assert api.post_events(enrolment).status_code == 202
+    assert worker.wait_idle()
+    assert api.get("/v1/patients/PM").json()["bsa_m2"] == pytest.approx(1.818, abs=0.001)
+    answer = api.get("/v1/patients/PM/clearance", role="infusion").json()
+    assert (answer["cleared"], answer["dose_mg_m2"], answer["bsa_m2"]) == (True, 1.3, 1.82)
+    assert answer["dose_mg"] == round(1.3 * (170 * 70 / 3600) ** 0.5, 2) == 2.36
 
 
 def test_decisions_hide_superseded_ones_unless_asked(
