@@ -137,11 +137,11 @@ def test_shared_scenarios_over_http_equal_replay(
             # one database per policy holds several scenarios: they must not share patients
             assert owner.setdefault(event["patient_id"], scenario["name"]) == scenario["name"]
         by_policy[scenario_policy(scenario)].extend(scenario["events"])
-    assert set(by_policy) <= {"default", "label"}
+    assert set(by_policy) <= {"default@1", "label@1"}  # the scenarios name their pack's version
     rng = random.Random(20261001)
     compared = 0
     for policy, events in sorted(by_policy.items()):
-        if policy == "default":
+        if policy == default_stack.policy:
             stack = default_stack
         else:
             stack = make_stack(f"replay-{policy}", policy=policy)
