@@ -16,7 +16,7 @@ from monitor.api.errors import problem
 from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import Principal
 from monitor.ingest.schemas import BATCH_SCHEMA, EventsAccepted, EventStatus, events_of
-from monitor.ingest.service import EventConflictError, accept_events
+from monitor.ingest.service import EventConflictError, accept_events, dispatch
 from monitor.operations.metrics import EVENTS_REJECTED
 from monitor.services import Services
 
@@ -77,6 +77,7 @@ def _accept(
         )
     accepted = sum(1 for _, status in result.statuses if status == "accepted")
     services.audit.record(principal, ACTION, f"{len(items)} events", 202, now())
+    dispatch(services, result)  # after the audit row: the answer does not wait for the worker
     answer = EventsAccepted(
         accepted=accepted,
         duplicates=len(result.statuses) - accepted,

@@ -109,13 +109,18 @@ def _store(
 
 
 def accept_events(services: Services, events: Sequence[Event], now: dt.datetime) -> IngestResult:
-    """Store, count, and hand the patients with new work to the dispatcher after the commit
-    (the outbox re-drives anything not handed over). The one path in for events: the JSON API
-    and FHIR in alike. Raises `EventConflictError`, nothing stored."""
+    """Store and count: the one path in for events, the JSON API and FHIR in alike. Raises
+    `EventConflictError`, nothing stored. The caller then calls `dispatch` (after its own
+    bookkeeping: in the embedded mode the worker competes for the database at once)."""
     result = store_events(services.sessions, events, now)
     accepted = sum(1 for _, status in result.statuses if status == "accepted")
     EVENTS_ACCEPTED.inc(accepted)
     EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)
+    return result
+
+
+def dispatch(services: Services, result: IngestResult) -> None:
+    """Hand the patients with new work to the dispatcher, after the commit (the outbox
+    re-drives anything not handed over)."""
     if result.patients and services.dispatcher is not None:
         services.dispatcher.enqueue(result.patients)
-    return result

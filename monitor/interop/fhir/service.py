@@ -15,7 +15,13 @@ from sqlmodel import Session, col, select
 
 from monitor.alerts.service import alert_view
 from monitor.auth.tokens import Principal
-from monitor.ingest.service import EventConflictError, IngestResult, IngestStatus, accept_events
+from monitor.ingest.service import (
+    EventConflictError,
+    IngestResult,
+    IngestStatus,
+    accept_events,
+    dispatch,
+)
 from monitor.interop.fhir.inbound import EntryProblem, FhirMapping, MappedEvent, map_fhir
 from monitor.interop.fhir.problems import IssueCode, Problem, information, operation_outcome
 from monitor.operations.metrics import EVENTS_REJECTED
@@ -55,7 +61,9 @@ def accept_fhir(services: Services, payload: Any, principal: Principal) -> JSONR
 
 
 def _store(services: Services, events: list[MappedEvent]) -> IngestResult:
-    return accept_events(services, [m.event for m in events], services.settings.now())
+    result = accept_events(services, [m.event for m in events], services.settings.now())
+    dispatch(services, result)
+    return result
 
 
 def _all_or_nothing(services: Services, mapping: FhirMapping) -> Answer:
