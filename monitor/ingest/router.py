@@ -15,7 +15,13 @@ from monitor.api.deps import AUTH_RESPONSES, ClockDep, Ingest, JsonBody, Service
 from monitor.api.errors import problem
 from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import Principal
-from monitor.ingest.schemas import BATCH_SCHEMA, EventsAccepted, EventStatus, events_of
+from monitor.ingest.schemas import (
+    BATCH_SCHEMA,
+    EventsAccepted,
+    EventsRefused,
+    EventStatus,
+    events_of,
+)
 from monitor.ingest.service import EventConflictError, accept_events, dispatch
 from monitor.operations.metrics import EVENTS_REJECTED
 from monitor.services import Services
@@ -41,7 +47,7 @@ ACTION = "POST /v1/events"
         409: {"description": "an event_id reused with another body"},
         413: {"description": "body too large"},
         415: {"description": "not JSON"},
-        422: {"description": "invalid events, every problem listed"},
+        422: {"model": EventsRefused, "description": "invalid events, every problem listed"},
     },
 )
 async def post_events(

@@ -41,9 +41,18 @@ class EventProblem(BaseModel):
 
 
 class InvalidEvent(BaseModel):
+    """One refused event (`index` null: the batch itself), with every problem it has."""
+
     index: int | None
     event_id: Any = None
     problems: list[EventProblem]
+
+
+class EventsRefused(BaseModel):
+    """422: nothing was stored; every problem of every event is listed."""
+
+    detail: str
+    errors: list[InvalidEvent]
 
 
 Problems = list[dict[str, Any]]

@@ -52,14 +52,6 @@ def shown(concept: CodeableConcept | None) -> str:
     return ", ".join(parts)
 
 
-def first_match(concept: CodeableConcept | None, known: dict[str, str]) -> str | None:
-    """The value `known` gives the first coding of the concept that it lists."""
-    for coding_key in coding_keys(concept):
-        if coding_key in known:
-            return known[coding_key]
-    return None
-
-
 def misplaced_system(concept: CodeableConcept | None, known: Iterable[str]) -> str | None:
     """A coding whose code is a known one but under another system: a common mapping slip."""
     by_code: dict[str, str] = {}

@@ -3,8 +3,6 @@ change, matched by trigger, action and reason, with counts by action."""
 
 from __future__ import annotations
 
-import argparse
-import io
 import json
 import pathlib
 from typing import Any
@@ -13,7 +11,6 @@ import pytest
 
 from monitor.cli import main
 from monitor.ingest.service import store_events
-from monitor.policy.command import run_policy_command
 from monitor.policy.diff import compare_packs, diff_decisions
 from monitor.services import Services
 from policies import DEFAULT, LABEL, Decision
@@ -78,18 +75,6 @@ def test_counts_by_action_over_patients() -> None:
     assert [p["patient_id"] for p in result["by_patient"]] == ["P1"]
 
 
-def _command(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    args = argparse.Namespace(
-        before=None, after=None, events=None, database=False, until=None, format="json", out=None
-    )
-    parsed = iter(argv)
-    for flag in parsed:
-        setattr(args, {"--from": "before", "--to": "after"}.get(flag, flag.lstrip("-")),
-                True if flag == "--database" else next(parsed))  # fmt: skip
-    return run_policy_command(args, out, err), out.getvalue(), err.getvalue()
-
-
 def test_the_command_over_the_example_timeline(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["policy", "diff", "--from", "default@1", "--to", "label@1", "--events",
                  str(EXAMPLE)])  # fmt: skip
@@ -111,10 +96,11 @@ def test_the_html_page_escapes_what_it_shows(tmp_path: pathlib.Path) -> None:
     assert "<script" not in html
 
 
-def test_an_unknown_pack_is_refused() -> None:
-    code, _, err = _command("--from", "default@1", "--to", "strict@3", "--events", str(EXAMPLE))
+def test_an_unknown_pack_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["policy", "diff", "--from", "default@1", "--to", "strict@3", "--events",
+                 str(EXAMPLE)])  # fmt: skip
     assert code == 2
-    assert "unknown pack 'strict@3'" in err
+    assert "unknown pack 'strict@3'" in capsys.readouterr().err
 
 
 def test_the_command_over_the_database(
