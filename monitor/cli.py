@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from monitor.services import Services
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
 def _aware_time(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
@@ -233,6 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--format", choices=("json", "html"), default="json")
     diff.add_argument("--out", type=pathlib.Path, default=None, help="default: stdout")
+    upgrade = policy_actions.add_parser(
+        "upgrade",
+        help="fold every patient again under the pack now in use (after changing MONITOR_POLICY)",
+        description=(
+            "Re-fold every patient under the configured pack, in batches, one transaction per "
+            "patient. Superseded decisions record the policy change; only still-actionable "
+            "advice that changed is alerted or corrected. Safe to run again."
+        ),
+    )
+    upgrade.add_argument(
+        "--to", required=True, help="the pack in use (MONITOR_POLICY), e.g. default@2"
+    )
+    upgrade.add_argument("--batch-size", type=_positive, default=200, help="patients per batch")
+    upgrade.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     bench = commands.add_parser(
         "bench",

@@ -42,6 +42,7 @@ LEGACY_SCHEME = 1  # SHA-256 over the content, no key, no row id (before issue 1
 KEYED_SCHEME = 2  # HMAC-SHA256 over the row id, the content and the previous hash
 KEY_FILE = "audit.key"
 MIN_KEY_CHARS = 32
+COMMAND_LINE = "command-line"
 ANONYMOUS = "anonymous"  # the actor of a request refused before anyone was identified
 
 
@@ -158,6 +159,11 @@ class AuditLog:
     ) -> None:
         """Append one row chained to the last. No clinical payload: who, what, when, result."""
         self._append(principal.name, principal.role, action, resource, status_code, now)
+
+    def record_command(self, action: str, resource: str, now: dt.datetime) -> None:
+        """An operator's command that changes clinical state (`policy upgrade`): run on the
+        service's host, so the actor is the command line, not a token."""
+        self._append(COMMAND_LINE, "operator", action, resource, 0, now)
 
     def record_refusal(self, action: str, status_code: int, now: dt.datetime) -> None:
         """A request refused before anyone was identified (401): the route, the answer."""

@@ -39,8 +39,11 @@ class PatientView(Open):
 
 
 class DecisionView(Open):
-    """One decision (CONTRACT.md, "Decisions"); optional action fields appear when set, and
-    `superseded_at` on a superseded one."""
+    """One decision (CONTRACT.md, "Decisions"); optional action fields appear when set. A
+    superseded one says since when (`superseded_at`) and why (`superseded_reason`:
+    `later_events` or `policy_change`, then with `superseded_by`, the new pack's matching
+    decision); one that came with a policy change says since when it is in force
+    (`in_force_from`)."""
 
     decision_id: str
     patient_id: str

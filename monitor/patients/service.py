@@ -135,6 +135,11 @@ def decision_body(row: DecisionRow) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(row.body)
     if row.superseded_at is not None:
         body["superseded_at"] = utc_text(row.superseded_at)
+        body["superseded_reason"] = row.superseded_reason or "later_events"
+        if row.superseded_by is not None:
+            body["superseded_by"] = row.superseded_by
+    if row.in_force_from is not None:
+        body["in_force_from"] = utc_text(row.in_force_from)
     return body
 
 

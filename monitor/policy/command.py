@@ -15,19 +15,25 @@ from typing import IO, Any
 
 import jinja2
 from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
 from monitor.policy.diff import PolicyDiff, compare_packs
+from monitor.policy.upgrade import UpgradeReport, count_patients, record, upgrade_patients
 from monitor.replay.command import EXIT_INVALID, settings_or_report, timeline_or_report
 from monitor.replay.timeline import batch_mode
-from monitor.services import build_services
+from monitor.services import Services, build_services
+from monitor.storage.migrate import upgrade
 from monitor.storage.models import EventRow
 from policies import Event, PackError, builtin_pack
 from policies.events import EVENT_ADAPTER
 
 
 def run_policy_command(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    if args.policy_command == "upgrade":
+        return run_upgrade(args, out, err)
     try:
         before, after = builtin_pack(args.before), builtin_pack(args.after)
     except PackError as exc:
@@ -116,3 +122,65 @@ def _templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def run_upgrade(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Fold every patient under the configured pack, which `--to` must name."""
+    settings = settings_or_report(err)
+    if settings is None:
+        return EXIT_INVALID
+    services = build_services(settings)
+    try:
+        in_use = services.pack.label
+        if args.to != in_use and _label_of(args.to) != in_use:
+            print(
+                f"policy upgrade: --to {args.to} is not the pack in use ({in_use}); set "
+                f"MONITOR_POLICY (or the site file) to it for the api, the workers and the "
+                "scheduler first, or the next event folds each patient under "
+                f"{in_use} again",
+                file=err,
+            )
+            return EXIT_INVALID
+        try:
+            upgrade(services.engine)  # the decision columns the changeover writes
+            report = _upgrade_with_progress(services, args, err)
+            record(services, report, settings.now())
+        except SQLAlchemyError as exc:
+            print(
+                f"policy upgrade: the database failed ({type(exc).__name__}); patients done "
+                "so far are upgraded; run the command again to finish",
+                file=err,
+            )
+            return 1
+    finally:
+        services.close()
+    out.write(json.dumps(report.view(), indent=2) + "\n")
+    return 1 if report.stopped else 0
+
+
+def _label_of(name: str) -> str | None:
+    """A built-in pack name's label (`default` -> `default@2`); None for other names."""
+    try:
+        return builtin_pack(name).label
+    except PackError:
+        return None
+
+
+def _upgrade_with_progress(
+    services: Services, args: argparse.Namespace, err: IO[str]
+) -> UpgradeReport:
+    total = count_patients(services)
+    console = Console(file=err)
+    with Progress(
+        TextColumn("policy upgrade to " + services.pack.label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=args.no_progress,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("patients", total=total)
+        return upgrade_patients(
+            services, args.batch_size, on_patient=lambda _: progress.advance(task)
+        )

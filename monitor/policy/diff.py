@@ -15,16 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policies import Decision, Event, PolicyPack, evaluate_patient, unique_events
-
-# what makes two decisions "the same recommendation" under two packs
-Key = tuple[str, str, str | None]
-# what may differ between them (the rest: ids, the `policy` field, rationale wording)
-COMPARED = ("rule", "severity", "audience", "dose_mg_m2", "schedule", "route", "due_at",
-            "window_end", "triggers")  # fmt: skip
-
-
-def _key(decision: Decision) -> Key:
-    return (decision.trigger, decision.action, decision.reason)
+from policies.changeover import differing_fields, match_decisions
 
 
 def _view(decision: Decision) -> dict[str, Any]:
@@ -58,23 +49,17 @@ def diff_decisions(
 ) -> PatientDiff:
     """One patient's decisions under the old pack (`before`) and the new one (`after`)."""
     result = PatientDiff(patient_id)
-    old: dict[Key, list[Decision]] = {}
-    for decision in before:
-        old.setdefault(_key(decision), []).append(decision)
-    for decision in after:
-        matches = old.get(_key(decision))
-        if not matches:
+    pairs, removed = match_decisions(before, after)
+    for decision, previous in pairs:
+        if previous is None:
             result.added.append(_view(decision))
-            continue
-        previous = matches.pop(0)
-        fields = [name for name in COMPARED if getattr(previous, name) != getattr(decision, name)]
-        if fields:
+        elif fields := differing_fields(previous, decision):
             result.changed.append(
                 {"from": _view(previous), "to": _view(decision), "fields": fields}
             )
         else:
             result.unchanged += 1
-    result.removed = [_view(d) for rest in old.values() for d in rest]
+    result.removed = [_view(d) for d in removed]
     return result
 
 

@@ -33,6 +33,7 @@ from monitor.storage.models import (
     PatientRow,
 )
 from monitor.webhooks.delivery import fan_out
+from policies.changeover import TIMER, Changeover, CourseView, plan_changeover
 from policies.decisions import Decision, utc_text_or_none
 from policies.engine import PatientOutcome, evaluate_patient, next_timer
 from policies.events import EVENT_ADAPTER, Event
@@ -53,6 +54,9 @@ class ProcessOutcome:
     outbox_done: int
     revised: int = 0  # kept ids whose content changed (a late event)
     delivery_ids: tuple[int, ...] = ()  # webhook deliveries to send after the commit
+    alerts_new: int = 0
+    alerts_corrected: int = 0
+    policy_changed: bool = False  # this fold moved the patient to another pack
 
 
 def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
@@ -111,21 +115,27 @@ class StoredEventError(SafeMessageError):
         self.event_id = event_id
 
 
-def _load_events(session: Session, patient_id: str) -> tuple[list[Event], int]:
-    """The patient's events, but those an admin quarantined; and the largest row id."""
+def _load_events(
+    session: Session, patient_id: str, seen_pk: int = 0
+) -> tuple[list[Event], int, set[str]]:
+    """The patient's events, but those an admin quarantined; the largest row id; and the ids
+    of the events stored after row `seen_pk` (the last fold's largest)."""
     rows = session.execute(
         select(col(EventRow.id), col(EventRow.event_id), col(EventRow.body)).where(
             col(EventRow.patient_id) == patient_id, col(EventRow.quarantined_at).is_(None)
         )
     ).all()
     events = []
-    for _, event_id, body in rows:
+    unseen: set[str] = set()
+    for pk, event_id, body in rows:
         try:
             events.append(EVENT_ADAPTER.validate_json(body))
         except ValidationError as exc:
             fields = [".".join(str(p) for p in err["loc"][1:]) or "event" for err in exc.errors()]
             raise StoredEventError(event_id, list(dict.fromkeys(fields))) from None
-    return events, max((pk for pk, _, _ in rows), default=0)
+        if pk > seen_pk:
+            unseen.add(event_id)
+    return events, max((pk for pk, _, _ in rows), default=0), unseen
 
 
 def _next_due(
@@ -168,7 +178,7 @@ def process_patient(
         ).all()
         if not accepted and _fold_is_current(patient, pack, now):
             return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
-        events, max_pk = _load_events(session, patient_id)
+        events, max_pk, unseen = _load_events(session, patient_id, patient.processed_event_pk)
         outcome = evaluate_patient(pack, patient_id, events, now)
         wanted = {d.decision_id: d for d in outcome.decisions}
         stored = {
@@ -177,19 +187,27 @@ def process_patient(
                 select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
             ).scalars()
         }
+        change = _changeover(patient, pack, stored, outcome, unseen)
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
         alerts: list[AlertRow] = []
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
+            told = change is None or decision_id in change.alert
             if row is None:
-                session.add(_decision_row(decision, now))
-                if decision.audience:
+                row = _decision_row(decision, now)
+                if change is not None:
+                    row.in_force_from = now
+                session.add(row)
+                if decision.audience and told:
                     alerts.append(_alert(decision, "new", unit, now))
                 inserted += 1
                 continue
             if row.superseded_at is not None:
                 row.superseded_at = None  # supported again (e.g. a wrong event was corrected)
+                row.superseded_reason = row.superseded_by = None
+                if change is not None:  # back with a change of pack: in force from now
+                    row.in_force_from = now
                 revived += 1
             if _revise(session, row, decision, unit, now, alerts):
                 revised += 1
@@ -197,7 +215,14 @@ def process_patient(
             if decision_id not in wanted and row.superseded_at is None:
                 row.superseded_at = now
                 superseded += 1
-                _correct_alert(session, row, unit, now, alerts)
+                if change is None:
+                    row.superseded_reason = "later_events"
+                    _correct_alert(session, row, unit, now, alerts)
+                    continue
+                row.superseded_reason = "policy_change"
+                row.superseded_by = change.replaced_by.get(decision_id)
+                if decision_id in change.correct:
+                    _correct_alert(session, row, unit, now, alerts, policy=pack.label)
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
         patient.state = json.dumps(summary)
@@ -254,6 +279,62 @@ def process_patient(
         done,
         revised,
         tuple(delivery_ids),
+        alerts_new=sum(1 for a in alerts if a.kind == "new"),
+        alerts_corrected=sum(1 for a in alerts if a.kind == "correction"),
+        policy_changed=change is not None,
+    )
+
+
+def _changeover(
+    patient: PatientRow,
+    pack: PolicyPack,
+    stored: dict[str, DecisionRow],
+    outcome: PatientOutcome,
+    unseen: set[str],
+) -> Changeover | None:
+    """When the patient's pack changed since its last fold: what to tell (`plan_changeover`):
+    only the still-actionable advice that changed, and what comes from new events or timers.
+    None when the pack is the one of the last fold (or there was none)."""
+    if patient.evaluated_policy is None or patient.evaluated_policy == pack.label:
+        return None
+    before = [
+        Decision.model_validate_json(row.body)
+        for row in stored.values()
+        if row.superseded_at is None
+    ]
+    since = patient.evaluated_at
+    fresh = frozenset(
+        d.decision_id
+        for d in outcome.decisions
+        if d.trigger in unseen or (d.trigger.startswith(TIMER) and (since is None or d.at > since))
+    )
+    log.info(
+        "policy changed for a patient",
+        extra={"from_policy": patient.evaluated_policy, "to_policy": pack.label},
+    )
+    after_course = CourseView.of(outcome.state)
+    return plan_changeover(
+        before, _stored_course(patient.state), outcome.decisions, after_course, fresh
+    )
+
+
+def _stored_course(state: str) -> CourseView | None:
+    """The course as the last fold left it (`course_summary`), for what was actionable then."""
+    summary = json.loads(state)
+    started = summary.get("course_started_at")
+    if not isinstance(started, str):
+        return None
+
+    def moment(value: object) -> dt.datetime | None:
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    escalation = summary.get("escalation") or {}
+    return CourseView(
+        started_at=dt.datetime.fromisoformat(started),
+        pending_due=moment(summary.get("next_reassessment_due")),
+        overdue_due=moment(summary.get("reassessment_overdue_since")),
+        escalation_open=escalation.get("escalated_at") is not None
+        and not escalation.get("answered"),
     )
 
 
@@ -321,8 +402,11 @@ def _correct_alert(
     unit: str | None,
     now: dt.datetime,
     alerts: list[AlertRow],
+    *,
+    policy: str | None = None,
 ) -> None:
-    """An alert went out for a decision that no longer holds: say so, once."""
+    """An alert went out for a decision that no longer holds: say so, once. `policy`: the
+    pack it changed to, when that is why."""
     kinds = set(
         session.execute(
             select(col(AlertRow.kind)).where(col(AlertRow.decision_id) == row.decision_id)
@@ -344,7 +428,12 @@ def _correct_alert(
             audience=json.dumps(decision.audience),
             message=(
                 f"Correction: the earlier {decision.action.replace('_', ' ')} advice no longer "
-                "applies after later information; see the current decisions."
+                + (
+                    f"applies under the clinical policy {policy}, now in use; "
+                    if policy
+                    else "applies after later information; "
+                )
+                + "see the current decisions."
             ),
             created_at=now,
         )

@@ -80,6 +80,28 @@ class AuditDecision:
     due_at: dt.datetime | None = None
     dose_mg_m2: float | None = None
     reason: str | None = None
+    policy: str | None = None  # the pack that made it
+    in_force_from: dt.datetime | None = None  # it came with a policy change, at this time
+    superseded_at: dt.datetime | None = None  # superseded by a policy change, at this time
+
+    @property
+    def anchor(self) -> dt.datetime:
+        """The time it is audited at: a reassessment's due time, else its own."""
+        if self.action == "schedule_reassessment" and self.due_at is not None:
+            return self.due_at
+        return self.at
+
+    @property
+    def was_in_force(self) -> bool:
+        """A policy change ends the old pack's decisions and starts the new one's: each is
+        audited only for what falls in its own time (what was advised when it was due)."""
+        anchor = self.anchor
+        if self.in_force_from is not None and anchor < self.in_force_from:
+            return False
+        return self.superseded_at is None or anchor < self.superseded_at
+
+
+PackRules = Callable[[str | None], tuple[dt.timedelta, float]]  # label -> (grace, tolerance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +130,7 @@ class AuditItem:
     evidence: AuditEvent | None = None
     hours_to_action: float | None = None
     days_to_therapy: float | None = None
+    policy: str | None = None  # the pack of the decision
 
     @property
     def month(self) -> str:
@@ -160,13 +183,16 @@ def audit_patient(
     period: Period,
     grace: dt.timedelta,
     tolerance: float = DOSE_TOLERANCE_MG_M2,
+    rules: PackRules | None = None,
 ) -> tuple[list[AuditItem], list[tuple[AuditDecision, str | None]]]:
     """Every audited item of one patient in the period, and its `adherence_deviation`
     decisions (with their unit). Only events up to the period's end count. `grace` and
     `tolerance` come from the policy pack (`overdue_grace_days`, `dose_tolerance_mg_m2`), so
-    the audit and the engine's own deviations agree."""
+    the audit and the engine's own deviations agree; with `rules`, each decision's own pack
+    gives them (after a policy change, old decisions keep their pack's). Decisions a policy
+    change ended, or brought for a time before it, are left out (`was_in_force`)."""
     timeline = _Timeline(events, period.end)
-    ordered = sorted(decisions, key=lambda d: (d.at, d.decision_id))
+    ordered = sorted((d for d in decisions if d.was_in_force), key=lambda d: (d.at, d.decision_id))
     recommendations = [d for d in ordered if d.action in RECOMMENDATIONS]
     resumes = [d for d in ordered if d.action == "resume"]
     items: list[AuditItem] = []
@@ -175,6 +201,8 @@ def audit_patient(
         anchor = decision.due_at if decision.action == "schedule_reassessment" else decision.at
         if anchor is None or not period.holds(anchor) or decision.at > period.end:
             continue
+        if rules is not None:
+            grace, tolerance = rules(decision.policy)
         unit = timeline.unit_at(decision)
         if period.unit is not None and unit != period.unit:
             continue
@@ -369,6 +397,7 @@ def _recommendation(
         recommended_dose_mg_m2=decision.dose_mg_m2,
         evidence=evidence,
         hours_to_action=_hours_to_action(course, recommendations),
+        policy=decision.policy,
     )
 
 
@@ -395,6 +424,7 @@ def _reassessment(
         outcome=outcome,
         due_at=decision.due_at,
         evidence=done,
+        policy=decision.policy,
     )
 
 
@@ -419,6 +449,7 @@ def _escalation(
         outcome=outcome,
         evidence=therapy,
         days_to_therapy=days,
+        policy=decision.policy,
     )
 
 
@@ -517,6 +548,7 @@ class AdherenceReport:
         self._hours: list[float] = []
         self._days: list[float] = []
         self._deviations: Counter[str] = Counter()
+        self._policies: Counter[str] = Counter()  # audited items by the pack that decided
         # Per-patient entries, written out as JSON lines as they come (spooled to disk past
         # 8 MB): the report's memory does not grow with the number of patients.
         self._patients = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by close())
@@ -550,6 +582,7 @@ class AdherenceReport:
             ):
                 section.add(item)
             units.add(item.unit or NO_UNIT)
+            self._policies[item.policy or self.policy] += 1
             if self.on_item is not None:
                 self.on_item(item)
             if item.kind == "recommendation":
@@ -635,6 +668,7 @@ class AdherenceReport:
             },
             "unit": self.period.unit,
             "policy": self.policy,
+            "policies": dict(sorted(self._policies.items())),
             "recommendations": recommendations,
             "reassessments": self._all.reassessments(),
             "escalations": escalations,
@@ -704,6 +738,7 @@ def item_view(item: AuditItem) -> dict[str, Any]:
         "at": utc_text_or_none(item.at),
         "due_at": utc_text_or_none(item.due_at),
         "outcome": item.outcome,
+        "policy": item.policy,
         "recommended_dose_mg_m2": item.recommended_dose_mg_m2,
         "evidence": None
         if evidence is None

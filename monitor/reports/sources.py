@@ -2,7 +2,9 @@
 an exported event file (decisions computed by replay, no alerts).
 
 Both give the audit the same thing per patient: its events up to the period's end and its
-current decisions. The stored current decisions equal `replay --until <clock>`, and the fold is
+current decisions (and, after a change of policy pack, the old pack's decisions for the time they
+were in force: each is audited under its own pack). The stored current decisions equal
+`replay --until <clock>`, and the fold is
 causal (a decision at t depends only on events up to t), so the decisions dated in the period
 are the same either way.
 
@@ -17,6 +19,7 @@ patient, are merge-joined. Both give the audit the same values in the same patie
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 from collections import defaultdict
@@ -24,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, DateTime, case, select, type_coerce
+from sqlalchemy import Connection, DateTime, case, or_, select, type_coerce
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col
 
@@ -34,6 +37,7 @@ from monitor.reports.adherence import (
     AuditDecision,
     AuditEvent,
     AuditItem,
+    PackRules,
     Period,
     audit_patient,
 )
@@ -49,10 +53,28 @@ from monitor.storage.models import (
 from policies.decisions import Decision
 from policies.engine import evaluate_patient, unique_events
 from policies.events import Administration, Enrollment, Event, TreatmentChange
-from policies.packs import PolicyPack
+from policies.packs import PackError, PolicyPack, builtin_pack
 
 STREAM_ROWS = 5_000
 BODY_TYPES = ("administration", "treatment_change", "enrollment")
+
+
+def pack_rules(in_use: PolicyPack) -> PackRules:
+    """Each decision's pack's grace and dose tolerance, by its label: the pack in use for its
+    own label, a built-in pack for its (`default@1`, ...), else the pack in use (a site pack
+    no longer configured; its label still names it in the report)."""
+
+    @functools.cache
+    def rules(label: str | None) -> tuple[dt.timedelta, float]:
+        pack = in_use
+        if label is not None and label != in_use.label:
+            try:
+                pack = builtin_pack(label)
+            except PackError:
+                pack = in_use
+        return dt.timedelta(days=pack.overdue_grace_days), pack.dose_tolerance_mg_m2
+
+    return rules
 
 
 def report_from_database(
@@ -76,6 +98,7 @@ def report_from_database(
         drill_down=drill_down,
     )
     grace = dt.timedelta(days=pack.overdue_grace_days)
+    rules = pack_rules(pack)
     with services.engine.connect() as connection:
         utc = _utc_session(connection)
         patients = (
@@ -83,7 +106,13 @@ def report_from_database(
         )
         for patient_id, patient_events, decisions in patients:
             items, deviations = audit_patient(
-                patient_id, patient_events, decisions, period, grace, pack.dose_tolerance_mg_m2
+                patient_id,
+                patient_events,
+                decisions,
+                period,
+                grace,
+                pack.dose_tolerance_mg_m2,
+                rules,
             )
             report.add_patient(patient_id, items, deviations)
         created: Any = col(AlertRow.created_at)
@@ -171,7 +200,8 @@ _PLAIN_D = r"strpos(d.body, E'\\u') = 0"
 _PATIENTS_COPY = f"""
 COPY (
   SELECT patient_id, array_agg(k), array_agg(id), array_agg(kind), array_agg(at),
-    array_agg(due_at), array_agg(f1), array_agg(f2), array_agg(f3), array_agg(raw)
+    array_agg(due_at), array_agg(f1), array_agg(f2), array_agg(f3), array_agg(raw),
+    array_agg(pol), array_agg(ff), array_agg(su)
   FROM (
     SELECT e.patient_id COLLATE "C" AS patient_id, 0 AS k, e.event_id AS id, e.type AS kind,
       e.occurred_at AS at, NULL::timestamptz AS due_at,
@@ -181,16 +211,19 @@ COPY (
         THEN e.body::json ->> 'action' END AS f2,
       CASE WHEN e.type = 'enrollment' AND {_PLAIN_E} THEN e.body::json ->> 'unit' END AS f3,
       CASE WHEN e.type IN ('administration', 'treatment_change', 'enrollment')
-        AND NOT {_PLAIN_E} THEN e.body END AS raw
+        AND NOT {_PLAIN_E} THEN e.body END AS raw,
+      NULL AS pol, NULL::timestamptz AS ff, NULL::timestamptz AS su
     FROM event AS e
     WHERE e.occurred_at <= %(end)s
     UNION ALL
     SELECT d.patient_id COLLATE "C", 1, d.decision_id, d.action, d.at, d.due_at,
-      r.trigger, r.dose_mg_m2, r.reason, CASE WHEN NOT {_PLAIN_D} THEN d.body END
+      r.trigger, r.dose_mg_m2, r.reason, CASE WHEN NOT {_PLAIN_D} THEN d.body END,
+      d.policy, d.in_force_from, d.superseded_at
     FROM decision AS d
     LEFT JOIN LATERAL json_to_record(CASE WHEN {_PLAIN_D} THEN d.body::json END)
       AS r(trigger text, dose_mg_m2 text, reason text) ON true
-    WHERE d.superseded_at IS NULL AND d.action = ANY(%(actions)s)
+    WHERE (d.superseded_at IS NULL OR d.superseded_reason = 'policy_change')
+      AND d.action = ANY(%(actions)s)
   ) AS audited
   GROUP BY patient_id
   HAVING bool_or(k = 1)
@@ -208,6 +241,9 @@ _PATIENTS_TYPES = [
     "text[]",
     "text[]",
     "text[]",
+    "text[]",
+    "timestamptz[]",
+    "timestamptz[]",
 ]
 
 
@@ -225,11 +261,11 @@ def _patients_copied(connection: Connection, period: Period) -> PatientRows:
     try:
         with driver.cursor() as cursor, cursor.copy(_PATIENTS_COPY, params) as copy:
             copy.set_types(_PATIENTS_TYPES)
-            for patient_id, ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws in copy.rows():
+            for patient_id, ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, *ends in copy.rows():
                 events: list[AuditEvent] = []
                 decisions: list[AuditDecision] = []
-                for k, key, kind, at, due_at, f1, f2, f3, raw in zip(
-                    ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, strict=True
+                for k, key, kind, at, due_at, f1, f2, f3, raw, pol, since, until in zip(
+                    ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, *ends, strict=True
                 ):
                     if k == 0:
                         if raw is not None:
@@ -237,9 +273,15 @@ def _patients_copied(connection: Connection, period: Period) -> PatientRows:
                         else:
                             events.append(AuditEvent(key, kind, at, _number(f1), f2, f3))
                     elif raw is not None:
-                        decisions.append(_audit_decision(key, kind, at, due_at, raw))
+                        decisions.append(
+                            _audit_decision(key, kind, at, due_at, raw, pol, since, until)
+                        )
                     else:
-                        decisions.append(AuditDecision(key, kind, at, f1, due_at, _number(f2), f3))
+                        decisions.append(
+                            AuditDecision(
+                                key, kind, at, f1, due_at, _number(f2), f3, pol, since, until
+                            )
+                        )
                 yield patient_id, events, decisions
     except psycopg.Error as exc:  # raised as SQLAlchemy raises the other queries' errors
         error = DBAPIError.instance(
@@ -314,9 +356,15 @@ def _patients_decisions(
             col(DecisionRow.at),
             col(DecisionRow.due_at),
             col(DecisionRow.body),
+            col(DecisionRow.policy),
+            col(DecisionRow.in_force_from),
+            col(DecisionRow.superseded_at),
         )
         .where(
-            col(DecisionRow.superseded_at).is_(None),
+            or_(
+                col(DecisionRow.superseded_at).is_(None),
+                col(DecisionRow.superseded_reason) == "policy_change",
+            ),
             col(DecisionRow.action).in_(AUDITED_ACTIONS),
         )
         .order_by(_by_patient(connection, col(DecisionRow.patient_id)))
@@ -325,15 +373,24 @@ def _patients_decisions(
         yield (
             patient_id,
             [
-                _audit_decision(decision_id, action, at, due_at, body)
-                for _, decision_id, action, at, due_at, body in group
+                _audit_decision(decision_id, action, at, due_at, body, policy, since, until)
+                for _, decision_id, action, at, due_at, body, policy, since, until in group
             ],
         )
 
 
 def _audit_decision(
-    decision_id: str, action: str, at: dt.datetime, due_at: dt.datetime | None, body: str
+    decision_id: str,
+    action: str,
+    at: dt.datetime,
+    due_at: dt.datetime | None,
+    body: str,
+    policy: str | None = None,
+    in_force_from: dt.datetime | None = None,
+    superseded_at: dt.datetime | None = None,
 ) -> AuditDecision:
+    """`superseded_at` is read only from rows a policy change superseded (the query leaves
+    the others out)."""
     fields = json.loads(body)
     return AuditDecision(
         decision_id,
@@ -343,6 +400,9 @@ def _audit_decision(
         due_at=due_at,
         dose_mg_m2=fields.get("dose_mg_m2"),
         reason=fields.get("reason"),
+        policy=policy,
+        in_force_from=in_force_from,
+        superseded_at=superseded_at,
     )
 
 
@@ -384,6 +444,7 @@ def audit_decision(decision: Decision) -> AuditDecision:
         due_at=decision.due_at.astimezone(dt.UTC) if decision.due_at else None,
         dose_mg_m2=decision.dose_mg_m2,
         reason=decision.reason,
+        policy=decision.policy,
     )
 
 

@@ -89,6 +89,14 @@ class DecisionRow(SQLModel, table=True):
     due_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     superseded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # why: `later_events` (a fold over more events no longer supports it) or `policy_change`
+    # (the patient's pack changed); with a policy change, the new pack's matching decision
+    superseded_reason: str | None = Field(default=None, max_length=16)
+    superseded_by: str | None = Field(default=None, max_length=40)
+    # set when the decision came with a policy change (made or revived then): it is in force
+    # from that time, not from its own, so the adherence audit does not judge what was done
+    # before against advice that did not exist yet
+    in_force_from: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AlertRow(SQLModel, table=True):

@@ -283,7 +283,9 @@ def test_a_late_event_recomputes_and_supersedes_with_a_correction(
     # The superseded ones keep their body; the current ones are exactly `current`.
     assert [d for d in with_superseded if "superseded_at" not in d] == current
     for d in superseded:
-        body = {k: v for k, v in d.items() if k != "superseded_at"}
+        assert d["superseded_reason"] == "later_events"
+        assert "superseded_by" not in d
+        body = {k: v for k, v in d.items() if k not in ("superseded_at", "superseded_reason")}
         assert body in first
 
     alerts = rows(services, "SELECT decision_id, kind, message FROM alert ORDER BY id")

@@ -116,6 +116,20 @@ def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
             "UPDATE decision SET superseded_at = created_at WHERE id IN "
             "(SELECT id FROM decision WHERE action = 'reduce_dose' ORDER BY id LIMIT 3)"
         )
+        # a change of pack (the generated decisions are default@2's): old decisions superseded
+        # by it (audited before it), new ones in force from it (audited after it)
+        changed = conn.execute(
+            "UPDATE decision SET superseded_at = at + interval '20 days', policy = 'default@1', "
+            "superseded_reason = 'policy_change', superseded_by = 'd-next' WHERE id IN "
+            "(SELECT id FROM decision WHERE action = 'schedule_reassessment' "
+            "AND superseded_at IS NULL ORDER BY id LIMIT 40)"
+        )
+        assert changed.rowcount == 40
+        conn.execute(
+            "UPDATE decision SET in_force_from = at + interval '2 days' "
+            "WHERE id IN (SELECT id FROM decision WHERE superseded_at IS NULL "
+            "AND action IN ('schedule_reassessment', 'reduce_dose') ORDER BY id DESC LIMIT 40)"
+        )
         conn.execute(
             "INSERT INTO decision (decision_id, patient_id, at, action, severity, rule, policy, "
             "body, due_at, created_at) SELECT 'd-orphan', 'PT-0', at, action, severity, rule, "
@@ -178,6 +192,7 @@ def test_copy_path_reads_what_the_generic_path_reads(
     assert "given\x00twice" in whole[0]["deviations"]["by_reason"]  # from a body kept whole
     assert any(p["patient_id"] == "PT-0" for p in whole[0]["patients"])  # decisions, no events
     assert "onc-süd" in whole[0]["by_unit"]  # from a body kept whole
+    assert set(whole[0]["policies"]) == {"default@1", "default@2"}  # each under its own pack
     doses = [
         item["evidence"]["dose_mg_m2"]
         for patient in whole[0]["patients"]

@@ -11,6 +11,7 @@ from typing import Any
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
+from monitor.interop.fhir.codes import EXTENSION, UCUM
 from monitor.interop.fhir.inbound.common import (
     _common,
     _Draft,
@@ -28,6 +29,12 @@ from monitor.interop.fhir.problems import FhirProblems, Problem
 from monitor.settings import Settings
 
 ORDER_STATUSES = {"active": "enrollment", "stopped": "discontinued", "completed": "completed"}
+# the course's body size, for doses given in mg (extension -> enrolment field, UCUM unit)
+BODY_SIZE = {
+    "body-surface-area": ("bsa_m2", "m2"),
+    "body-height": ("height_cm", "cm"),
+    "body-weight": ("weight_kg", "kg"),
+}
 
 
 def _request(
@@ -121,6 +128,10 @@ def _enrollment(
         "risk_factors": (source.entry, _extension_location(source, "risk-factor")),
         "unit": (source.entry, f"{source.path}.performer"),
     }
+    locations |= {
+        field_name: (source.entry, _extension_location(source, name))
+        for name, (field_name, _) in BODY_SIZE.items()
+    }
     try:
         regimen = read_regimen(request, settings, source.path)
     except FhirProblems as exc:
@@ -136,9 +147,30 @@ def _enrollment(
     found, ext_problems = _extensions(
         source,
         request,
-        {"cycle-length-days": "valueInteger", "age": "valueInteger", "risk-factor": "valueCode"},
+        {
+            "cycle-length-days": "valueInteger",
+            "age": "valueInteger",
+            "risk-factor": "valueCode",
+            **{name: "valueQuantity" for name in BODY_SIZE},
+        },
     )
     problems += ext_problems
+    for name, (field_name, ucum_code) in BODY_SIZE.items():
+        quantity, one_problems = _one(found, name, "valueQuantity", source)
+        problems += one_problems
+        if quantity is None:
+            continue
+        if quantity.code != ucum_code or quantity.system not in (None, UCUM):
+            problems.append(
+                Problem(
+                    _extension_location(source, name),
+                    "value",
+                    f"{EXTENSION}{name} takes a UCUM quantity in {ucum_code!r}, not "
+                    f"{quantity.code or quantity.unit!r}",
+                )
+            )
+        elif quantity.value is not None:
+            body[field_name] = float(quantity.value)
     for name, field_name in (("cycle-length-days", "cycle_length_days"), ("age", "age")):
         value, one_problems = _one(found, name, "valueInteger", source)
         problems += one_problems

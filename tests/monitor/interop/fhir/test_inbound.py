@@ -613,6 +613,60 @@ def test_an_order_maps_to_an_enrollment() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("extensions", "expected"),
+    [
+        ([("body-surface-area", 1.82, "m2")], {"bsa_m2": 1.82}),
+        (
+            [("body-height", 170, "cm"), ("body-weight", 70.5, "kg")],
+            {"height_cm": 170.0, "weight_kg": 70.5},
+        ),
+    ],
+    ids=["bsa", "height-and-weight"],
+)
+def test_an_order_carries_the_body_size_for_doses_in_mg(
+    extensions: list[tuple[str, float, str]], expected: dict[str, float]
+) -> None:
+    request = order(
+        dosageInstruction=[regimen_dosage(1.3, "SC", "weekly")],
+        extension=[
+            Extension(
+                url=EXTENSION + name,
+                valueQuantity=Quantity(value=value, unit=code, system=UCUM, code=code),
+            )
+            for name, value, code in extensions
+        ],
+    )
+    event = only_event(as_json(request))
+    assert {k: event[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code", "says"),
+    [
+        ("body-weight", 154, "[lb_av]", "takes a UCUM quantity in 'kg', not '[lb_av]'"),
+        ("body-surface-area", 4.2, "m2", "bsa_m2: 4.2 is out of range: must be at most 3.0"),
+    ],
+    ids=["pounds", "out-of-range"],
+)
+def test_a_body_size_in_other_units_or_out_of_range_is_refused(
+    name: str, value: float, code: str, says: str
+) -> None:
+    request = order(
+        dosageInstruction=[regimen_dosage(1.3, "SC", "weekly")],
+        extension=[
+            Extension(
+                url=EXTENSION + name,
+                valueQuantity=Quantity(value=value, unit=code, system=UCUM, code=code),
+            )
+        ],
+    )
+    problems = mapped(as_json(request)).problems
+    assert problems
+    assert says in str(problems[0])
+    assert name in str(problems[0])
+
+
 def test_a_course_start_in_the_timing_wins_over_authored_on() -> None:
     dosage = regimen_dosage(1.3, "SC", "weekly")
     assert dosage.timing is not None
