@@ -287,7 +287,9 @@ def test_a_dose_in_mg_per_m2_is_still_read_as_given() -> None:
         pytest.param({}, None, None, id="convert-no-bsa"),
     ],
 )
-def test_dose_per_m2(fields: dict[str, Any], course_bsa: float | None, per_m2: float | None) -> None:
+def test_dose_per_m2(
+    fields: dict[str, Any], course_bsa: float | None, per_m2: float | None
+) -> None:
     event = parse_event(mg(at(0), "m1", 2.4, **fields))
     assert isinstance(event, Administration)
     assert event.dose_per_m2(course_bsa) == per_m2  # not rounded
