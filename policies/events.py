@@ -123,6 +123,8 @@ def is_patient_id(value: object) -> TypeGuard[str]:
 
 
 DoseMgM2 = Annotated[float, Field(gt=0, le=1.6)]
+DoseMg = Annotated[float, Field(gt=0, le=10)]  # an administration's absolute dose
+BsaM2 = Annotated[float, Field(ge=0.5, le=3.0)]  # a body surface area
 Cycle = Annotated[int, Field(ge=1, le=MAX_CYCLE)]
 Day = Annotated[int, Field(ge=1, le=MAX_DAY)]
 
@@ -262,7 +264,7 @@ class Enrollment(_EventBase):
     baseline: BaselineGrades | None = None
     unit: Name64 | None = None
     # the body surface area, or what it is computed from (Mosteller) when doses come in mg
-    bsa_m2: Annotated[float, Field(ge=0.5, le=3.0)] | None = None
+    bsa_m2: BsaM2 | None = None
     height_cm: Annotated[float, Field(ge=50, le=250)] | None = None
     weight_kg: Annotated[float, Field(ge=20, le=300)] | None = None
 
@@ -284,12 +286,59 @@ class Assessment(_EventBase):
     assessor: Name128 | None = None
 
 
+class FieldError(ValueError):
+    """A model validator's problem that belongs to one field: `describe_errors` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class Administration(_EventBase):
+    """A dose given: per m² (`dose_mg_m2`) or in mg (`dose_mg`), exactly one of them. A dose in
+    mg is compared per m² at the body surface area of `dose_per_m2`."""
+
     type: Literal["administration"]
-    dose_mg_m2: DoseMgM2
+    dose_mg_m2: DoseMgM2 | None = None
+    dose_mg: DoseMg | None = None
+    bsa_m2: BsaM2 | None = None  # the patient's body surface area at this dose
     route: Route
     cycle: Cycle | None = None
     day: Day | None = None
+
+    @model_validator(mode="after")
+    def _one_dose(self) -> Administration:
+        if self.dose_mg_m2 is not None and self.dose_mg is not None:
+            raise FieldError(
+                "dose_mg",
+                "give the dose once: dose_mg_m2 (per body surface area) or dose_mg, not both",
+            )
+        if self.dose_mg_m2 is None and self.dose_mg is None:
+            raise FieldError(
+                "dose_mg_m2", "is required: the dose per body surface area, or in mg as dose_mg"
+            )
+        return self
+
+    def dose_per_m2(self, course_bsa_m2: float | None) -> float | None:
+        """The dose in mg/m²: as given, else `dose_mg` over the event's own body surface area,
+        else over the course's (the enrolment's, given or Mosteller's); None without either."""
+        if self.dose_mg_m2 is not None:
+            return self.dose_mg_m2
+        bsa = self.bsa_m2 if self.bsa_m2 is not None else course_bsa_m2
+        if self.dose_mg is None or bsa is None:
+            return None
+        return self.dose_mg / bsa
+
+    def dose_text(self, course_bsa_m2: float | None) -> str:
+        """For rationales: `1.30 mg/m2`, `2.40 mg (1.32 mg/m2 at BSA 1.82 m2)`, or `2.40 mg`
+        when it cannot be converted."""
+        if self.dose_mg_m2 is not None:
+            return f"{self.dose_mg_m2:.2f} mg/m2"
+        bsa = self.bsa_m2 if self.bsa_m2 is not None else course_bsa_m2
+        per_m2 = self.dose_per_m2(course_bsa_m2)
+        if per_m2 is None or bsa is None:
+            return f"{self.dose_mg:.2f} mg"
+        return f"{self.dose_mg:.2f} mg ({per_m2:.2f} mg/m2 at BSA {bsa:.2f} m2)"
 
 
 class TreatmentChange(_EventBase):
@@ -473,6 +522,9 @@ def describe_errors(exc: ValidationError) -> list[FieldProblem]:
             )
             continue
         else:
+            error = (err.get("ctx") or {}).get("error")
+            if isinstance(error, FieldError):
+                loc = (*loc, error.field)
             field = _field_name(loc, tagged)
         problems.append(FieldProblem(field=field, message=_message(err, field)))
     return problems

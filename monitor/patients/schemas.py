@@ -1,9 +1,10 @@
 """What the patient endpoints answer. Open shapes (the course state, a decision's optional
-fields) allow further keys; the keys declared here are always there."""
+fields) allow further keys; the keys declared here are always there (but a dose's `dose_mg`,
+only when the dose was given in mg)."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Open(BaseModel):
@@ -86,9 +87,13 @@ class GradePoint(Open):
 
 
 class DosePoint(BaseModel):
+    """A dose: the enrolment's, or one given. One given in mg also has `dose_mg`; its
+    `dose_mg_m2` is then converted at the body surface area, null without one."""
+
     at: str
     dose_mg_m2: float | None
     source: Literal["enrollment", "given"]
+    dose_mg: float | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class DoseDecisionPoint(BaseModel):

@@ -13,6 +13,7 @@ included as with `replay --until`), are in the README ("Adherence reports").
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import json
 import statistics
@@ -62,6 +63,16 @@ class AuditEvent:
     dose_mg_m2: float | None = None  # administration, treatment_change
     action: str | None = None  # treatment_change
     unit: str | None = None  # enrollment
+    dose_mg: float | None = None  # administration: a dose given in mg
+    bsa_m2: float | None = None  # administration's own; enrollment's (given, or Mosteller's)
+
+    @property
+    def dose_not_comparable(self) -> bool:
+        """A dose given in mg with no body surface area to convert it (`_Timeline` converts
+        the others): the audit cannot say whether it was at or below a recommended dose."""
+        return (
+            self.type == "administration" and self.dose_mg_m2 is None and self.dose_mg is not None
+        )
 
     @property
     def key(self) -> tuple[dt.datetime, str]:
@@ -149,7 +160,7 @@ class _Timeline:
     """One patient's events in timeline order, with the position of each event."""
 
     def __init__(self, events: Sequence[AuditEvent], end: dt.datetime) -> None:
-        self.events = sorted((e for e in events if e.at <= end), key=lambda e: e.key)
+        self.events = _per_m2(sorted((e for e in events if e.at <= end), key=lambda e: e.key))
         self.keys = [e.key for e in self.events]
         self.index = {e.event_id: i for i, e in enumerate(self.events)}
         self.enrollments = [i for i, e in enumerate(self.events) if e.type == "enrollment"]
@@ -174,6 +185,22 @@ class _Timeline:
         in timeline order (one at the same instant but after the trigger starts the next)."""
         before = bisect.bisect_left(self.enrollments, self.after(decision))
         return self.events[self.enrollments[before - 1]].unit if before else None
+
+
+def _per_m2(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Doses given in mg, per m² as D6 reads them: over the administration's own body surface
+    area, else its course's (the latest enrolment before it); without one, left as given."""
+    course_bsa: float | None = None
+    out = []
+    for event in events:
+        if event.type == "enrollment":
+            course_bsa = event.bsa_m2
+        elif event.dose_not_comparable:
+            bsa = event.bsa_m2 if event.bsa_m2 is not None else course_bsa
+            if bsa is not None and event.dose_mg is not None:
+                event = dataclasses.replace(event, dose_mg_m2=event.dose_mg / bsa)
+        out.append(event)
+    return out
 
 
 def audit_patient(
@@ -277,9 +304,14 @@ Judged = tuple[Outcome, AuditEvent | None]  # a recommendation's outcome and its
 def _reduce_dose_outcome(course: _Course) -> Judged:
     """The first dose given after it decides: above the recommended dose (+ the tolerance) is
     a deviation, at or below it followed. A recorded reduction, hold or discontinuation before
-    any dose is followed too, since the prescriber acted on it. Neither yet: pending."""
+    any dose is followed too, since the prescriber acted on it. Neither yet: pending.
+
+    A first dose given in mg with no body surface area to convert it is neither: pending, with
+    that dose as the evidence (the drill-down shows it; D6 asked for `dose_not_comparable`)."""
     dose = course.decision.dose_mg_m2
     for event in course.events:
+        if event.type == "administration" and event.dose_not_comparable:
+            return "pending", event
         if event.type == "administration":
             deviated = (
                 dose is not None
@@ -747,6 +779,7 @@ def item_view(item: AuditItem) -> dict[str, Any]:
             "type": evidence.type,
             "at": utc_text_or_none(evidence.at),
             "dose_mg_m2": evidence.dose_mg_m2,
+            "dose_mg": evidence.dose_mg,
             "action": evidence.action,
         },
         "hours_to_action": None if item.hours_to_action is None else round(item.hours_to_action, 2),

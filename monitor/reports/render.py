@@ -27,11 +27,13 @@ CSV_COLUMNS = (
     "at",
     "due_at",
     "outcome",
+    "policy",
     "recommended_dose_mg_m2",
     "evidence_event_id",
     "evidence_type",
     "evidence_at",
     "evidence_dose_mg_m2",
+    "evidence_dose_mg",
     "evidence_action",
     "hours_to_action",
     "days_to_therapy",
@@ -54,7 +56,7 @@ class CsvItems:
         view = item_view(item)
         evidence = view.pop("evidence") or {}
         view["month"] = item.month
-        for name in ("event_id", "type", "at", "dose_mg_m2", "action"):
+        for name in ("event_id", "type", "at", "dose_mg_m2", "dose_mg", "action"):
             view[f"evidence_{name}"] = evidence.get(name)
         self._writer.writerow([csv_cell(view[c]) for c in CSV_COLUMNS])
         self.rows += 1

@@ -22,6 +22,7 @@ import datetime as dt
 import functools
 import itertools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -196,6 +197,10 @@ def _patients_merged(connection: Connection, period: Period) -> PatientRows:
 # Bodies with a \u escape go to the client whole (read with json.loads as elsewhere): the
 # server's JSON functions refuse some escapes (\u0000, unpaired surrogates) that Python reads.
 _PLAIN_E = r"strpos(e.body, E'\\u') = 0"
+# So do bodies that give a dose in mg or a body surface area (`dose_mg`, `bsa_m2`, or the
+# `height_cm` Mosteller's needs): `_audit_event` reads those fields (and computes the BSA).
+_RAW_E = f"""(NOT {_PLAIN_E} OR strpos(e.body, '"dose_mg"') > 0
+          OR strpos(e.body, '"bsa_m2"') > 0 OR strpos(e.body, '"height_cm"') > 0)"""
 _PLAIN_D = r"strpos(d.body, E'\\u') = 0"
 _PATIENTS_COPY = f"""
 COPY (
@@ -211,7 +216,7 @@ COPY (
         THEN e.body::json ->> 'action' END AS f2,
       CASE WHEN e.type = 'enrollment' AND {_PLAIN_E} THEN e.body::json ->> 'unit' END AS f3,
       CASE WHEN e.type IN ('administration', 'treatment_change', 'enrollment')
-        AND NOT {_PLAIN_E} THEN e.body END AS raw,
+        AND {_RAW_E} THEN e.body END AS raw,
       NULL AS pol, NULL::timestamptz AS ff, NULL::timestamptz AS su
     FROM event AS e
     WHERE e.occurred_at <= %(end)s
@@ -342,7 +347,19 @@ def _audit_event(event_id: str, kind: str, at: dt.datetime, raw: str | None) -> 
         dose_mg_m2=fields.get("dose_mg_m2"),
         action=fields.get("action"),
         unit=fields.get("unit"),
+        dose_mg=fields.get("dose_mg"),
+        bsa_m2=_bsa(fields) if kind == "enrollment" else fields.get("bsa_m2"),
     )
+
+
+def _bsa(enrolment: dict[str, Any]) -> float | None:
+    """An enrolment body's body surface area as `Enrollment.body_surface_area` gives it."""
+    bsa, height, weight = (enrolment.get(k) for k in ("bsa_m2", "height_cm", "weight_kg"))
+    if bsa is not None:
+        return float(bsa)
+    if height is not None and weight is not None:
+        return math.sqrt(height * weight / 3600)
+    return None
 
 
 def _patients_decisions(
@@ -451,11 +468,20 @@ def audit_decision(decision: Decision) -> AuditDecision:
 def audit_event(event: Event) -> AuditEvent:
     at = event.occurred_at.astimezone(dt.UTC)
     if isinstance(event, Administration):
-        return AuditEvent(event.event_id, event.type, at, dose_mg_m2=event.dose_mg_m2)
+        return AuditEvent(
+            event.event_id,
+            event.type,
+            at,
+            dose_mg_m2=event.dose_mg_m2,
+            dose_mg=event.dose_mg,
+            bsa_m2=event.bsa_m2,
+        )
     if isinstance(event, TreatmentChange):
         return AuditEvent(
             event.event_id, event.type, at, dose_mg_m2=event.dose_mg_m2, action=event.action
         )
     if isinstance(event, Enrollment):
-        return AuditEvent(event.event_id, event.type, at, unit=event.unit)
+        return AuditEvent(
+            event.event_id, event.type, at, unit=event.unit, bsa_m2=event.body_surface_area()
+        )
     return AuditEvent(event.event_id, event.type, at)

@@ -3,6 +3,13 @@
 The current recommendation is the course's regimen: the enrolment's dose, route and schedule,
 as the service's `reduce_dose` / `resume` and the recorded treatment changes leave it. Version 2
 (V2) adds the minimum interval between doses, and the route and the weekly schedule.
+
+A dose given in mg (`dose_mg`) is compared per m² at the administration's own body surface area,
+else the enrolment's (given, or Mosteller's from height and weight). Without either it cannot be
+compared with the recommendation: the dose comparison is skipped and the administration gets a
+`review_required` (`dose_not_comparable`) as well as any deviation the other checks find (they do
+not need the dose). In every pack: version 1 never accepted `dose_mg`, so no version-1 decision
+changes, and a dose that went uncompared without a word would be unsafe.
 """
 
 from __future__ import annotations
@@ -27,7 +34,15 @@ class Deviation(NamedTuple):
     why: str
 
 
-Check = Callable[[PolicyPack, Course, Administration], Deviation | None]
+class Given(NamedTuple):
+    """The administration's dose as the checks read it: per m² (None: not comparable) and as
+    rationales show it."""
+
+    per_m2: float | None
+    text: str
+
+
+Check = Callable[[PolicyPack, Course, Administration, Given], Deviation | None]
 
 
 def _gap_text(gap: dt.timedelta) -> str:
@@ -38,29 +53,31 @@ def _gap_text(gap: dt.timedelta) -> str:
 
 
 def _after_discontinuation(
-    pack: PolicyPack, course: Course, event: Administration
+    pack: PolicyPack, course: Course, event: Administration, given: Given
 ) -> Deviation | None:
     if course.status != "discontinued":
         return None
     return Deviation(
         "dose_after_discontinuation",
         "urgent",
-        f"A {event.dose_mg_m2:.2f} mg/m2 dose was given after bortezomib was discontinued",
+        f"A {given.text} dose was given after bortezomib was discontinued",
     )
 
 
-def _during_hold(pack: PolicyPack, course: Course, event: Administration) -> Deviation | None:
+def _during_hold(
+    pack: PolicyPack, course: Course, event: Administration, given: Given
+) -> Deviation | None:
     if course.status != "held":
         return None
     return Deviation(
         "dose_during_hold",
         "urgent",
-        f"A {event.dose_mg_m2:.2f} mg/m2 dose was given while bortezomib is on hold",
+        f"A {given.text} dose was given while bortezomib is on hold",
     )
 
 
 def _interval_too_short(
-    pack: PolicyPack, course: Course, event: Administration
+    pack: PolicyPack, course: Course, event: Administration, given: Given
 ) -> Deviation | None:
     """V2: less than `min_dose_interval_hours` after the course's previous administration."""
     ends, last = course.next_dose_not_before, course.last_dose_at
@@ -69,20 +86,22 @@ def _interval_too_short(
     return Deviation(
         "dose_interval_too_short",
         "urgent",
-        f"A {event.dose_mg_m2:.2f} mg/m2 dose was given {_gap_text(event.occurred_at - last)} "
+        f"A {given.text} dose was given {_gap_text(event.occurred_at - last)} "
         f"after the previous dose ({utc_minute(last)}), less than the minimum interval of "
         f"{pack.min_dose_interval_hours} h (not before {utc_minute(ends)})",
     )
 
 
-def _above_recommended(pack: PolicyPack, course: Course, event: Administration) -> Deviation | None:
-    given = event.dose_mg_m2
-    if given <= course.dose_mg_m2 + pack.dose_tolerance_mg_m2:
+def _above_recommended(
+    pack: PolicyPack, course: Course, event: Administration, given: Given
+) -> Deviation | None:
+    """Skipped for a dose that cannot be compared (`dose_not_comparable` says so)."""
+    if given.per_m2 is None or given.per_m2 <= course.dose_mg_m2 + pack.dose_tolerance_mg_m2:
         return None
     return Deviation(
         "dose_above_recommended",
         "warning",
-        f"A {given:.2f} mg/m2 dose is above the recommended {course.dose_mg_m2:.2f} mg/m2",
+        f"A {given.text} dose is above the recommended {course.dose_mg_m2:.2f} mg/m2",
     )
 
 
@@ -93,20 +112,20 @@ def _checks_regimen(pack: PolicyPack, course: Course) -> bool:
 
 
 def _route_not_recommended(
-    pack: PolicyPack, course: Course, event: Administration
+    pack: PolicyPack, course: Course, event: Administration, given: Given
 ) -> Deviation | None:
     if not _checks_regimen(pack, course) or event.route == course.route:
         return None
     return Deviation(
         "route_not_recommended",
         "warning",
-        f"A {event.dose_mg_m2:.2f} mg/m2 dose was given {event.route}, but the current "
+        f"A {given.text} dose was given {event.route}, but the current "
         f"recommendation is {course.route}",
     )
 
 
 def _schedule_not_recommended(
-    pack: PolicyPack, course: Course, event: Administration
+    pack: PolicyPack, course: Course, event: Administration, given: Given
 ) -> Deviation | None:
     """V2: on a weekly recommendation, a dose less than 6 days after the previous one."""
     last = course.last_dose_at
@@ -120,7 +139,7 @@ def _schedule_not_recommended(
     return Deviation(
         "schedule_not_recommended",
         "warning",
-        f"A {event.dose_mg_m2:.2f} mg/m2 dose was given {_gap_text(event.occurred_at - last)} "
+        f"A {given.text} dose was given {_gap_text(event.occurred_at - last)} "
         f"after the previous dose ({utc_minute(last)}), but the current recommendation is "
         "weekly (doses at least 6 days apart)",
     )
@@ -145,13 +164,21 @@ def _record_dose(pack: PolicyPack, course: Course, event: Administration) -> Non
 
 
 def d6_adherence(fold: Fold, course: Course, event: Administration) -> None:
-    """At most one deviation per dose, the most serious reason first."""
+    """At most one deviation per dose, the most serious reason first; then, for a dose in mg
+    with no body surface area, its one `dose_not_comparable` review (even after a stop or in a
+    hold, which have their own deviation: the dose given is unknown either way)."""
+    given = Given(event.dose_per_m2(course.bsa_m2), event.dose_text(course.bsa_m2))
     found = next(
-        (d for check in CHECKS if (d := check(fold.pack, course, event)) is not None), None
+        (d for check in CHECKS if (d := check(fold.pack, course, event, given)) is not None), None
     )
     _record_dose(fold.pack, course, event)
-    if found is None:
-        return
+    if found is not None:
+        _deviation(fold, event, found)
+    if given.per_m2 is None:
+        _not_comparable(fold, event, given)
+
+
+def _deviation(fold: Fold, event: Administration, found: Deviation) -> None:
     fold.emit(
         "adherence_deviation",
         rule="D6",
@@ -160,5 +187,24 @@ def d6_adherence(fold: Fold, course: Course, event: Administration) -> None:
         severity=found.severity,
         reason=found.reason,
         rationale=f"{found.why}: review with the prescriber and record the reason.",
+        sources=sources.D6,
+    )
+
+
+def _not_comparable(fold: Fold, event: Administration, given: Given) -> None:
+    fold.emit(
+        "review_required",
+        rule="D6",
+        trigger=event.event_id,
+        at=event.occurred_at,
+        reason="dose_not_comparable",
+        severity="warning",
+        audience=("infusion_unit", "pharmacy"),
+        rationale=(
+            f"A {given.text} dose was given, but a dose in mg cannot be compared with the "
+            "recommendation in mg/m2 without the body surface area: record the enrolment's "
+            "bsa_m2 (or height_cm and weight_kg) or the administration's bsa_m2, and check the "
+            "dose against the recommendation."
+        ),
         sources=sources.D6,
     )

@@ -306,6 +306,31 @@ INVALID: list[tuple[str, dict[str, Any], str, list[str]]] = [
         "dose_mg_m2",
         ["0", "greater than 0"],
     ),
+    # a dose in mg (CONTRACT.md, "Additions for policy version 2"): exactly one of the two
+    (
+        "administration-dose_mg-and-dose_mg_m2",
+        changed(ADMINISTRATION, dose_mg=1.8),
+        "dose_mg",
+        ["dose_mg_m2", "not both"],
+    ),
+    (
+        "administration-no-dose",
+        changed(ADMINISTRATION, dose_mg_m2=DROP),
+        "dose_mg_m2",
+        ["is required", "dose_mg"],
+    ),
+    (
+        "administration-dose_mg-10.01",
+        changed(ADMINISTRATION, dose_mg_m2=DROP, dose_mg=10.01),
+        "dose_mg",
+        ["10.01", "at most 10"],
+    ),
+    (
+        "administration-bsa-3.5",
+        changed(ADMINISTRATION, dose_mg_m2=DROP, dose_mg=2.4, bsa_m2=3.5),
+        "bsa_m2",
+        ["3.5", "at most 3.0"],
+    ),
     ("administration-route", changed(ADMINISTRATION, route="PO"), "route", ["'PO'", "'IV'"]),
     ("administration-day-57", changed(ADMINISTRATION, day=57), "day", ["57", "at most 56"]),
     # treatment change, immunotherapy, course end

@@ -25,6 +25,7 @@ from monitor.settings import Settings
 Route = Literal["IV", "SC"]
 Schedule = Literal["twice_weekly", "weekly"]
 DOSE_UNIT = "mg/m2"
+GIVEN_UNIT = "mg"  # an administration may give its dose in mg (D6 converts it at the BSA)
 # Timing.repeat (frequency per 1 week) of the contract's schedules
 SCHEDULE_FREQUENCY: dict[Schedule, int] = {"weekly": 1, "twice_weekly": 2}
 
@@ -104,29 +105,49 @@ def immunotherapy_of(concept: CodeableConcept | None, settings: Settings) -> str
 
 
 def read_dose(quantity: Quantity | None, where: str) -> tuple[float | None, list[Problem]]:
-    """A dose in mg/m2 (UCUM); an absolute dose (mg) is refused: the policy works per m²."""
+    """A dose in mg/m2 (UCUM); an absolute dose (mg) is refused: an order works per m²."""
+    value, _, problems = _read_quantity(quantity, where, (DOSE_UNIT,))
+    return value, problems
+
+
+def read_given_dose(
+    quantity: Quantity | None, where: str
+) -> tuple[str | None, float | None, list[Problem]]:
+    """A dose given: in mg/m2 (`dose_mg_m2`) or in mg (`dose_mg`, which D6 converts at the
+    body surface area); (the event field, the value, problems)."""
+    value, unit, problems = _read_quantity(quantity, where, (DOSE_UNIT, GIVEN_UNIT))
+    if value is None:
+        return None, None, problems
+    return ("dose_mg" if unit == GIVEN_UNIT else "dose_mg_m2"), value, problems
+
+
+def _read_quantity(
+    quantity: Quantity | None, where: str, units: tuple[str, ...]
+) -> tuple[float | None, str | None, list[Problem]]:
     if quantity is None:
-        return None, []
+        return None, None, []
     unit = quantity.code or quantity.unit
     problems: list[Problem] = []
     if quantity.system is not None and quantity.system != UCUM:
         problems.append(
             Problem(f"{where}.system", "code-invalid", f"{quantity.system!r} is not UCUM ({UCUM})")
         )
-    if unit != DOSE_UNIT:
+    if unit not in units:
+        expected = " or ".join(units)
+        why = (
+            "the dose must be per body surface area"
+            if units == (DOSE_UNIT,)
+            else "the dose per body surface area, or in mg"
+        )
         problems.append(
-            Problem(
-                f"{where}.code",
-                "value",
-                f"unit {unit!r} is not {DOSE_UNIT} (UCUM): the dose must be per body surface area",
-            )
+            Problem(f"{where}.code", "value", f"unit {unit!r} is not {expected} (UCUM): {why}")
         )
     if quantity.value is None:
         problems.append(Problem(f"{where}.value", "required", "is required"))
     if problems:
-        return None, problems
+        return None, None, problems
     assert quantity.value is not None
-    return float(quantity.value), []
+    return float(quantity.value), unit, []
 
 
 def read_route(concept: CodeableConcept | None, where: str) -> tuple[Route | None, list[Problem]]:

@@ -160,6 +160,46 @@ def test_the_chair_gets_the_dose_in_mg_when_the_enrolment_gives_height_and_weigh
     assert answer["dose_mg"] == round(1.3 * (170 * 70 / 3600) ** 0.5, 2) == 2.36
 
 
+def test_a_dose_given_in_mg_is_accepted_compared_and_charted(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    """A dose in mg: 202; at the administration's BSA it is compared per m2 (1.65 mg/m2 is above
+    1.3), without a BSA it gets `dose_not_comparable`; the history shows both in mg, the first
+    converted."""
+    given = ENROLLED + dt.timedelta(hours=1)
+    later = ENROLLED + dt.timedelta(days=1)
+    bodies = [
+        {**ENROLLMENT, "patient_id": "PG", "event_id": "pg-e0"},
+        {**f.administration(given, 0, patient="PG", event_id="pg-x1"), "dose_mg": 3.0,
+         "bsa_m2": 1.82},
+        {**f.administration(later, 0, patient="PG", event_id="pg-x2"), "dose_mg": 2.4},
+    ]  # fmt: skip
+    for body in bodies[1:]:
+        del body["dose_mg_m2"]
+    response = api.post_events({"events": bodies})
+    assert response.status_code == 202, response.text
+    assert worker.wait_idle()
+    decisions = api.decisions("PG")
+    assert decisions == expected_decisions(services.pack, bodies, FIXED_NOW)
+    by_trigger = {(d["trigger"], d["action"]): d for d in decisions}
+    above = by_trigger["pg-x1", "adherence_deviation"]
+    assert above["reason"] == "dose_above_recommended"
+    assert "3.00 mg (1.65 mg/m2 at BSA 1.82 m2)" in above["rationale"]
+    review = by_trigger["pg-x2", "review_required"]
+    assert (review["reason"], review["severity"], review["audience"], review["rule"]) == (
+        "dose_not_comparable",
+        "warning",
+        ["infusion_unit", "pharmacy"],
+        "D6",
+    )
+    history = api.get("/v1/patients/PG/history").json()
+    assert history["doses"] == [
+        {"at": "2026-09-29T12:00:00Z", "dose_mg_m2": 1.3, "source": "enrollment"},
+        {"at": "2026-09-29T13:00:00Z", "dose_mg_m2": 3.0 / 1.82, "source": "given", "dose_mg": 3.0},
+        {"at": "2026-09-30T12:00:00Z", "dose_mg_m2": None, "source": "given", "dose_mg": 2.4},
+    ]
+
+
 def test_decisions_hide_superseded_ones_unless_asked(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:

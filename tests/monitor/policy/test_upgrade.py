@@ -157,15 +157,13 @@ def test_the_upgrade_moves_everyone_and_tells_only_what_changed_and_is_actionabl
         )
         assert {r["policy"] for r in superseded} == {"default@1"}
         assert {r["superseded_reason"] for r in superseded} == {"policy_change"}
-        current_ids = {r["decision_id"] for r in rows(services, "SELECT decision_id FROM "
-                       "decision WHERE superseded_at IS NULL")}  # fmt: skip
+        current = rows(services, "SELECT decision_id FROM decision WHERE superseded_at IS NULL")
+        current_ids = {r["decision_id"] for r in current}
         assert {r["superseded_by"] for r in superseded} <= current_ids
         assert None not in {r["superseded_by"] for r in superseded}
         # the correction says why
-        messages = {
-            r["message"] for r in rows(services, "SELECT message FROM alert WHERE kind = "
-                                       "'correction'")  # fmt: skip
-        }
+        corrections = rows(services, "SELECT message FROM alert WHERE kind = 'correction'")
+        messages = {r["message"] for r in corrections}
         assert messages == {
             "Correction: the earlier schedule reassessment advice no longer applies under "
             "the clinical policy default@2, now in use; see the current decisions."
@@ -190,7 +188,8 @@ def test_the_api_shows_why_a_decision_was_superseded(on_version_1: Services) -> 
             everything = decision_rows(session, "C", include_superseded=True)
         old = [d for d in everything if d["policy"] == "default@1"]
         new = [d for d in everything if d["policy"] == "default@2"]
-        assert old and new
+        assert old
+        assert new
         assert {d["superseded_reason"] for d in old} == {"policy_change"}
         assert {d["superseded_by"] for d in old} <= {d["decision_id"] for d in new}
         assert {d["in_force_from"] for d in new} == {"2026-01-25T09:00:00Z"}

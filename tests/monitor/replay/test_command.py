@@ -153,6 +153,33 @@ def test_output_is_what_the_engine_says(tmp_path: pathlib.Path) -> None:
     assert proc.stdout.splitlines() == expected
 
 
+def test_doses_in_mg_are_replayed_and_refused_as_the_engine_says(tmp_path: pathlib.Path) -> None:
+    """A dose in mg: compared at the enrolment's BSA, else `dose_not_comparable`; both dose
+    fields on one line are refused naming `dose_mg`."""
+    in_mg = f.administration(at(1), 0, "P4", "p4-x1")
+    del in_mg["dose_mg_m2"]
+    bodies = [
+        f.enrollment(at(0), "P3", "p3-enr", bsa_m2=1.82),
+        {**in_mg, "patient_id": "P3", "event_id": "p3-x1", "dose_mg": 3.0},  # 1.65 mg/m2
+        f.enrollment(at(0), "P4", "p4-enr"),
+        {**in_mg, "dose_mg": 2.4},
+    ]
+    proc = replay(write(tmp_path, lines_of(*bodies)), "--policy", "default@1")
+    assert proc.stdout.splitlines() == [
+        d.model_dump_json(exclude_none=True) for d in f.run(*bodies)
+    ]
+    found = {(d["trigger"], d["action"]): d for d in decisions_of(proc)}
+    assert found["p3-x1", "adherence_deviation"]["reason"] == "dose_above_recommended"
+    assert (
+        "3.00 mg (1.65 mg/m2 at BSA 1.82 m2)" in found["p3-x1", "adherence_deviation"]["rationale"]
+    )
+    assert found["p4-x1", "review_required"]["reason"] == "dose_not_comparable"
+    assert ("p4-x1", "adherence_deviation") not in found
+    both = json.dumps({**in_mg, "dose_mg": 2.4, "dose_mg_m2": 1.3})
+    [problem] = assert_invalid(replay(write(tmp_path, [both], "both.jsonl")))
+    assert problem.startswith("line 1: dose_mg: give the dose once")
+
+
 def test_shuffled_and_duplicated_lines_give_identical_output(tmp_path: pathlib.Path) -> None:
     reference = replay(write(tmp_path, TIMELINE, "ordered.jsonl"))
     assert reference.returncode == 0

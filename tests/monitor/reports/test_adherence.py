@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import pathlib
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,7 @@ TOP_KEYS = {
     "period",
     "unit",
     "policy",
+    "policies",
     "recommendations",
     "reassessments",
     "escalations",
@@ -220,6 +222,60 @@ def test_reduce_dose_outcomes(
         "reduce_dose",
         1.0,
     )
+
+
+def in_mg(event_id: str, at: dt.datetime, dose_mg: float, bsa: float | None = None) -> AuditEvent:
+    return AuditEvent(event_id, "administration", at, dose_mg=dose_mg, bsa_m2=bsa)
+
+
+# A dose given in mg is judged per m2 at its own BSA, else its course's enrolment's; without one
+# it is not comparable: pending, with that dose as the evidence (the drill-down shows it).
+@pytest.mark.parametrize(
+    ("enrolment_bsa", "extra", "expected", "per_m2"),
+    [
+        pytest.param(None, [in_mg("x", h(24), 2.0, 2.0)], "followed", 1.0, id="mg-at-its-bsa"),
+        pytest.param(None, [in_mg("x", h(24), 2.2, 2.0)], "deviated", 1.1, id="mg-above-its-bsa"),
+        pytest.param(2.0, [in_mg("x", h(24), 2.1)], "followed", 1.05, id="mg-enrolment-bsa"),
+        pytest.param(1.0, [in_mg("x", h(24), 2.0, 2.0)], "followed", 1.0, id="mg-own-bsa-first"),
+        pytest.param(1.0, [in_mg("x", h(24), 2.0)], "deviated", 2.0, id="mg-enrolment-above"),
+        pytest.param(None, [in_mg("x", h(24), 2.0)], "pending", None, id="mg-not-comparable"),
+        pytest.param(
+            None,
+            [in_mg("x", h(24), 2.0), given("y", h(48), 1.0)],
+            "pending",
+            None,
+            id="mg-not-comparable-the-first-dose-decides",
+        ),
+    ],
+)
+def test_reduce_dose_outcomes_of_doses_in_mg(
+    enrolment_bsa: float | None,
+    extra: list[AuditEvent],
+    expected: str,
+    per_m2: float | None,
+) -> None:
+    events = [AuditEvent("e0", "enrollment", h(days=-10), unit="U-A", bsa_m2=enrolment_bsa)]
+    items, _ = audit_patient("PT-1", [*events, assessed("a0", h()), *extra], [REDUCE], WIDE, GRACE)
+    [item] = items
+    assert (item.outcome, evidence_id(item)) == (expected, "x")
+    assert item.evidence is not None
+    assert item.evidence.dose_mg == extra[0].dose_mg
+    assert item.evidence.dose_mg_m2 == per_m2
+    assert item.needs_review == (expected != "followed")
+    assert item_view(item)["evidence"]["dose_mg"] == extra[0].dose_mg
+
+
+def test_a_dose_in_mg_is_judged_at_its_own_courses_bsa() -> None:
+    """The BSA is the latest enrolment's before the dose, not a later one's."""
+    events = [
+        AuditEvent("e0", "enrollment", h(days=-10), unit="U-A", bsa_m2=2.0),
+        assessed("a0", h()),
+        in_mg("x", h(24), 2.0),
+        AuditEvent("e1", "enrollment", h(30), unit="U-A"),
+        in_mg("y", h(48), 2.0),
+    ]
+    items, _ = audit_patient("PT-1", events, [REDUCE], WIDE, GRACE)
+    assert [(i.outcome, evidence_id(i)) for i in items] == [("followed", "x")]
 
 
 # --- hold ----------------------------------------------------------------------------------------
@@ -727,12 +783,14 @@ def test_a_whole_report_matches_the_hand_computed_figures() -> None:
             "at": "2026-02-02T08:00:00Z",
             "due_at": None,
             "outcome": "deviated",
+            "policy": None,
             "recommended_dose_mg_m2": 0.7,
             "evidence": {
                 "event_id": "a-x2",
                 "type": "administration",
                 "at": "2026-02-03T08:00:00Z",
                 "dose_mg_m2": 1.0,
+                "dose_mg": None,
                 "action": None,
             },
             "hours_to_action": 48.0,
@@ -753,6 +811,7 @@ def test_item_view_rounds_durations_and_names_the_evidence() -> None:
         "type": "immunotherapy",
         "at": "2026-03-09T08:00:01Z",
         "dose_mg_m2": None,
+        "dose_mg": None,
         "action": None,
     }
     assert view["outcome"] == "answered_late"  # the rounding is for display only
@@ -914,6 +973,7 @@ def test_an_empty_period_gives_zeros_nulls_and_no_rows() -> None:
         "period": {"from": "2027-01-01T00:00:00Z", "to": "2027-01-31T00:00:00Z"},
         "unit": None,
         "policy": "default@1",
+        "policies": {},
         "recommendations": {
             **rec(0, 0, 0, 0, None),
             "median_hours_to_action": None,
@@ -987,6 +1047,13 @@ def replayed(
 E2E = Period(f.at(0), f.at(30))  # 5 Jan to 4 Feb 2026
 
 
+def given_mg(at: dt.datetime, dose_mg: float, event_id: str, **fields: Any) -> dict[str, Any]:
+    """PT-1's administration of `dose_mg` mg."""
+    body = f.administration(at, 0, patient="PT-1", event_id=event_id, dose_mg=dose_mg, **fields)
+    del body["dose_mg_m2"]
+    return body
+
+
 def course(*bodies: dict[str, Any], assessment: dict[str, Any]) -> list[dict[str, Any]]:
     """PT-1 enrolled at day 0 in unit U-A (1.3 mg/m2), assessed at day 21, then `bodies`."""
     return [
@@ -1036,6 +1103,24 @@ def recommendation_items(items: list[AuditItem]) -> list[tuple[str, str, str | N
             ("followed", "c", 6.0),
             {"dose_above_recommended": 1},  # the engine still flags the later dose
             id="dose-reduced-first",
+        ),
+        pytest.param(
+            [given_mg(f.at(22), 2.0, "x22", bsa_m2=2.0)],
+            ("followed", "x22", None),
+            {},
+            id="given-in-mg-at-1.0",
+        ),
+        pytest.param(
+            [given_mg(f.at(22), 2.6, "x22", bsa_m2=2.0)],
+            ("deviated", "x22", None),
+            {"dose_above_recommended": 1},
+            id="given-in-mg-at-1.3",
+        ),
+        pytest.param(
+            [given_mg(f.at(22), 2.0, "x22")],
+            ("pending", "x22", None),
+            {},  # D6's review_required (dose_not_comparable) is not a deviation
+            id="given-in-mg-without-a-bsa",
         ),
     ],
 )
@@ -1308,6 +1393,34 @@ def test_database_excludes_decisions_superseded_by_a_late_event(
     offline, _ = replayed(*timely(), LATE, period=LATE_PERIOD)
     assert without_alerts(result) == without_alerts(offline)
     assert result["alerts"] is not None
+
+
+def test_database_equals_replay_for_doses_in_mg(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    """Doses in mg read from the stored bodies as replay reads them: at the enrolment's BSA
+    (Mosteller's), at the administration's own, and not comparable."""
+    mosteller = f.enrollment(f.at(0), patient="PT-M", event_id="m-e0", unit="U-A",
+                             height_cm=170, weight_kg=70)  # fmt: skip
+    bodies = [
+        mosteller,
+        f.assessment(f.at(21), patient="PT-M", event_id="m-a21", sensory=2),
+        {**given_mg(f.at(22), 2.36, "m-x22"), "patient_id": "PT-M"},  # 1.298: above 1.05
+        *course(given_mg(f.at(22), 2.0, "x22"), assessment={"sensory": 2}),
+        f.enrollment(f.at(0), patient="PT-B", event_id="b-e0", unit="U-B"),
+        f.assessment(f.at(21), patient="PT-B", event_id="b-a21", sensory=2),
+        {**given_mg(f.at(22), 2.0, "b-x22", bsa_m2=2.0), "patient_id": "PT-B"},
+    ]
+    post(api, worker, *bodies)
+    database, items = from_database(services, E2E)
+    offline, _ = replayed(*bodies, period=E2E)
+    assert without_alerts(database) == without_alerts(offline)
+    assert {i.patient_id: (i.outcome, i.evidence and i.evidence.dose_mg_m2) for i in items
+            if i.kind == "recommendation"} == {
+        "PT-M": ("deviated", 2.36 / math.sqrt(170 * 70 / 3600)),
+        "PT-1": ("pending", None),
+        "PT-B": ("followed", 1.0),
+    }  # fmt: skip
 
 
 def days_ago(days: float) -> dt.datetime:

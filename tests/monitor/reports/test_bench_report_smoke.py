@@ -83,7 +83,8 @@ class Serial:
 def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
     """A migrated database with 200 generated patients, and rows the COPY path must read as the
     generic path does: bodies with \\u escapes (kept whole for Python), a dose written as an
-    int, a superseded decision, a patient with decisions and no events."""
+    int, doses given in mg (`given_in_mg`), a superseded decision, a patient with decisions and
+    no events."""
     name = f"test_report_paths_{id(object())}"
     with bench_report.fresh_database(name, keep=False) as url, bench_report.pg(name) as conn:
         filled = bench_report.Filled()
@@ -103,6 +104,7 @@ def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
             "WHERE type = 'administration' AND body LIKE '%\"dose_mg_m2\": 1.0,%'"
         )
         assert reduced.rowcount > 0
+        given_in_mg(conn)
         deviation = conn.execute(
             "SELECT id, body FROM decision WHERE action = 'adherence_deviation' ORDER BY id LIMIT 1"
         ).fetchone()
@@ -137,6 +139,39 @@ def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
             "WHERE action = 'reduce_dose' AND superseded_at IS NULL ORDER BY id LIMIT 1"
         )
         yield url, filled
+
+
+def given_in_mg(conn: psycopg.Connection[Any]) -> None:
+    """Two patients with a `reduce_dose` that a dose follows get their doses in mg (1.8 mg per
+    mg/m2): the first enrolled with height and weight (Mosteller's BSA converts them), the
+    second without a BSA (not comparable) but for one administration that gives its own
+    `bsa_m2`. Both paths must read these bodies alike (the COPY sends them whole)."""
+    patients = [
+        row[0]
+        for row in conn.execute(
+            "SELECT DISTINCT d.patient_id FROM decision AS d WHERE d.action = 'reduce_dose' "
+            "AND (SELECT e.type FROM event AS e WHERE e.patient_id = d.patient_id "
+            "AND e.occurred_at > d.at ORDER BY e.occurred_at, e.event_id LIMIT 1) "
+            "= 'administration' ORDER BY d.patient_id DESC LIMIT 2"
+        )
+    ]
+    assert len(patients) == 2
+    for number, patient in enumerate(patients):
+        for position, (row_id, type_, text) in enumerate(
+            conn.execute(
+                "SELECT id, type, body FROM event WHERE patient_id = %s "
+                "AND type IN ('enrollment', 'administration') ORDER BY id",
+                (patient,),
+            ).fetchall()
+        ):
+            body = json.loads(text)
+            if type_ == "enrollment" and number == 0:
+                body |= {"height_cm": 170, "weight_kg": 70}
+            elif type_ == "administration":
+                body["dose_mg"] = round(body.pop("dose_mg_m2") * 1.8, 2)
+                if number == 1 and position == 3:
+                    body["bsa_m2"] = 1.8
+            conn.execute("UPDATE event SET body = %s WHERE id = %s", (json.dumps(body), row_id))
 
 
 def report_text(
@@ -201,6 +236,13 @@ def test_copy_path_reads_what_the_generic_path_reads(
     ]
     assert 1 in doses
     assert all(type(d) is int for d in doses if d == 1)  # as written, not 1.0
+    in_mg = [
+        (item["outcome"], item["evidence"]["dose_mg_m2"] is None)
+        for patient in whole[0]["patients"]
+        for item in patient["items"]
+        if item["evidence"] and item["evidence"]["dose_mg"] is not None
+    ]
+    assert ("pending", True) in in_mg  # no BSA: not comparable, shown with its dose in mg
 
 
 def test_copy_path_errors_are_sqlalchemy_errors(postgres: None) -> None:

@@ -336,6 +336,30 @@ def test_one_drill_down_row_per_review_item_with_its_evidence(
     assert "administration" in deviated[0].find("td")[5].text()
 
 
+@pytest.mark.parametrize(
+    ("dose_mg_m2", "shown"),
+    [(2.4 / 1.82, "2.4 mg (1.32 mg/m²)"), (None, "2.4 mg (no body surface area: not comparable)")],
+    ids=["converted", "not-comparable"],
+)
+def test_a_dose_given_in_mg_shows_in_the_evidence(
+    sample: tuple[dict[str, Any], dict[str, Any]], dose_mg_m2: float | None, shown: str
+) -> None:
+    result, distributions = copy.deepcopy(sample)
+    patient = next(p for p in result["patients"] if p["items"])
+    patient["items"][0]["evidence"] = {
+        "event_id": "x-mg",
+        "type": "administration",
+        "at": "2026-03-01T00:00:00Z",
+        "dose_mg_m2": dose_mg_m2,
+        "dose_mg": 2.4,
+        "action": None,
+    }
+    doc = parse(render_html(result, distributions))
+    [row] = [r for t in doc.find("table", data_table="drill-down") for r in t.rows()
+             if "x-mg" in r.clean_text()]  # fmt: skip
+    assert shown in row.find("td")[5].clean_text()
+
+
 def test_the_by_action_and_by_unit_tables(
     sample: tuple[dict[str, Any], dict[str, Any]], offline_html: str
 ) -> None:

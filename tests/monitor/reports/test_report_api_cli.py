@@ -77,6 +77,7 @@ def test_json_over_http_has_the_contract_keys_and_real_numbers(running: RunningS
         "period",
         "unit",
         "policy",
+        "policies",
         "recommendations",
         "reassessments",
         "escalations",

@@ -1,5 +1,6 @@
-"""MedicationAdministration -> administration (a bortezomib dose given: dose, route, cycle and
-day), treatment_change held (a bortezomib dose stopped), or immunotherapy (one given).
+"""MedicationAdministration -> administration (a bortezomib dose given: dose in mg/m2 or in mg,
+route, cycle and day), treatment_change held (a bortezomib dose stopped), or immunotherapy (one
+given).
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ from monitor.interop.fhir.inbound.common import (
     _Source,
 )
 from monitor.interop.fhir.inbound.medication import _medication
-from monitor.interop.fhir.medication import immunotherapy_of, is_bortezomib, read_dose, read_route
+from monitor.interop.fhir.medication import (
+    immunotherapy_of,
+    is_bortezomib,
+    read_given_dose,
+    read_route,
+)
 from monitor.interop.fhir.problems import FhirProblems, Problem
 from monitor.settings import Settings
 
@@ -58,15 +64,18 @@ def _administration(
         where = f"{source.path}.dosage"
         locations |= {
             "dose_mg_m2": (source.entry, f"{where}.dose"),
+            "dose_mg": (source.entry, f"{where}.dose"),
             "route": (source.entry, f"{where}.route"),
             "cycle": (source.entry, _extension_location(source, "cycle")),
             "day": (source.entry, _extension_location(source, "day")),
         }
-        dose, dose_problems = read_dose(dosage.dose if dosage else None, f"{where}.dose")
+        dose_field, dose, dose_problems = read_given_dose(
+            dosage.dose if dosage else None, f"{where}.dose"
+        )
         route, route_problems = read_route(dosage.route if dosage else None, f"{where}.route")
         problems += dose_problems + route_problems
-        if dose is not None:
-            body["dose_mg_m2"] = dose
+        if dose_field is not None:
+            body[dose_field] = dose
         if route is not None:
             body["route"] = route
         found, ext_problems = _extensions(

@@ -343,6 +343,20 @@ BAD = [
         id="absolute dose",
     ),
     pytest.param(
+        edit(given(), _set("dosage.dose.code", "g")),
+        "MedicationAdministration.dosage.dose.code",
+        "value",
+        "unit 'g' is not mg/m2 or mg (UCUM): the dose per body surface area, or in mg",
+        id="administered dose in g",
+    ),
+    pytest.param(
+        edit(given(), lambda data: data["dosage"]["dose"].update(code="mg", unit="mg", value=12)),
+        "MedicationAdministration.dosage.dose",
+        "value",
+        "dose_mg: 12.0 is out of range: must be at most 10",
+        id="administered dose in mg out of range",
+    ),
+    pytest.param(
         edit(order(), _set("dosageInstruction.0.doseAndRate.0.doseQuantity.value", 2.5)),
         "MedicationRequest.dosageInstruction[0].doseAndRate[0].doseQuantity",
         "value",
@@ -720,6 +734,22 @@ def test_administrations_given_and_stopped() -> None:
         "held",
         "pain at site",
     )
+
+
+@pytest.mark.parametrize(
+    ("unit", "field"),
+    [("mg/m2", "dose_mg_m2"), ("mg", "dose_mg")],
+    ids=["given-in-mg-m2", "given-in-mg"],
+)
+def test_an_administered_dose_in_mg_or_mg_m2(unit: str, field: str) -> None:
+    """A dose given in UCUM mg is the administration's `dose_mg` (D6 converts it at the body
+    surface area); mg/m2 stays `dose_mg_m2`."""
+    dose = Quantity(value=1.3 if unit == "mg/m2" else 2.4, unit=unit, system=UCUM, code=unit)
+    event = only_event(
+        as_json(given(dosage=MedicationAdministrationDosage(dose=dose, route=route_concept("SC"))))
+    )
+    assert event["type"] == "administration"
+    assert {k: v for k, v in event.items() if k.startswith("dose")} == {field: float(dose.value)}
 
 
 def test_medication_by_reference_contained_or_in_the_bundle() -> None:
