@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from policies import DEFAULT, LABEL, Decision, Event, PolicyPack, evaluate, pack_from_mapping
 from policies.events import parse_event
+from policies.packs import DEFAULT_V2, LABEL_V2
 from tests.common import factories as f
 
 # A site pack with other thresholds, so the properties don't hold only for the defaults.
@@ -36,7 +37,7 @@ SITE = pack_from_mapping(
 )
 # V5 (lost to follow-up) switched on a label pack: the third timer kind during holds too
 LABEL_V5 = pack_from_mapping({"base": "label@1", "name": "label-v5", "missed_escalate_days": 7})
-PACKS = (DEFAULT, LABEL, SITE, LABEL_V5)
+PACKS = (DEFAULT, LABEL, DEFAULT_V2, LABEL_V2, SITE, LABEL_V5)
 
 OFFSETS = tuple(dt.timezone(dt.timedelta(minutes=m)) for m in (0, 0, 60, 120, -300, 330, 540, -210))
 START = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -136,9 +137,15 @@ def _assessment(draw: st.DrawFn, when: dt.datetime, patient: str, eid: str) -> d
 def _other(draw: st.DrawFn, kind: str, when: dt.datetime, patient: str, eid: str) -> dict[str, Any]:
     if kind == "administration":
         dose = draw(st.sampled_from((1.3, 1.0, 0.7, 1.5)))
-        return f.administration(
+        body = f.administration(
             when, dose, patient=patient, event_id=eid, route=draw(st.sampled_from(("IV", "SC")))
         )
+        if draw(st.integers(0, 3)) == 0:  # given in mg: converted by a BSA, or not comparable
+            del body["dose_mg_m2"]
+            body["dose_mg"] = round(dose * 1.8, 2)
+            if draw(st.booleans()):
+                body["bsa_m2"] = draw(st.sampled_from((1.6, 1.8, 2.1)))
+        return body
     if kind == "treatment_change":
         action = draw(
             st.sampled_from(("dose_reduced", "held", "resumed", "discontinued", "completed"))

@@ -32,6 +32,11 @@ from monitor.interop.fhir.problems import FhirProblems, Problem
 from monitor.settings import Settings
 
 GRADING_STATUSES = ("final", "amended", "corrected")
+# findings a grading may carry, as the service's extensions: extension -> (finding, value type)
+FINDINGS = {
+    "incat": ("incat", "valueInteger"),
+    "new-weakness": ("new_weakness", "valueBoolean"),
+}
 DOMAIN_TERMS = {
     "sensory": "peripheral sensory neuropathy",
     "motor": "peripheral motor neuropathy",
@@ -52,6 +57,7 @@ class _Grading:
     cycle: int | None
     standalone: bool  # an Observation with components is an assessment of its own
     locations: dict[str, str]
+    findings: dict[str, Any]  # finding -> value, from the extensions
 
 
 def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grading:
@@ -101,10 +107,20 @@ def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grad
         grade, location = _grade(obs, source.path, settings, problems)
         if domain is not None and grade is not None:
             grades[domain] = (grade, location)
-    found, ext_problems = _extensions(source, obs, {"cycle": "valueInteger"})
+    found, ext_problems = _extensions(
+        source,
+        obs,
+        {"cycle": "valueInteger", **{name: kind for name, (_, kind) in FINDINGS.items()}},
+    )
     problems += ext_problems
     cycle, cycle_problems = _one(found, "cycle", "valueInteger", source)
     problems += cycle_problems
+    findings: dict[str, Any] = {}
+    for name, (finding, kind) in FINDINGS.items():
+        value, one_problems = _one(found, name, kind, source)
+        problems += one_problems
+        if value is not None:
+            findings[finding] = value
     key, key_problems = _key(source, "assessment")
     problems += key_problems
     if problems:
@@ -122,7 +138,12 @@ def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grad
             "patient_id": f"{source.path}.subject.reference",
             "occurred_at": time_location,
             "cycle": _extension_location(source, "cycle"),
+            **{
+                f"findings.{finding}": _extension_location(source, name)
+                for name, (finding, _) in FINDINGS.items()
+            },
         },
+        findings=findings,
     )
 
 
@@ -242,6 +263,23 @@ def _grading_draft(members: list[_Grading], problems: list[EntryProblem]) -> _Dr
                 )
             grades[domain] = grade
             locations[f"grades.{domain}"] = (member.source.entry, location)
+    findings: dict[str, Any] = {}
+    for member in members:
+        for finding, value in member.findings.items():
+            if finding in findings and findings[finding] != value:
+                conflicts.append(
+                    EntryProblem(
+                        member.source.entry,
+                        member.locations[f"findings.{finding}"],
+                        "conflict",
+                        f"Observations of one assessment give different {finding} values",
+                    )
+                )
+            findings[finding] = value
+            locations[f"findings.{finding}"] = (
+                member.source.entry,
+                member.locations[f"findings.{finding}"],
+            )
     cycles = {m.cycle for m in members if m.cycle is not None}
     if len(cycles) > 1:
         conflicts.append(
@@ -263,6 +301,8 @@ def _grading_draft(members: list[_Grading], problems: list[EntryProblem]) -> _Dr
     }
     if cycles:
         body["cycle"] = cycles.pop()
+    if findings:
+        body["findings"] = findings
     return _Draft([m.source for m in members], [m.key for m in members], body, locations)
 
 

@@ -564,6 +564,57 @@ def test_an_observation_with_components_is_one_assessment() -> None:
     assert event["occurred_at"] == "2026-03-02T07:40:00Z"
 
 
+def test_a_grading_carries_the_version_2_findings_as_extensions() -> None:
+    """INCAT and new weakness (V1, V9's inputs) ride on the grading Observation; Observations
+    joined into one assessment give them once."""
+    sensory = grading(
+        "sensory",
+        1,
+        "o1",
+        extension=[
+            Extension(url=EXTENSION + "incat", valueInteger=3),
+            Extension(url=EXTENSION + "new-weakness", valueBoolean=True),
+        ],
+    )
+    motor = grading(
+        "motor", 2, "o2", extension=[Extension(url=EXTENSION + "incat", valueInteger=3)]
+    )
+    event = only_event(bundle(sensory, motor))
+    assert event["grades"] == {"sensory": 1, "motor": 2}
+    assert event["findings"] == {"incat": 3, "new_weakness": True}
+
+
+@pytest.mark.parametrize(
+    ("extensions", "says"),
+    [
+        (
+            [Extension(url=EXTENSION + "incat", valueInteger=11)],
+            "findings.incat: 11 is out of range",
+        ),
+        ([Extension(url=EXTENSION + "new-weakness", valueInteger=1)], "takes a valueBoolean"),
+    ],
+    ids=["incat-out-of-range", "weakness-not-boolean"],
+)
+def test_findings_out_of_range_or_of_another_type_are_refused(
+    extensions: list[Extension], says: str
+) -> None:
+    problems = mapped(as_json(grading(extension=extensions))).problems
+    assert problems
+    assert says in " ".join(str(p) for p in problems)
+
+
+def test_joined_gradings_with_different_findings_conflict() -> None:
+    first = grading(
+        "sensory", 1, "o1", extension=[Extension(url=EXTENSION + "incat", valueInteger=2)]
+    )
+    second = grading(
+        "motor", 1, "o2", extension=[Extension(url=EXTENSION + "incat", valueInteger=4)]
+    )
+    mapping = mapped(bundle(first, second))
+    assert mapping.events == []
+    assert "different incat values" in " ".join(str(p) for p in mapping.problems)
+
+
 def test_coded_grades_ncit_terms_and_autonomic_by_configuration() -> None:
     settings = Settings(
         fhir_term_codes={
