@@ -80,8 +80,8 @@ def test_an_event_committed_during_the_fold_stays_open_until_folded(
 
     load_events = processing._load_events
 
-    def load_then_let_the_slow_ingest_commit(session: Any, patient_id: str) -> Any:
-        loaded = load_events(session, patient_id)
+    def load_then_let_the_slow_ingest_commit(session: Any, patient_id: str, seen: int) -> Any:
+        loaded = load_events(session, patient_id, seen)
         slow.commit()  # lands between the fold's read and its outbox update
         return loaded
 
