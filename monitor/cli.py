@@ -139,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_commands.add_parser("create", help="create a token; prints only the token")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", default=None, help="who or what uses it (default: the role)")
+    create.add_argument(
+        "--unit",
+        dest="units",
+        action="append",
+        default=None,
+        metavar="UNIT",
+        help="bind the token to this unit (repeat for several): it sees only their patients, "
+        "alerts and reports (default: every unit)",
+    )
     expiry = create.add_mutually_exclusive_group()
     expiry.add_argument(
         "--expires-in",
@@ -375,7 +384,9 @@ def _token_command(args: argparse.Namespace, services: Services) -> int:
     if args.token_command == "create":
         expires = args.expires_at or (now + args.expires_in if args.expires_in else None)
         try:
-            token = create_token(services.sessions, args.role, args.name or args.role, now, expires)
+            token = create_token(
+                services.sessions, args.role, args.name or args.role, now, expires, args.units
+            )
         except ValueError as exc:
             print(f"token: {exc}", file=sys.stderr)
             return EXIT_INVALID

@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         description="who hears an escalation, per audience of the unacknowledged alert "
         "(JSON object); the top of the ladder is paged again",
     )
+    alert_info_decisions: bool = Field(
+        default=False,
+        description="raise feed alerts for the informational decisions too (a reassessment "
+        "scheduled, the coasting watch started or closed); off: they stay on the patient page "
+        "and the due-reassessments list, and reminders and overdue alerts still come",
+    )
     reminder_before_s: Annotated[float, Field(gt=0)] = Field(
         default=86400.0,
         description="a reminder alert goes to the nurse feed this long before a "

@@ -47,6 +47,7 @@ def sqlite_settings(tmp_path: pathlib.Path) -> Settings:
         # the service tests were written for version 1's decisions: they name it (version 2's
         # rules have their own tests, tests/policies/test_v2_*.py)
         policy="default@1",
+        alert_info_decisions=True,  # every decision with an audience alerts, as before issue 14
         database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
         data_dir=tmp_path,
         fixed_now=FIXED_NOW,

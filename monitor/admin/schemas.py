@@ -60,6 +60,7 @@ class TokenView(BaseModel):
     id: int
     name: str
     role: str
+    units: list[str] | None  # the units it is bound to; null: every unit
     state: Literal["active", "revoked", "expired"]
     created_at: str
     expires_at: str | None

@@ -1,10 +1,13 @@
-"""The nurse feed over HTTP: list, live stream (SSE), acknowledge (CONTRACT.md, role `nurse`).
+"""The alert feed over HTTP: list, live stream (SSE), acknowledge (CONTRACT.md). Each care
+role (nurse, physician, pharmacy, infusion) sees its own audiences by default and acknowledges
+only those; a token bound to units sees only their alerts.
 
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 import anyio
@@ -19,13 +22,15 @@ from monitor.alerts.service import (
     AlertFilter,
     AlertKind,
     AlertNotFoundError,
+    NotYourAlertError,
     acknowledge,
     last_alert_id,
     list_alerts,
 )
-from monitor.api.deps import AUTH_RESPONSES, ClockDep, Nurse, RowIdPath, ServicesDep
+from monitor.api.deps import AUTH_RESPONSES, CareTeam, ClockDep, RowIdPath, ServicesDep
 from monitor.api.json_body import StrictJsonRouter
-from monitor.auth.tokens import still_valid
+from monitor.auth.roles import audiences_of
+from monitor.auth.tokens import Principal, still_valid
 from monitor.services import Services
 from monitor.storage.models import MAX_ROW_ID
 from policies.decisions import Severity, utc_text
@@ -54,13 +59,25 @@ def feed_query(
 Feed = Annotated[FeedQuery, Depends(feed_query)]
 
 
+def scoped(feed: FeedQuery, principal: Principal) -> AlertFilter:
+    """The feed's filters within the caller's reach: without `audience`, the audiences its
+    role answers for (admin: all); only its units when the token is bound to units."""
+    where = feed.where()
+    own = audiences_of(principal.role)
+    return replace(
+        where,
+        audiences=where.audiences or (own if own is not None else ()),
+        scope=None if principal.units is None else sorted(principal.units),
+    )
+
+
 @router.get(
     "/v1/alerts",
     summary="The nurse feed: alerts, newest first or after a cursor",
     response_model=AlertPage,
 )
 def get_alerts(
-    principal: Nurse,
+    principal: CareTeam,
     feed: Feed,
     services: ServicesDep,
     clock: ClockDep,
@@ -77,7 +94,9 @@ def get_alerts(
     if cursor is not None and after is not None:
         raise HTTPException(422, "give cursor (older pages) or after (newer alerts), not both")
     with services.sessions() as session:
-        alerts = list_alerts(session, feed.where(), before=cursor, after=after, limit=limit)
+        alerts = list_alerts(
+            session, scoped(feed, principal), before=cursor, after=after, limit=limit
+        )
         last = last_alert_id(session)
     services.audit.record(principal, "GET /v1/alerts", "alerts", 200, clock.now())
     full = len(alerts) == limit
@@ -117,7 +136,7 @@ def resume_point(
     openapi_extra={"x-event-data": "AlertView"},  # `alert` events: data is an alert
 )
 async def stream_alerts(
-    principal: Nurse,
+    principal: CareTeam,
     feed: Feed,
     resume: Annotated[int | None, Depends(resume_point)],
     services: ServicesDep,
@@ -128,7 +147,7 @@ async def stream_alerts(
     await run_in_threadpool(
         services.audit.record, principal, "GET /v1/alerts/stream", "alerts", 200, clock.now()
     )
-    where = feed.where()
+    where = scoped(feed, principal)
     position = resume if resume is not None else await run_in_threadpool(_last_id, services)
     yield ServerSentEvent(comment="bipn-monitor alert stream", retry=3000)
     ends = anyio.current_time() + services.settings.stream_max_s
@@ -167,7 +186,7 @@ def _after(services: Services, where: AlertFilter, position: int) -> list[dict[s
 )
 def ack_alert(
     alert_id: RowIdPath,
-    principal: Nurse,
+    principal: CareTeam,
     services: ServicesDep,
     clock: ClockDep,
     body: AckRequest | None = None,
@@ -190,6 +209,8 @@ def ack_alert(
                 at=request.at or current,
                 note=request.note,
                 now=current,
+                audiences=audiences_of(principal.role),
+                units=principal.units,
             )
     except AckBeforeAlertError as exc:
         services.audit.record(principal, action, resource, 422, current)
@@ -197,6 +218,13 @@ def ack_alert(
             422,
             f"at: {utc_text(exc.at)} is before the alert was raised "
             f"({utc_text(exc.raised_at)}): an alert cannot be acknowledged before it exists",
+        ) from None
+    except NotYourAlertError as exc:
+        services.audit.record(principal, action, resource, 403, current)
+        raise HTTPException(
+            403,
+            f"alert {alert_id} is addressed to {', '.join(exc.audience)}; role "
+            f"{principal.role!r} acknowledges alerts for {', '.join(exc.allowed) or 'no one'}",
         ) from None
     except AlertNotFoundError:
         services.audit.record(principal, action, resource, 404, current)

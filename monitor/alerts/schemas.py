@@ -68,7 +68,8 @@ class AlertView(BaseModel):
     decision_id: str | None
     decision_url: str
     escalates_alert_id: int | None
-    created_at: str
+    clinical_at: str | None  # the clinical time it is about (the grading, the due time)
+    created_at: str  # when it was raised
     acknowledged: bool
     ack: AckView | None
 

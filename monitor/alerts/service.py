@@ -28,7 +28,7 @@ from monitor.storage.models import (
     DecisionRow,
     PatientRow,
 )
-from policies.decisions import Audience, utc_minute, utc_text
+from policies.decisions import Audience, utc_minute, utc_text, utc_text_or_none
 
 AlertKind = Literal["new", "correction", "reminder", "escalation", "monitoring"]
 # Who hears an alert: the decisions' audiences, and `admin` (a patient's monitoring stopped).
@@ -88,6 +88,8 @@ def alert_view(alert: AlertRow, ack: AlertAckRow | None) -> dict[str, Any]:
         if alert.kind == "monitoring"
         else f"/v1/patients/{alert.patient_id}/decisions/{alert.decision_id}",
         "escalates_alert_id": alert.escalates_alert_id,
+        # when it happened clinically (the grading, the dose, the due time), and when raised
+        "clinical_at": utc_text_or_none(alert.clinical_at),
         "created_at": utc_text(alert.created_at),
         "acknowledged": ack is not None,
         "ack": ack_view(ack) if ack is not None else None,
@@ -114,6 +116,7 @@ class AlertFilter:
     kinds: Sequence[str] = ()
     acknowledged: bool | None = None
     patient_id: str | None = None
+    scope: Sequence[str] | None = None  # the caller's units (None: every unit)
 
 
 def list_alerts(
@@ -135,6 +138,8 @@ def list_alerts(
         query = query.where(col(AlertRow.kind).in_(where.kinds))
     if where.units:
         query = query.where(col(AlertRow.unit).in_(where.units))
+    if where.scope is not None:  # a token bound to units: theirs only (none without a unit)
+        query = query.where(col(AlertRow.unit).in_(where.scope))
     if where.audiences:
         # the audience is a JSON list of known words: '"nurse"' matches the element exactly
         query = query.where(
@@ -169,6 +174,15 @@ class AlertNotFoundError(LookupError):
     pass
 
 
+class NotYourAlertError(PermissionError):
+    """The alert is addressed to audiences the caller's role does not answer for."""
+
+    def __init__(self, audience: list[str], allowed: tuple[str, ...]) -> None:
+        super().__init__("the alert is addressed to other audiences")
+        self.audience = audience
+        self.allowed = allowed
+
+
 class AckBeforeAlertError(ValueError):
     """An acknowledgement dated before its alert was raised."""
 
@@ -187,12 +201,22 @@ def acknowledge(
     at: dt.datetime,
     note: str | None,
     now: dt.datetime,
+    audiences: tuple[str, ...] | None = None,
+    units: frozenset[str] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Record the acknowledgement; returns the alert and whether this call recorded it (the
-    first acknowledgement stands: acknowledging again changes nothing)."""
+    first acknowledgement stands: acknowledging again changes nothing).
+
+    `units`: the caller's scope (an alert outside it is not found: its existence does not
+    leak); `audiences`: the ones the caller's role answers for (None: any, admin). An alert
+    addressed to none of them is not the caller's to acknowledge: that would stop its
+    escalation."""
     alert = session.get(AlertRow, alert_id)
-    if alert is None:
+    if alert is None or (units is not None and alert.unit not in units):
         raise AlertNotFoundError(alert_id)
+    addressed = list(json.loads(alert.audience))
+    if audiences is not None and not set(addressed) & set(audiences):
+        raise NotYourAlertError(addressed, audiences)
     existing = _ack_of(session, alert_id)
     if existing is not None:
         return alert_view(alert, existing), False
@@ -304,6 +328,7 @@ def due_reminders(session: Session, settings: Settings, now: dt.datetime) -> lis
                     "next dose."
                 ),
                 created_at=now,
+                clinical_at=decision.due_at,
             )
         )
     return add_alerts(session, alerts)
@@ -361,6 +386,7 @@ def escalate_unacknowledged(
                 ),
                 escalates_alert_id=original.id,
                 created_at=now,
+                clinical_at=original.clinical_at,
             )
         )
     return add_alerts(session, alerts)

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from monitor.api.guard import BodyTooLargeError, route_template
 from monitor.api.json_body import InvalidJsonError, parse_json
-from monitor.auth.roles import Role
+from monitor.auth.roles import CARE_ROLES, Role
 from monitor.auth.tokens import Principal
 from monitor.operations.clock import wall_now
 from monitor.services import Services
@@ -107,7 +107,8 @@ class require:  # noqa: N801  # read as a verb in signatures: Depends(require("n
 Admin = Annotated[Principal, Depends(require("admin"))]
 Nurse = Annotated[Principal, Depends(require("nurse"))]
 Infusion = Annotated[Principal, Depends(require("infusion"))]
-CareTeam = Annotated[Principal, Depends(require("nurse", "infusion"))]
+# the care team: the patients and the alert feed (each role its own audiences)
+CareTeam = Annotated[Principal, Depends(require(*CARE_ROLES))]
 Ingest = Annotated[Principal, Depends(require("ingest"))]
 Auditor = Annotated[Principal, Depends(require("auditor"))]
 

@@ -157,7 +157,10 @@ class AuditLog:
         status_code: int,
         now: dt.datetime,
     ) -> None:
-        """Append one row chained to the last. No clinical payload: who, what, when, result."""
+        """Append one row chained to the last. No clinical payload: who, what, when, result;
+        a token bound to units has its scope recorded with the resource."""
+        if principal.units is not None:
+            resource = f"{resource} ({principal.scope})"
         self._append(principal.name, principal.role, action, resource, status_code, now)
 
     def record_command(self, action: str, resource: str, now: dt.datetime) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +29,19 @@ class Principal:
     name: str
     role: Role
     token_id: int | None = field(default=None, compare=False)
+    # the units the token is bound to (it sees only their patients, alerts and reports);
+    # None: every unit
+    units: frozenset[str] | None = None
+
+    def sees_unit(self, unit: str | None) -> bool:
+        """In scope: an unbound token sees every unit (and patients without one); a bound one
+        only its units."""
+        return self.units is None or (unit is not None and unit in self.units)
+
+    @property
+    def scope(self) -> str:
+        """The scope as the audit log records it."""
+        return "all units" if self.units is None else "units " + ",".join(sorted(self.units))
 
 
 def hash_token(token: str) -> str:
@@ -39,10 +54,23 @@ def create_token(
     name: str,
     now: dt.datetime,
     expires_at: dt.datetime | None = None,
+    units: Sequence[str] | None = None,
 ) -> str:
-    """A new random token; only its hash is stored, so this is the one time it is seen."""
+    """A new random token; only its hash is stored, so this is the one time it is seen.
+    `units`: bind it to these units (None: every unit)."""
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    if units is not None:
+        bad = [u for u in units if not (0 < len(u) <= 64 and u.isprintable() and u == u.strip())]
+        if bad or not units:
+            raise ValueError(
+                f"units: {bad[0]!r} is not a unit name (1-64 printable characters, as in the "
+                "enrolments' `unit`)"
+                if bad
+                else "units: give at least one unit, or none for every unit"
+            )
+        if role in ("admin", "ingest", "cds"):
+            raise ValueError(f"a {role} token sees every unit: it cannot be bound to units")
     if expires_at is not None and expires_at <= now:
         raise ValueError(f"the expiry {utc_text(expires_at)} is not in the future")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -54,6 +82,7 @@ def create_token(
                 token_hash=hash_token(token),
                 created_at=now,
                 expires_at=expires_at,
+                units=None if units is None else json.dumps(sorted(set(units))),
             )
         )
     return token
@@ -79,7 +108,11 @@ def authenticate(
         ).scalar_one_or_none()
     if row is None or not _usable(row, moment):
         return None
-    return Principal(name=row.name, role=row.role, token_id=row.id)
+    return Principal(name=row.name, role=row.role, token_id=row.id, units=token_units(row))
+
+
+def token_units(row: ApiTokenRow) -> frozenset[str] | None:
+    return None if row.units is None else frozenset(json.loads(row.units))
 
 
 def still_valid(sessions: sessionmaker[Session], token_id: int, now: dt.datetime) -> bool:
@@ -105,6 +138,7 @@ def token_view(row: ApiTokenRow, now: dt.datetime) -> dict[str, object]:
         "id": row.id,
         "name": row.name,
         "role": row.role,
+        "units": None if row.units is None else sorted(json.loads(row.units)),
         "state": token_state(row, now),
         "created_at": utc_text(row.created_at),
         "expires_at": utc_text_or_none(row.expires_at),

@@ -24,6 +24,7 @@ from monitor.storage.models import (
     AlertRow,
     DeadLetterRow,
     OutboxRow,
+    PatientRow,
     WebhookDeliveryRow,
 )
 
@@ -48,6 +49,10 @@ PROCESSING_LATENCY = Histogram(
     "From an event's acceptance to its decisions being stored",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+
+
+BURDEN_WINDOW = dt.timedelta(days=28)
+MONITORED_STATUSES = ("active", "held", "discontinued", "completed")
 
 
 class DatabaseCollector(Collector):
@@ -78,6 +83,19 @@ class DatabaseCollector(Collector):
                         col(AlertRow.severity) == "urgent",
                         ~exists().where(col(AlertAckRow.alert_id) == col(AlertRow.id)),
                     )
+                ).scalar_one()
+                since = now - BURDEN_WINDOW
+                by_severity = dict(
+                    session.execute(
+                        select(col(AlertRow.severity), func.count(col(AlertRow.id)))
+                        .where(col(AlertRow.created_at) >= since)
+                        .group_by(col(AlertRow.severity))
+                    ).all()
+                )
+                monitored = session.execute(
+                    select(func.count())
+                    .select_from(PatientRow)
+                    .where(col(PatientRow.status).in_(MONITORED_STATUSES))
                 ).scalar_one()
                 failed_deliveries = session.execute(
                     select(func.count(col(WebhookDeliveryRow.id))).where(
@@ -112,6 +130,17 @@ class DatabaseCollector(Collector):
             "Urgent alerts nobody has acknowledged",
             value=unacked_urgent,
         )
+        burden = GaugeMetricFamily(
+            "monitor_alert_burden_per_patient_week",
+            "Alerts raised in the last 28 days per patient-week of the patients monitored now "
+            "(a course on record), by severity",
+            labels=["severity"],
+        )
+        weeks = monitored * BURDEN_WINDOW.days / 7
+        for severity in ("urgent", "warning", "info"):
+            count = by_severity.get(severity, 0)
+            burden.add_metric([severity], count / weeks if weeks else 0.0)
+        yield burden
         yield GaugeMetricFamily(
             "monitor_webhook_deliveries_failed",
             "Webhook deliveries that failed for good (admin may retry them)",

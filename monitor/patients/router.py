@@ -1,9 +1,11 @@
-"""A patient's course (roles `nurse` and `infusion`): state, decisions, history, and the
-infusion chair's clearance (role `infusion`). Every read is audited, found or not.
+"""A patient's course (the care roles: nurse, physician, pharmacy, infusion): state, decisions,
+history, and the infusion chair's clearance (role `infusion`). Every read is audited, found or
+not; a token bound to units sees only the patients whose course is in one of them.
 
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import HTTPException, Path, Query
@@ -24,19 +26,21 @@ from monitor.patients.schemas import (
     ClearanceView,
     DecisionsView,
     DecisionView,
+    DueReassessments,
     HistoryView,
     PatientView,
 )
 from monitor.patients.service import (
     PatientRecord,
     decision_rows,
+    due_reassessments,
     find_decision,
     history_rows,
     load_patient,
 )
 from monitor.services import Services
 from policies.clearance import clearance
-from policies.decisions import utc_text_or_none
+from policies.decisions import utc_text, utc_text_or_none
 
 router = StrictJsonRouter(tags=["patients"], responses=AUTH_RESPONSES)
 DecisionIdPath = Annotated[str, Path(pattern=r"^d-[0-9a-f]{24}$")]
@@ -49,9 +53,13 @@ def _known_patient(
     patient_id: str,
     what: str,
 ) -> PatientRecord:
-    """The patient's record, the read audited; a 404 when no event of the patient is known."""
+    """The patient's record, the read audited; a 404 when no event of the patient is known, or
+    when the caller's token is bound to units and the patient's course is in none of them (the
+    same answer: whether the patient exists does not leak)."""
     with services.sessions() as session:
         record = load_patient(session, patient_id)
+    if record.known and not principal.sees_unit(record.state().get("unit")):
+        record = PatientRecord(row=None, pending_events=0, known=False)
     status = 200 if record.known else 404
     services.audit.record(principal, what, f"patient:{patient_id}", status, clock.now())
     if not record.known:
@@ -108,6 +116,9 @@ def get_decision(
     services: ServicesDep,
     clock: ClockDep,
 ) -> dict[str, Any]:
+    if principal.units is not None:
+        what = "GET /v1/patients/{patient_id}/decisions/{decision_id}"
+        _known_patient(services, clock, principal, patient_id, what)
     with services.sessions() as session:
         body = find_decision(session, patient_id, decision_id)
     services.audit.record(
@@ -149,6 +160,10 @@ def get_history(
     services: ServicesDep,
     clock: ClockDep,
 ) -> dict[str, Any]:
+    if principal.units is not None:
+        _known_patient(
+            services, clock, principal, patient_id, "GET /v1/patients/{patient_id}/history"
+        )
     with services.sessions() as session:
         bodies, decisions = history_rows(session, patient_id)
     services.audit.record(
@@ -161,3 +176,23 @@ def get_history(
     if not bodies:
         raise HTTPException(404, f"no events for patient {patient_id!r}")
     return history(patient_id, bodies, decisions)
+
+
+@router.get(
+    "/v1/reassessments",
+    summary="The reassessments due: overdue ones first, then by due time",
+    response_model=DueReassessments,
+)
+def get_due_reassessments(
+    principal: CareTeam,
+    services: ServicesDep,
+    clock: ClockDep,
+    within_days: Annotated[
+        int, Query(ge=0, le=90, description="due within this many days from now (default 7)")
+    ] = 7,
+) -> dict[str, Any]:
+    before = clock.now() + dt.timedelta(days=within_days)
+    with services.sessions() as session:
+        due = due_reassessments(session, before, principal.units)
+    services.audit.record(principal, "GET /v1/reassessments", "reassessments", 200, clock.now())
+    return {"due_before": utc_text(before), "reassessments": due}

@@ -27,6 +27,21 @@ class QuarantinedEvent(BaseModel):
     reason: str | None
 
 
+class DueReassessment(BaseModel):
+    patient_id: str
+    unit: str | None
+    status: str
+    due_at: str | None  # when it was (or is) due
+    overdue: bool  # not done by due + grace, and not made up yet
+
+
+class DueReassessments(BaseModel):
+    """The reassessments due (soonest first, the overdue ones before them)."""
+
+    due_before: str
+    reassessments: list[DueReassessment]
+
+
 class PatientView(Open):
     """The course state (its keys depend on the status), the events still in the pipeline,
     and whether the patient's monitoring runs."""

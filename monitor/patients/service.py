@@ -3,11 +3,12 @@ current decisions. One lookup shared by the patient API, FHIR out and the CDS or
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
 from monitor.storage.models import DeadLetterRow, DecisionRow, EventRow, OutboxRow, PatientRow
@@ -168,3 +169,36 @@ def history_rows(session: Session, patient_id: str) -> tuple[list[tuple[str, str
         ).scalars()
     )
     return bodies, decisions
+
+
+def due_reassessments(
+    session: Session, before: dt.datetime, units: frozenset[str] | None
+) -> list[dict[str, Any]]:
+    """Patients whose pending reassessment is due before `before`, or overdue and not made up,
+    soonest first; only these units' patients when `units` is given."""
+    rows = session.execute(
+        select(PatientRow).where(
+            or_(
+                col(PatientRow.reassessment_due_at) <= before,
+                col(PatientRow.state).contains('"reassessment_overdue_since": "'),
+            )
+        )
+    ).scalars()
+    found = []
+    for row in rows:
+        state = json.loads(row.state)
+        unit = state.get("unit")
+        if units is not None and unit not in units:
+            continue
+        overdue = state.get("reassessment_overdue_since")
+        due = state.get("next_reassessment_due")
+        found.append(
+            {
+                "patient_id": row.patient_id,
+                "unit": unit,
+                "status": row.status,
+                "due_at": overdue or due,
+                "overdue": overdue is not None,
+            }
+        )
+    return sorted(found, key=lambda r: (not r["overdue"], r["due_at"] or "", r["patient_id"]))

@@ -19,7 +19,12 @@ from monitor.operations.backoff import exponential_backoff
 from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError, describe_chain
 from monitor.operations.metrics import DEAD_LETTERED, TASKS_FAILED
-from monitor.processing.service import ProcessOutcome, StoredEventError, process_patient
+from monitor.processing.service import (
+    QUIET_ACTIONS,
+    ProcessOutcome,
+    StoredEventError,
+    process_patient,
+)
 from monitor.services import Services
 from monitor.storage.models import DeadLetterRow, OutboxRow, PatientRow
 from monitor.webhooks.delivery import fan_out
@@ -89,7 +94,11 @@ def run_process_patient(services: Services, patient_id: object) -> ProcessOutcom
             shown = f"a {type(patient_id).__name__} of {len(str(patient_id))} characters"
             raise PoisonMessageError(f"not a patient id: {shown}")
         outcome = process_patient(
-            services.sessions, services.pack, patient_id, services.settings.now()
+            services.sessions,
+            services.pack,
+            patient_id,
+            services.settings.now(),
+            quiet=frozenset() if services.settings.alert_info_decisions else QUIET_ACTIONS,
         )
     except Exception:
         TASKS_FAILED.inc()  # each failed run, retried or not

@@ -160,10 +160,21 @@ def _fold_is_current(patient: PatientRow, pack: PolicyPack, now: dt.datetime) ->
     )
 
 
+# informational decisions that need no one to act now: with `alert_info_decisions` off (the
+# default) they raise no feed alert (the patient page and the due-reassessments list show them)
+QUIET_ACTIONS = frozenset({"schedule_reassessment", "coasting_watch_started", "watch_closed"})
+
+
 def process_patient(
-    sessions: sessionmaker[Session], pack: PolicyPack, patient_id: str, now: dt.datetime
+    sessions: sessionmaker[Session],
+    pack: PolicyPack,
+    patient_id: str,
+    now: dt.datetime,
+    *,
+    quiet: frozenset[str] = frozenset(),
 ) -> ProcessOutcome:
-    """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported."""
+    """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported.
+    Decisions whose action is in `quiet` are stored without an alert."""
     with sessions.begin() as session:
         patient = _lock_patient(session, patient_id)
         # The open outbox rows first, then the events: each row was committed with its event,
@@ -193,7 +204,9 @@ def process_patient(
         alerts: list[AlertRow] = []
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
-            told = change is None or decision_id in change.alert
+            told = (change is None or decision_id in change.alert) and (
+                decision.action not in quiet
+            )
             if row is None:
                 row = _decision_row(decision, now)
                 if change is not None:
@@ -393,6 +406,7 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
         audience=json.dumps(decision.audience),
         message=decision.rationale,
         created_at=now,
+        clinical_at=decision.at,
     )
 
 
@@ -436,5 +450,6 @@ def _correct_alert(
                 + "see the current decisions."
             ),
             created_at=now,
+            clinical_at=decision.at,
         )
     )

@@ -395,6 +395,36 @@ def _hours_to_action(course: _Course, recommendations: Sequence[AuditDecision]) 
     return (action_event.at - decision.at).total_seconds() / 3600
 
 
+def monitored_seconds(events: Sequence[AuditEvent], period: Period) -> float:
+    """How long in the period the patient was monitored: from each enrolment to its course's
+    end (a `course_end`, the next enrolment) or the period's end (a stopped drug's watch is
+    monitoring too); with the period's unit, that unit's courses only. What alert burden is
+    counted against (alerts per patient-week)."""
+    total = 0.0
+    start: dt.datetime | None = None
+    unit: str | None = None
+
+    def close(end: dt.datetime) -> None:
+        nonlocal total
+        if start is None or (period.unit is not None and unit != period.unit):
+            return
+        low, high = max(start, period.start), min(end, period.end)
+        if high > low:
+            total += (high - low).total_seconds()
+
+    for event in sorted(events, key=lambda e: e.key):
+        if event.at > period.end:
+            break
+        if event.type == "enrollment":
+            close(event.at)
+            start, unit = event.at, event.unit
+        elif event.type == "course_end" and start is not None:
+            close(event.at)
+            start = None
+    close(period.end)
+    return total
+
+
 def _recommendation(
     patient_id: str,
     unit: str | None,
@@ -581,6 +611,7 @@ class AdherenceReport:
         self._days: list[float] = []
         self._deviations: Counter[str] = Counter()
         self._policies: Counter[str] = Counter()  # audited items by the pack that decided
+        self._monitored_s = 0.0  # patient-time monitored in the period (alert burden)
         # Per-patient entries, written out as JSON lines as they come (spooled to disk past
         # 8 MB): the report's memory does not grow with the number of patients.
         self._patients = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by close())
@@ -601,7 +632,9 @@ class AdherenceReport:
         patient_id: str,
         items: Iterable[AuditItem],
         deviations: Iterable[tuple[AuditDecision, str | None]] = (),
+        monitored_s: float = 0.0,
     ) -> None:
+        self._monitored_s += monitored_s
         patient = _Section()
         review: list[AuditItem] = []
         units: set[str] = set()
@@ -746,8 +779,19 @@ class AdherenceReport:
             }
         urgent = self._alerts["urgent"]
         within = sum(1 for m in urgent["minutes"] if m <= self.ack_target_minutes)
+        weeks = self._monitored_s / (7 * 86400)
+        total = sum(b["total"] for b in self._alerts.values())
         return {
-            "total": sum(b["total"] for b in self._alerts.values()),
+            "total": total,
+            # alerts per patient-week monitored in the period (PRO-TECT's alert burden)
+            "burden": {
+                "patient_weeks": round(weeks, 2),
+                "per_patient_week": round(total / weeks, 3) if weeks else None,
+                "by_severity": {
+                    s: (round(b["total"] / weeks, 3) if weeks else None)
+                    for s, b in self._alerts.items()
+                },
+            },
             "acknowledged": sum(b["acknowledged"] for b in self._alerts.values()),
             "by_severity": by_severity,
             "urgent_acknowledged_within_target": {

@@ -59,6 +59,18 @@ def adherence_report(
     format: Literal["json", "csv", "html"] = "json",
 ) -> Response:
     now = clock.now()
+    if principal.units is not None:  # a token bound to units reports on them only
+        if unit is None and len(principal.units) == 1:
+            (unit,) = principal.units
+        elif unit is None:
+            raise HTTPException(
+                422,
+                f"unit: this token is bound to units {', '.join(sorted(principal.units))}; "
+                "give unit= one of them",
+            )
+        elif unit not in principal.units:
+            services.audit.record(principal, "GET /v1/reports/adherence", "report", 404, now)
+            raise HTTPException(404, f"no unit {unit!r} in this token's scope")
     period, problem = period_of(start, end or now, unit)
     if period is None:
         raise HTTPException(422, problem)

@@ -41,6 +41,7 @@ from monitor.reports.adherence import (
     PackRules,
     Period,
     audit_patient,
+    monitored_seconds,
 )
 from monitor.services import Services
 from monitor.storage.models import (
@@ -115,7 +116,8 @@ def report_from_database(
                 pack.dose_tolerance_mg_m2,
                 rules,
             )
-            report.add_patient(patient_id, items, deviations)
+            monitored = monitored_seconds(patient_events, period)
+            report.add_patient(patient_id, items, deviations, monitored)
         created: Any = col(AlertRow.created_at)
         acknowledged: Any = col(AlertAckRow.acknowledged_at)
         if utc:  # psycopg already gives aware UTC datetimes: no conversion per value

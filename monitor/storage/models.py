@@ -128,6 +128,9 @@ class AlertRow(SQLModel, table=True):
     message: str = Field(sa_type=Text)
     escalates_alert_id: int | None = Field(default=None, foreign_key="alert.id")
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    # the clinical time it is about: the decision's (its trigger's) time, a reminder's due time;
+    # none for a monitoring alert (and alerts raised before this was kept)
+    clinical_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AlertSequenceRow(SQLModel, table=True):
@@ -255,6 +258,8 @@ class ApiTokenRow(SQLModel, table=True):
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # a JSON list of the units the token is bound to; none: every unit
+    units: str | None = Field(default=None, sa_type=Text)
 
 
 class AuditLogRow(SQLModel, table=True):

@@ -156,6 +156,9 @@ def running_service(directory: pathlib.Path, **overrides: Any) -> Iterator[Runni
         **(
             {
                 "policy": "default@1",  # the decisions these tests expect are version 1's
+                # and every decision with an audience raises an alert, as before issue 14
+                # (the quiet default has its own tests)
+                "alert_info_decisions": True,
                 "fixed_now": FIXED_NOW,
                 "task_retry_backoff_s": 0.01,
                 "task_retry_backoff_max_s": 0.05,

@@ -64,6 +64,9 @@ SERVICE_ENV = {
     "MONITOR_SCHEDULER_INTERVAL_S": "1",
     "MONITOR_OUTBOX_REDRIVE_AFTER_S": "2",
     "MONITOR_LOG_LEVEL": "INFO",
+    # every decision with an audience alerts, as the suite was written for (issue 14 made the
+    # informational ones quiet by default)
+    "MONITOR_ALERT_INFO_DECISIONS": "true",
     "MONITOR_AUDIT_KEY": "integration-tests-audit-key-0123456789abcdef",
     # the tests' webhook receivers listen on loopback: an on-premise receiver
     "MONITOR_WEBHOOK_ALLOW_NETWORKS": '["127.0.0.0/8"]',

@@ -89,6 +89,8 @@ def monitor_summary(
     now = clock.now()
     with services.sessions() as session:
         loaded = load_summary(session, patient_id)
+    if loaded is not None and not principal.sees_unit(loaded[0].get("unit")):
+        loaded = None  # outside the token's units: not found, as an unknown patient
     status = 200 if loaded is not None else 404
     services.audit.record(principal, f"GET {SUMMARY_PATH}", f"patient:{patient_id}", status, now)
     if loaded is None:

@@ -43,6 +43,7 @@ VIEW_FIELDS = {
     "decision_id",
     "decision_url",
     "escalates_alert_id",
+    "clinical_at",
     "created_at",
     "acknowledged",
     "ack",
@@ -78,8 +79,9 @@ def post(api: Api, worker: InProcessWorker, *bodies: dict[str, Any]) -> None:
     assert worker.wait_idle()
 
 
-def get_alerts(api: Api, params: Params = (), role: Role | None = "nurse") -> httpx.Response:
-    """GET /v1/alerts with repeatable query parameters."""
+def get_alerts(api: Api, params: Params = (), role: Role | None = "admin") -> httpx.Response:
+    """GET /v1/alerts with repeatable query parameters (admin by default: every audience; the
+    care roles' own views are tested in tests/monitor/auth/test_roles_and_units.py)."""
     response: httpx.Response = api.client.get(
         "/v1/alerts", params=list(params), headers=api.headers(role)
     )
@@ -99,11 +101,16 @@ def all_alerts(api: Api) -> list[dict[str, Any]]:
     return alerts
 
 
+def nurses(alerts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alerts a nurse may acknowledge (addressed to the nurse)."""
+    return [a for a in alerts if "nurse" in a["audience"]]
+
+
 def ids(alerts: Sequence[dict[str, Any]]) -> list[int]:
     return [a["id"] for a in alerts]
 
 
-def ack(api: Api, alert_id: int, body: Any = None, role: Role | None = "nurse") -> httpx.Response:
+def ack(api: Api, alert_id: int, body: Any = None, role: Role | None = "admin") -> httpx.Response:
     kwargs: dict[str, Any] = {} if body is None else {"json": body}
     response: httpx.Response = api.client.post(
         f"/v1/alerts/{alert_id}/ack", headers=api.headers(role), **kwargs
@@ -155,6 +162,7 @@ def test_every_decision_with_an_audience_becomes_one_alert_with_the_full_view(
         )
         assert alert["escalates_alert_id"] is None
         assert alert["created_at"] == NOW_TEXT
+        assert alert["clinical_at"] == decision["at"]  # the trigger's time, not the raising
         assert (alert["acknowledged"], alert["ack"]) == (False, None)
     # The link leads to the decision (each one).
     for alert in alerts:
@@ -356,12 +364,14 @@ def test_invalid_filters_are_422_naming_the_field(api: Api, worker: InProcessWor
     assert page(api, [("severity", "info"), ("unit", "U" * 64)])["alerts"] == []  # the bound
 
 
-def test_the_list_is_for_nurses_and_admins(api: Api) -> None:
+def test_the_list_is_for_the_care_team_and_admins(api: Api) -> None:
     allowed: dict[Role | None, int] = {
         "nurse": 200,
+        "physician": 200,
+        "pharmacy": 200,
+        "infusion": 200,
         "admin": 200,
         None: 401,
-        "infusion": 403,
         "ingest": 403,
         "auditor": 403,
     }
@@ -399,8 +409,8 @@ def test_ack_defaults_to_the_token_and_the_service_clock(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:
     post(api, worker, *three_patients())
-    target = all_alerts(api)[-1]
-    response = ack(api, target["id"])
+    target = nurses(all_alerts(api))[-1]
+    response = ack(api, target["id"], role="nurse")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["already_acknowledged"] is False
@@ -428,9 +438,12 @@ def test_ack_records_who_when_with_offset_as_utc_and_a_note(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:
     post(api, worker, *three_patients())
-    target = all_alerts(api)[0]
+    target = nurses(all_alerts(api))[0]
     response = ack(
-        api, target["id"], {"by": "RN 4417", "at": "2026-10-01T14:01:00+02:00", "note": "seen"}
+        api,
+        target["id"],
+        {"by": "RN 4417", "at": "2026-10-01T14:01:00+02:00", "note": "seen"},
+        role="nurse",
     )
     assert response.status_code == 200, response.text
     assert response.json()["ack"] == {
@@ -453,8 +466,8 @@ def test_a_second_ack_is_harmless_and_the_first_stands(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:
     post(api, worker, *three_patients())
-    target = all_alerts(api)[1]
-    first = ack(api, target["id"], {"by": "RN 1", "note": "first"})
+    target = nurses(all_alerts(api))[1]
+    first = ack(api, target["id"], {"by": "RN 1", "note": "first"}, role="nurse")
     assert first.status_code == 200
     assert first.json()["already_acknowledged"] is False
     stored = acks_of(services, target["id"])
@@ -484,7 +497,7 @@ def test_a_second_ack_is_harmless_and_the_first_stands(
 
 
 def test_ack_of_an_unknown_alert_is_404(api: Api, services: Services) -> None:
-    response = ack(api, 999)
+    response = ack(api, 999, role="nurse")
     assert response.status_code == 404
     assert "999" in response.json()["detail"]
     assert rows(services, "SELECT id FROM alert_ack") == []
@@ -530,16 +543,20 @@ def test_ack_at_a_time_in_the_future_is_422(
     assert skewed.json()["ack"]["at"] == "2026-10-01T12:02:00Z"
 
 
-def test_ack_is_for_nurses_and_admins(
+def test_ack_is_for_the_alerts_audience_and_admins(
     api: Api, services: Services, worker: InProcessWorker
 ) -> None:
     post(api, worker, *three_patients())
-    refused: dict[Role | None, int] = {"infusion": 403, "ingest": 403, "auditor": 403, None: 401}
+    first = all_alerts(api)[-1]
+    assert first["id"] == 1
+    assert first["audience"] == ["nurse"]
+    refused: dict[Role | None, int] = {"ingest": 403, "auditor": 403, None: 401, "infusion": 403}
     assert {role: ack(api, 1, role=role).status_code for role in refused} == refused
     assert rows(services, "SELECT id FROM alert_ack") == []
     assert audit_rows(services, ACK_ACTION) == [
-        *((f"test-{role}", role, "denied", 403) for role in ("infusion", "ingest", "auditor")),
+        *((f"test-{role}", role, "denied", 403) for role in ("ingest", "auditor")),
         ("anonymous", "none", "-", 401),  # refused before anyone was known: recorded too
+        ("test-infusion", "infusion", "alert:1", 403),  # a care role, not of its audience
     ]
     assert ack(api, 1, role="nurse").status_code == 200
     assert ack(api, 2, role="admin").status_code == 200
@@ -560,7 +577,7 @@ class Live:
     worker: InProcessWorker
     tokens: dict[Role, str]
 
-    def headers(self, role: Role | None = "nurse", **extra: str | bytes) -> dict[str, str | bytes]:
+    def headers(self, role: Role | None = "admin", **extra: str | bytes) -> dict[str, str | bytes]:
         auth: dict[str, str | bytes] = (
             {} if role is None else {"Authorization": f"Bearer {self.tokens[role]}"}
         )
@@ -687,7 +704,7 @@ class Stream:
 
 @contextlib.contextmanager
 def open_stream(
-    live: Live, params: Params = (), role: Role | None = "nurse", **headers: str
+    live: Live, params: Params = (), role: Role | None = "admin", **headers: str
 ) -> Iterator[Stream]:
     with (
         httpx.Client(base_url=live.base, timeout=httpx.Timeout(10.0)) as client,
@@ -703,7 +720,7 @@ def open_stream(
 
 
 def stream_status(
-    live: Live, params: Params = (), role: Role | None = "nurse", **headers: str | bytes
+    live: Live, params: Params = (), role: Role | None = "admin", **headers: str | bytes
 ) -> httpx.Response:
     """Open the stream expecting a refusal: the status and body, read in full."""
     with (
@@ -828,7 +845,7 @@ def test_stream_refusals_come_before_streaming(live: Live) -> None:
         response = stream_status(live, params)
         assert response.status_code == 422, params
         assert error_fields(response) == {name}
-    for role, status in [(None, 401), ("infusion", 403), ("ingest", 403), ("auditor", 403)]:
+    for role, status in [(None, 401), ("ingest", 403), ("auditor", 403)]:
         assert stream_status(live, role=role).status_code == status, role
     # The largest id allowed opens a stream (that has nothing after it).
     with open_stream(live, **{"Last-Event-ID": str(2**31 - 1)}) as stream:

@@ -56,7 +56,7 @@ def post(api: Api, worker: InProcessWorker, *bodies: dict[str, Any]) -> None:
 
 
 def feed(api: Api, **params: Any) -> list[dict[str, Any]]:
-    response = api.client.get("/v1/alerts", headers=api.headers("nurse"), params=params)
+    response = api.client.get("/v1/alerts", headers=api.headers("admin"), params=params)
     assert response.status_code == 200, response.text
     alerts: list[dict[str, Any]] = response.json()["alerts"]
     return alerts
