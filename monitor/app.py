@@ -15,6 +15,7 @@ from monitor.api.errors import add_error_handlers
 from monitor.api.guard import RequestGuard, RequestLog, leaf_routes
 from monitor.api.json_body import StrictJsonRoute
 from monitor.api.openapi import openapi_document
+from monitor.chair.router import router as chair_router
 from monitor.ingest.router import OPENAPI_COMPONENTS as EVENT_COMPONENTS
 from monitor.ingest.router import router as ingest_router
 from monitor.interop.cds.jwt_auth import JwtVerifier
@@ -34,6 +35,7 @@ from monitor.webhooks.router import router as webhooks_router
 ROUTERS = (
     ingest_router,  # events in
     patients_router,  # what was decided
+    chair_router,  # the infusion chair
     alerts_router,  # who is told
     webhooks_router,  # ... and which systems
     reports_router,  # were the recommendations followed

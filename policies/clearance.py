@@ -14,9 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from policies.decisions import from_utc_text
+from policies.decisions import from_utc_text, utc_text
 
 NOTHING_PENDING = "active course, no pending reassessment or hold"
+
+
+# the label's minimum between two doses, used when the pack sets no interval of its own
+LABEL_MIN_INTERVAL = dt.timedelta(hours=72)
 
 
 class CourseSnapshot(BaseModel):
@@ -53,9 +57,14 @@ class CourseSnapshot(BaseModel):
         return self.status in ("active", "held") and due is not None and due <= now
 
     def dose_interval_refusal(self, now: dt.datetime) -> str | None:
-        """V2: while the last dose is less than the pack's minimum interval before `now`, why
-        the chair must wait (that dose's time and when the interval ends); else None."""
+        """While the last dose is less than the minimum interval before `now`, why the chair
+        must wait (that dose's time and when the interval ends); else None. The interval is
+        the pack's (V2), or, for a pack without one (version 1), the label's 72 h: a decision
+        of version 1 never changes, but the chair is never cleared for a second dose inside
+        it (issue 14: a dose recorded, then "cleared" again the same day)."""
         last, ends = self.last_dose_at, self.next_dose_not_before
+        if last is not None and ends is None:
+            ends = utc_text(from_utc_text(last) + LABEL_MIN_INTERVAL)
         if last is None or ends is None or now >= from_utc_text(ends):
             return None
         hours = (from_utc_text(ends) - from_utc_text(last)) / dt.timedelta(hours=1)

@@ -57,53 +57,59 @@ def store_events(
 def _store(
     sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
 ) -> IngestResult:
+    with sessions.begin() as session:
+        return store_in(session, events, now)
+
+
+def store_in(session: Session, events: Sequence[Event], now: dt.datetime) -> IngestResult:
+    """`store_events` inside the caller's transaction (the chair checks clearance and stores
+    the dose under one lock)."""
     # One body per event, in request order: keyed by id, a second body for the same id would
     # overwrite the first (stored under the first's "accepted", the conflict unseen).
     bodies = [canonical_body(e) for e in events]
-    with sessions.begin() as session:
-        stored: dict[str, str] = dict(
-            session.execute(
-                select(col(EventRow.event_id), col(EventRow.body_hash)).where(
-                    col(EventRow.event_id).in_({e.event_id for e in events})
-                )
-            ).all()
-        )
-        conflicts: list[str] = []
-        statuses: list[tuple[str, IngestStatus]] = []
-        new: list[tuple[Event, str, str]] = []
-        seen_in_request: dict[str, str] = {}
-        for event, body in zip(events, bodies, strict=True):
-            digest = body_hash(body)
-            known = stored.get(event.event_id) or seen_in_request.get(event.event_id)
-            if known is None:
-                seen_in_request[event.event_id] = digest
-                statuses.append((event.event_id, "accepted"))
-                new.append((event, body, digest))
-            elif known == digest:
-                statuses.append((event.event_id, "duplicate"))
-            elif event.event_id not in conflicts:
-                conflicts.append(event.event_id)
-        if conflicts:
-            raise EventConflictError(conflicts)
-        rows = [
-            EventRow(
-                event_id=e.event_id,
-                patient_id=e.patient_id,
-                type=e.type,
-                occurred_at=e.occurred_at,
-                received_at=now,
-                body=body,
-                body_hash=digest,
+    stored: dict[str, str] = dict(
+        session.execute(
+            select(col(EventRow.event_id), col(EventRow.body_hash)).where(
+                col(EventRow.event_id).in_({e.event_id for e in events})
             )
-            for e, body, digest in new
-        ]
-        session.add_all(rows)
-        session.flush()
-        session.add_all(
-            OutboxRow(event_pk=row.id, patient_id=row.patient_id, created_at=now)
-            for row in rows
-            if row.id is not None
+        ).all()
+    )
+    conflicts: list[str] = []
+    statuses: list[tuple[str, IngestStatus]] = []
+    new: list[tuple[Event, str, str]] = []
+    seen_in_request: dict[str, str] = {}
+    for event, body in zip(events, bodies, strict=True):
+        digest = body_hash(body)
+        known = stored.get(event.event_id) or seen_in_request.get(event.event_id)
+        if known is None:
+            seen_in_request[event.event_id] = digest
+            statuses.append((event.event_id, "accepted"))
+            new.append((event, body, digest))
+        elif known == digest:
+            statuses.append((event.event_id, "duplicate"))
+        elif event.event_id not in conflicts:
+            conflicts.append(event.event_id)
+    if conflicts:
+        raise EventConflictError(conflicts)
+    rows = [
+        EventRow(
+            event_id=e.event_id,
+            patient_id=e.patient_id,
+            type=e.type,
+            occurred_at=e.occurred_at,
+            received_at=now,
+            body=body,
+            body_hash=digest,
         )
+        for e, body, digest in new
+    ]
+    session.add_all(rows)
+    session.flush()
+    session.add_all(
+        OutboxRow(event_pk=row.id, patient_id=row.patient_id, created_at=now)
+        for row in rows
+        if row.id is not None
+    )
     patients = list(dict.fromkeys(e.patient_id for e, _, _ in new))
     return IngestResult(statuses=statuses, patients=patients)
 

@@ -96,3 +96,28 @@ def test_the_dose_in_mg_when_the_body_surface_area_is_known() -> None:
     held = clearance({**state, "status": "held"}, 0, at(1))
     assert (held["cleared"], held["dose_mg"]) == (False, None)
     assert "dose_mg" not in clearance({**state, "bsa_m2": None}, 0, at(1))
+
+
+@pytest.mark.parametrize(
+    ("hours_after", "cleared"),
+    [(0, False), (1.5 / 3600, False), (71.99, False), (72, True), (96, True)],
+    ids=["at-once", "1.5-s-later", "just-short", "at-72-h", "after"],
+)
+def test_version_1_is_never_cleared_for_a_second_dose_inside_72_h(
+    hours_after: float, cleared: bool
+) -> None:
+    """Version 1 has no interval rule (DEFAULT is default@1); the chair still waits the label's
+    72 h after a dose (issue 14: "cleared" again 1.5 s after a dose was recorded)."""
+    given = at(22)
+    state = state_after(
+        enrollment(at(0)), assessment(at(21), sensory=0, cycle=2), administration(given, 1.3),
+        now=given,
+    )  # fmt: skip
+    assert state["next_dose_not_before"] is None  # no interval of its own
+    result = clearance(state, 0, given + dt.timedelta(hours=hours_after))
+    assert result["cleared"] is cleared
+    if not cleared:
+        assert result["reasons"] == [
+            "the last dose was given 2026-01-27T09:00:00Z, less than 72 h ago: the minimum "
+            "interval between doses ends 2026-01-30T09:00:00Z"
+        ]

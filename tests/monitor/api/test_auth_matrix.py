@@ -34,6 +34,9 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/patients/{patient_id}/history"): CARE,
     ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): CARE,
     ("GET", "/v1/reassessments"): CARE,
+    ("GET", "/v1/units/{unit}/chair"): {"infusion", "nurse"},
+    ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): {"infusion"},
+    ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): {"infusion", "nurse"},
     ("GET", "/v1/alerts"): CARE,
     ("GET", "/v1/alerts/stream"): CARE,
     ("POST", "/v1/alerts/{alert_id}/ack"): CARE,
@@ -72,6 +75,9 @@ SUCCESS = {
     ("GET", "/v1/patients/{patient_id}/history"): 200,
     ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): 200,
     ("GET", "/v1/reassessments"): 200,
+    ("GET", "/v1/units/{unit}/chair"): 200,
+    ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): 201,
+    ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): 201,
     ("GET", "/v1/alerts"): 200,
     ("GET", "/v1/alerts/stream"): 200,
     ("POST", "/v1/alerts/{alert_id}/ack"): 200,
@@ -99,6 +105,8 @@ SUCCESS = {
 NOT_THEIRS = {("POST", "/v1/alerts/{alert_id}/ack"): CARE - {"nurse"}}
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()
+_chair_patients = itertools.count()
+CHAIR_PATIENTS = 60
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +114,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService
     with running_service(tmp_path_factory.mktemp("auth")) as service:
         body = f.enrollment(f.at(0), patient="P1", event_id="auth-e0")
         assert service.api.post_events(body).status_code == 202
+        assert service.worker.wait_idle()
+        # patients in a unit, cleared for a dose: one per call to the chair's forms
+        chair = [
+            f.enrollment(FIXED_NOW - dt.timedelta(days=3), patient=f"PC{n}", unit="u-auth")
+            for n in range(CHAIR_PATIENTS)
+        ]
+        assert service.api.post_events({"events": chair}).status_code == 202
         assert service.worker.wait_idle()
         assert dead_letter(service.services, "P1", RuntimeError("x"), 1) == 1
         # webhook 1 with a failed delivery of alert 1 (to retry); webhook 2 (to disable)
@@ -153,8 +168,20 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         [newest] = rows(running.services, "SELECT max(id) AS id FROM api_token")
         concrete = concrete.replace("{token_id}", str(newest["id"]))
     if "{decision_id}" in path:
-        [first] = rows(running.services, "SELECT min(decision_id) AS d FROM decision")
+        [first] = rows(
+            running.services, "SELECT min(decision_id) AS d FROM decision WHERE patient_id = 'P1'"
+        )
         concrete = concrete.replace("{decision_id}", first["d"])
+    if "/chair/" in path:  # a patient of its own in a unit, cleared for a dose
+        patient = f"PC{next(_chair_patients) % CHAIR_PATIENTS}"
+        concrete = path.replace("{unit}", "u-auth").replace("{patient_id}", patient)
+        form: dict[str, Any] = (
+            {"route": "SC", "dose_mg_m2": 1.3}
+            if path.endswith("administrations")
+            else {"grades": {"sensory": 0}}
+        )
+        return running.api.client.post(concrete, json=form, headers=headers)
+    concrete = concrete.replace("{unit}", "u-auth")
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)

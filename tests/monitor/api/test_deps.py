@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRouter
 
 import monitor.app
-from monitor.api.deps import Clock, Nurse, get_clock, require
+from monitor.api.deps import CareTeam, Clock, get_clock, require
 from monitor.app import create_app
 from monitor.auth.tokens import Principal
 from monitor.services import Services
@@ -47,8 +47,9 @@ def test_the_clock_reads_the_settings_of_the_moment(api: Api, services: Services
 
 
 def test_a_role_check_is_overridden(api: Api) -> None:
-    """`Nurse` is `Depends(require("nurse"))`: its check is a dependency like any other."""
-    check = typing.get_args(Nurse)[1].dependency
+    """`CareTeam` is `Depends(require(*CARE_ROLES))`: its check is a dependency like any
+    other."""
+    check = typing.get_args(CareTeam)[1].dependency
     assert isinstance(check, require)
     assert api.client.get("/v1/alerts", headers=api.headers("auditor")).status_code == 403
     app_of(api).dependency_overrides[check] = lambda: Principal(name="stand-in", role="nurse")
