@@ -603,8 +603,16 @@ def test_v2_clearance_waits_for_the_interval(now: dt.datetime, cleared: bool) ->
         pytest.param(v2(DEFAULT, min_dose_interval_hours=0), id="V2-clearance-interval-0"),
     ],
 )
-def test_v2_clearance_without_the_interval_is_as_before(pack: PolicyPack) -> None:
-    assert clearance(state_at(pack, at(8)), 0, at(8))["cleared"] is True
+def test_v2_clearance_without_a_pack_interval_keeps_the_labels_72_h(pack: PolicyPack) -> None:
+    """Without an interval of the pack (version 1, or a site's 0), the chair still waits the
+    label's 72 h after a dose (issue 14); the pack's D6 deviations are unchanged."""
+    first = clearance(state_at(pack, at(8)), 0, at(8))
+    assert first["cleared"] is False
+    assert first["reasons"] == [
+        "the last dose was given 2026-01-12T09:00:00Z, less than 72 h ago: the minimum "
+        "interval between doses ends 2026-01-15T09:00:00Z"
+    ]
+    assert clearance(state_at(pack, at(10)), 0, at(10))["cleared"] is True
 
 
 def test_v2_clearance_interval_follows_the_setting_and_joins_the_other_reasons() -> None:

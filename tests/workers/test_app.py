@@ -99,13 +99,13 @@ class Flaky:
         self.lock = threading.Lock()
         self.real = monitor.processing.jobs.process_patient
 
-    def __call__(self, *args: Any) -> ProcessOutcome:
+    def __call__(self, *args: Any, **kwargs: Any) -> ProcessOutcome:
         with self.lock:
             self.calls += 1
             failing = self.calls <= self.failures
         if failing:
             raise OperationalError("SELECT 1", {}, Exception("database restarting"))
-        return self.real(*args)
+        return self.real(*args, **kwargs)
 
 
 TIMELINE = [

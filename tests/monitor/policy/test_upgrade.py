@@ -66,6 +66,9 @@ def _settings(directory: pathlib.Path, policy: str) -> Settings:
         database_url=f"sqlite:///{directory / 'monitor.db'}",
         data_dir=directory,
         fixed_now=NOW,
+        # every decision with an audience alerts (the informational ones too), so that what
+        # the changeover says of each kind shows
+        alert_info_decisions=True,
     )
 
 

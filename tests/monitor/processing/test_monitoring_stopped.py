@@ -51,7 +51,7 @@ def decisions_by_action(api: Api) -> dict[str, list[dict[str, Any]]]:
 
 
 def alerts(api: Api) -> list[dict[str, Any]]:
-    response = api.get("/v1/alerts", limit="200")
+    response = api.get("/v1/alerts", role="admin", limit="200")
     assert response.status_code == 200
     found: list[dict[str, Any]] = response.json()["alerts"]
     return found

@@ -990,6 +990,11 @@ def test_an_empty_period_gives_zeros_nulls_and_no_rows() -> None:
                 "count": 0,
                 "share": None,
             },
+            "burden": {
+                "patient_weeks": 0.0,
+                "per_patient_week": None,
+                "by_severity": {"urgent": None, "warning": None, "info": None},
+            },
         },
         "deviations": {"total": 0, "by_reason": {}},
         "by_unit": {},
@@ -1024,6 +1029,8 @@ def test_alert_section_figures() -> None:
                      "p90_minutes_to_ack": None},
         },
         "urgent_acknowledged_within_target": {"target_minutes": 60, "count": 2, "share": 0.4},
+        "burden": {"patient_weeks": 0.0, "per_patient_week": None,
+                   "by_severity": {"urgent": None, "warning": None, "info": None}},
     }  # fmt: skip
 
 
@@ -1450,7 +1457,7 @@ def test_database_alert_section_ack_times_by_severity_and_unit(
         *discontinued("PT-4", "U-A"),
         *discontinued("PT-5", "U-B"),
     )
-    listed = api.get("/v1/alerts", limit="500").json()["alerts"]
+    listed = api.get("/v1/alerts", role="admin", limit="500").json()["alerts"]
     alert = {(a["patient_id"], a["action"]): a for a in listed}
     assert {a["created_at"] for a in listed} == {"2026-10-01T12:00:00Z"}
     # Acknowledged later (the clock moves on; each ack says when it happened).
@@ -1468,7 +1475,7 @@ def test_database_alert_section_ack_times_by_severity_and_unit(
         moment = FIXED_NOW + dt.timedelta(minutes=minutes)
         response = api.client.post(
             f"/v1/alerts/{alert[key]['id']}/ack",
-            headers=api.headers("nurse"),
+            headers=api.headers("admin"),
             json={"at": moment.isoformat()},
         )
         assert response.status_code == 200, response.text
@@ -1495,6 +1502,12 @@ def test_database_alert_section_ack_times_by_severity_and_unit(
             "info": sev(14, 1, 5.0, 5.0),
         },
         "urgent_acknowledged_within_target": {"target_minutes": 60.0, "count": 2, "share": 0.5},
+        # five patients, each monitored the 10 days from its enrolment to the period's end
+        "burden": {
+            "patient_weeks": 7.14,
+            "per_patient_week": 2.66,  # 19 / (50 / 7)
+            "by_severity": {"urgent": 0.56, "warning": 0.14, "info": 1.96},
+        },
     }
     # Five recommendations, none acted on: the courses have no administrations (pending).
     assert whole["recommendations"]["by_action"] == {
@@ -1513,6 +1526,12 @@ def test_database_alert_section_ack_times_by_severity_and_unit(
             "info": sev(8, 1, 5.0, 5.0),
         },
         "urgent_acknowledged_within_target": {"target_minutes": 60.0, "count": 2, "share": 1.0},
+        # the unit's three patients only: 30 days
+        "burden": {
+            "patient_weeks": 4.29,
+            "per_patient_week": 2.567,  # 11 / (30 / 7)
+            "by_severity": {"urgent": 0.467, "warning": 0.233, "info": 1.867},
+        },
     }
     assert {i.patient_id for i in items} == {"PT-1", "PT-3", "PT-4"}
     assert unit_a["recommendations"]["total"] == 3
@@ -1540,7 +1559,7 @@ def test_database_report_keys_and_empty_period(
     }  # fmt: skip
     assert set(result["deviations"]) == {"total", "by_reason"}
     assert set(result["alerts"]) == {
-        "total", "acknowledged", "by_severity", "urgent_acknowledged_within_target"
+        "total", "acknowledged", "by_severity", "urgent_acknowledged_within_target", "burden"
     }  # fmt: skip
     assert (result["patients"], result["by_month"], result["by_unit"]) == ([], {}, {})
     assert result["recommendations"]["total"] == 0

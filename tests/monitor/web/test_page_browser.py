@@ -302,12 +302,12 @@ def test_a_token_of_a_role_without_the_feed_is_told_so(
     page: Page, site: Site, console: Console
 ) -> None:
     console.allow(r"Failed to load resource: .*403")
-    log_in(page, site, "/", site.tokens["infusion"])
+    log_in(page, site, "/", site.tokens["auditor"])
     page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
     assert page.locator("#login").is_visible()
     assert page.locator("#feed").is_hidden()
     assert re.match(
-        r"^403: role 'infusion' may not GET /v1/alerts", page.inner_text("#login-error")
+        r"^403: role 'auditor' may not GET /v1/alerts", page.inner_text("#login-error")
     )
 
 
