@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run demo test bench clean
+.PHONY: run demo screenshots test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
@@ -24,6 +24,10 @@ run: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m monitor demo --host $(HOST) --port $(PORT)
+
+# the README's screenshots (docs/*.png), made from the demo in Debian's chromium
+screenshots: $(VENV)/.installed
+	$(BIN)/python scripts/screenshots.py
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
