@@ -83,6 +83,33 @@ def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DEMO_DESCRIPTION = (
+    "The embedded service (as `serve`) on a data directory of its own (--demo-dir, default "
+    "var/demo), which is WIPED AND REBUILT AT EVERY START: never the service's data directory. "
+    "At start it loads the example timeline (examples/timeline.jsonl) moved by whole days so "
+    "that its latest event lies just before now (times of day, weekdays and UTC offsets as "
+    "written), through the normal pipeline, and prints an admin, nurse, infusion and auditor "
+    "token (shown once) to log in with at /."
+)
+
+
+def _add_demo_options(parser: argparse.ArgumentParser) -> None:
+    from monitor.demo import DEFAULT_DATA_DIR, EXAMPLE_TIMELINE
+
+    parser.add_argument(
+        "--demo-dir",
+        type=pathlib.Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"the demo's data directory, wiped at every start (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--demo-events",
+        type=pathlib.Path,
+        default=EXAMPLE_TIMELINE,
+        help="the events file to move to the present and load (default: the example timeline)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m monitor",
@@ -116,6 +143,21 @@ def build_parser() -> argparse.ArgumentParser:
         server = commands.add_parser(name, help=text, description=text)
         server.add_argument("--host", default="127.0.0.1")
         server.add_argument("--port", type=int, default=8000)
+        if name == "serve":
+            server.add_argument(
+                "--demo",
+                action="store_true",
+                help="run the demo instead: its own directory, wiped at each start (`demo --help`)",
+            )
+            _add_demo_options(server)
+    demo = commands.add_parser(
+        "demo",
+        help="the embedded service with the example timeline moved to today (a first look)",
+        description=DEMO_DESCRIPTION,
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    _add_demo_options(demo)
     worker = commands.add_parser("worker", help="a production Celery worker process")
     worker.add_argument("--concurrency", type=int, default=2, help="worker processes (prefork)")
     worker.add_argument(
@@ -344,6 +386,8 @@ def run_service_command(args: argparse.Namespace) -> int:
     settings = settings_or_report(sys.stderr)
     if settings is None:
         return EXIT_INVALID
+    if args.command == "demo" or (args.command == "serve" and args.demo):
+        return runtime.demo(settings, args.host, args.port, args.demo_dir, args.demo_events)
     if args.command == "serve":
         return runtime.serve(settings, args.host, args.port)
     if args.command == "api":

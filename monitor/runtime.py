@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import pathlib
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -19,6 +21,9 @@ from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from monitor.storage.models import ApiTokenRow
+
+if TYPE_CHECKING:
+    from monitor.processing.inprocess import InProcessWorker
 
 log = logging.getLogger("monitor")
 
@@ -36,22 +41,81 @@ def first_admin_token(services: Services) -> str | None:
 
 def serve(settings: Settings, host: str, port: int) -> int:
     """The embedded default: API, in-process worker and scheduler in one process."""
-
-    from monitor.app import create_app
-    from monitor.processing.inprocess import InProcessWorker
-    from monitor.processing.scheduled import enqueue_all_open
-    from monitor.scheduler.runner import start_background
-
     configure_logging(settings)
     services = build_services(settings)
     upgrade(services.engine)
     token = first_admin_token(services)
     if token:
         print(f"First start: admin token (shown once, keep it safe): {token}", flush=True)
+    return _serve_embedded(services, host, port)
+
+
+def demo(
+    settings: Settings, host: str, port: int, data_dir: pathlib.Path, events: pathlib.Path
+) -> int:
+    """`serve` on a demo directory of its own, wiped and rebuilt at each start, with the
+    example timeline moved to the present and a token per role printed once."""
+    from monitor.demo.loader import (
+        DemoDirError,
+        demo_settings,
+        demo_tokens,
+        load_timeline,
+        reset_data_dir,
+    )
+
+    try:
+        settings = demo_settings(settings, data_dir)
+        reset_data_dir(data_dir)
+    except DemoDirError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    services = build_services(settings)
+    upgrade(services.engine)
+    now = settings.now()
+    tokens = demo_tokens(services, now)
+
+    def load(worker: InProcessWorker) -> None:
+        try:
+            loaded = load_timeline(services, events, now)
+        except (OSError, ValueError) as exc:
+            print(f"demo: cannot load {events}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        worker.wait_idle(timeout=120)
+        lines = [
+            loaded.describe(),
+            f"Data: {data_dir} (wiped and rebuilt at every start of the demo)",
+            f"Open http://{host}:{port}/ and log in with one of these tokens (shown once):",
+            *(f"  {role:<9} {token}" for role, token in tokens.items()),
+        ]
+        print("\n".join(lines), flush=True)
+
+    return _serve_embedded(services, host, port, before=load)
+
+
+def _serve_embedded(
+    services: Services,
+    host: str,
+    port: int,
+    before: Callable[[InProcessWorker], None] | None = None,
+) -> int:
+    """Worker, scheduler and HTTP in this process; `before` runs once the worker has started."""
+    from monitor.app import create_app
+    from monitor.processing.inprocess import InProcessWorker
+    from monitor.processing.scheduled import enqueue_all_open
+    from monitor.scheduler.runner import start_background
+
     worker = InProcessWorker(services)
     services.dispatcher = worker
     worker.start()
-    scheduler, lease = start_background(services)
+    try:
+        if before is not None:
+            before(worker)
+        scheduler, lease = start_background(services)
+    except BaseException:
+        worker.stop()
+        services.close()
+        raise
     enqueue_all_open(services)
     try:
         _run_http(create_app(services), host, port)
