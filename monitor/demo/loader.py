@@ -21,7 +21,7 @@ from monitor.settings import Settings
 MARKER = ".bipn-monitor-demo"
 # The roles a newcomer logs in with at `/` (admin first), as far as they exist.
 DEMO_ROLES: tuple[Role, ...] = tuple(
-    r for r in ("admin", "nurse", "infusion", "auditor") if r in ROLES
+    r for r in ("admin", "nurse", "physician", "pharmacy", "infusion", "auditor") if r in ROLES
 )
 
 

@@ -78,9 +78,8 @@ def test_admin_lists_and_revokes_tokens_over_the_api(
     assert listed.status_code == 200
     names = {t["name"]: t for t in listed.json()["tokens"]}
     assert set(names) >= {"test-nurse", "test-admin"}
-    assert all(set(t) == {"id", "name", "role", "units", "state", "created_at", "expires_at",
-                            "revoked_at"}  # fmt: skip
-               for t in names.values())  # fmt: skip
+    fields = {"id", "name", "role", "units", "state", "created_at", "expires_at", "revoked_at"}
+    assert all(set(t) == fields for t in names.values())
     nurse_id = names["test-nurse"]["id"]
     revoked = api.client.post(f"/v1/admin/tokens/{nurse_id}/revoke", headers=api.headers("admin"))
     assert revoked.status_code == 200

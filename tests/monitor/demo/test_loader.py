@@ -145,7 +145,11 @@ def test_the_example_is_loaded_through_the_pipeline_and_is_current(
 def test_the_demo_tokens_log_in_with_their_roles(demo: tuple[Services, InProcessWorker]) -> None:
     services, _ = demo
     tokens = demo_tokens(services, FIXED_NOW)
-    assert tuple(tokens) == DEMO_ROLES == ("admin", "nurse", "infusion", "auditor")
+    assert (
+        tuple(tokens)
+        == DEMO_ROLES
+        == ("admin", "nurse", "physician", "pharmacy", "infusion", "auditor")
+    )
     for role, token in tokens.items():
         principal = authenticate(services.sessions, token, FIXED_NOW)
         assert principal is not None
@@ -213,7 +217,7 @@ def test_the_demo_command_serves_the_moved_example(tmp_path: pathlib.Path) -> No
             assert printed[0].startswith("Demo: 112 events of 6 patients"), printed
             assert "wiped and rebuilt at every start" in printed[1]
             tokens = dict(line.split() for line in printed if line.startswith("  "))
-            assert set(tokens) == {"admin", "nurse", "infusion", "auditor"}
+            assert set(tokens) == {"admin", "nurse", "physician", "pharmacy", "infusion", "auditor"}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 wait_listening(client)
                 auth = {"Authorization": f"Bearer {tokens['nurse']}"}

@@ -306,9 +306,7 @@ def test_a_token_of_a_role_without_the_feed_is_told_so(
     page.wait_for_function("() => document.getElementById('login-error').textContent !== ''")
     assert page.locator("#login").is_visible()
     assert page.locator("#feed").is_hidden()
-    assert re.match(
-        r"^403: role 'auditor' may not GET /v1/alerts", page.inner_text("#login-error")
-    )
+    assert re.match(r"^403: role 'auditor' may not GET /v1/alerts", page.inner_text("#login-error"))
 
 
 # --- the patient page ---------------------------------------------------------------------
