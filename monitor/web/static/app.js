@@ -403,7 +403,6 @@ function renderComparison(history) {
 const DOMAINS = { sensory: "#1f63a6", motor: "#c0262d", pain: "#7a4ea3", autonomic: "#23802f" };
 const SVG = "http://www.w3.org/2000/svg";
 const DAY = 86400000;
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const MARKERS = {
   reduce_dose: { glyph: "↓", label: "dose reduced" },
   hold: { glyph: "H", label: "hold" },

@@ -72,18 +72,19 @@ function showSession() {
 }
 
 // Times: "12 Apr 2026 09:00" in the browser's time zone; the exact UTC text on hover.
-const DATE_TIME = new Intl.DateTimeFormat("en-GB", {
-  day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", hour12: false,
-});
-const DATE_ONLY = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", year: "numeric" });
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const two = (n) => String(n).padStart(2, "0");
+
+function formatDate(text) {
+  if (!text) return "—";
+  const d = new Date(text);
+  return `${d.getDate()} ${MONTHS[d.getMonth()]} ${d.getFullYear()}`;
+}
 
 function formatTime(text) {
   if (!text) return "—";
-  return DATE_TIME.format(new Date(text)).replace(",", "");
-}
-
-function formatDate(text) {
-  return text ? DATE_ONLY.format(new Date(text)) : "—";
+  const d = new Date(text);
+  return `${formatDate(text)} ${two(d.getHours())}:${two(d.getMinutes())}`;
 }
 
 // A <time> element: its text formatted, its machine-readable time and UTC text kept.
