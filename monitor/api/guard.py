@@ -39,8 +39,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# What needs no token: health, metrics, the API description, the web page's static files and
-# CDS Hooks discovery. Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
+# What needs no token: health, metrics, the API description, the web pages and their static
+# files and CDS Hooks discovery. Everything else (the API, FHIR, CDS Hooks calls, unknown
+# paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -51,6 +52,7 @@ PUBLIC_PATHS = frozenset(
         "/docs/oauth2-redirect",
         "/redoc",
         "/",
+        "/chair",
     }
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/")

@@ -1,5 +1,6 @@
-"""The nurse feed and patient pages: static files; their data comes from the API with the
-user's token, so the pages themselves are public (no patient data in them).
+"""The web pages (the alert feed, the patient page, the infusion chair list): static files;
+their data comes from the API with the user's token, so the pages themselves are public (no
+patient data in them).
 
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
@@ -34,3 +35,8 @@ def feed_page() -> FileResponse:
 @router.get("/patients/{patient_id}")
 def patient_page(patient_id: PatientIdPath) -> FileResponse:
     return _page("patient.html")
+
+
+@router.get("/chair")
+def chair_page() -> FileResponse:
+    return _page("chair.html")

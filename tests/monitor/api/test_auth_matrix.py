@@ -61,7 +61,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
 }
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
-PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}")}
+PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}"), ("GET", "/chair")}
 # CDS Hooks discovery: what the service offers, no patient data (the spec's clients call it to
 # configure themselves).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}

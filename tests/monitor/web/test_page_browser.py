@@ -1,222 +1,36 @@
 """The web page (monitor/web/) in a real browser: Debian's chromium driven by Playwright, against
 the service served by uvicorn on a free port (SQLite, in-process worker), events posted over
-HTTP. Without chromium or the playwright module the tests skip; with CI set they fail instead.
+HTTP (fixtures in conftest.py, helpers in site.py). Without chromium or the playwright module
+the tests skip; with CI set they fail instead.
 
 Screenshots of failures go to pytest's tmp_path only, never into the repository.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import pathlib
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from monitor.app import create_app
-from monitor.auth.roles import Role
-from monitor.processing.inprocess import InProcessWorker
-from monitor.services import Services
 from tests.common import factories as f
-from tests.common.browser import launched_browser
-from tests.conftest import FIXED_NOW
+from tests.monitor.web.site import (
+    CLEARANCE_REFUSED,
+    SHOTS,
+    Console,
+    Site,
+    alert_ids_shown,
+    days_ago,
+    item,
+    log_in,
+    wait_live,
+)
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, Request
-
-WAIT_MS = 10_000  # for what the page does on its own (the stream polls every 0.1 s here)
-
-
-def days_ago(days: float) -> dt.datetime:
-    return FIXED_NOW - dt.timedelta(days=days)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched_browser() as launched:
-        yield launched
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Uvicorn:
-    """uvicorn serving `app` on 127.0.0.1:`port` in a background thread; stop and start again
-    on the same port (the browser then sees the server go away and come back)."""
-
-    def __init__(self, app: FastAPI, port: int) -> None:
-        self.app = app
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,  # the open SSE stream never ends on its own
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert self._thread.is_alive(), f"uvicorn did not start on port {self.port}"
-            assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        assert self._server is not None
-        assert self._thread is not None
-        self._server.should_exit = True
-        self._thread.join(10)
-        assert not self._thread.is_alive(), "uvicorn did not stop within 10 s"
-
-
-@dataclass
-class Site:
-    """The running service: its URL, tokens, and HTTP calls made as a client would."""
-
-    server: Uvicorn
-    services: Services
-    worker: InProcessWorker
-    tokens: dict[Role, str]
-    http: httpx.Client = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.server.url, timeout=10)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def get(self, path: str, role: Role = "nurse", **params: Any) -> Any:
-        response = self.http.get(path, params=params, headers=self.auth(role))
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def auth(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[role]}"}
-
-    def post_events(self, *bodies: dict[str, Any]) -> None:
-        response = self.http.post(
-            "/v1/events", json={"events": list(bodies)}, headers=self.auth("ingest")
-        )
-        assert response.status_code == 202, response.text
-        assert self.worker.wait_idle(), "the worker did not finish the events"
-
-    def alerts_after(self, after: int) -> list[dict[str, Any]]:
-        alerts: list[dict[str, Any]] = self.get("/v1/alerts", after=after, limit=500)["alerts"]
-        return alerts
-
-    def last_alert_id(self) -> int:
-        last: int = self.get("/v1/alerts", limit=1)["last_id"]
-        return last
-
-
-@pytest.fixture
-def site(services: Services, tokens: dict[Role, str]) -> Iterator[Site]:
-    services.settings = services.settings.model_copy(update={"stream_poll_s": 0.1})
-    worker = InProcessWorker(services)
-    services.dispatcher = worker
-    worker.start()
-    server = Uvicorn(create_app(services), free_port())
-    server.start()
-    running = Site(server, services, worker, tokens)
-    try:
-        yield running
-    finally:
-        running.http.close()
-        server.stop()
-        worker.stop()
-        services.dispatcher = None
-
-
-class Console:
-    """Console errors and uncaught page errors; `allow` names the expected ones (by regex)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.allowed: list[re.Pattern[str]] = []
-
-    def on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            self.errors.append(f"console: {message.text} ({message.location.get('url')})")
-
-    def on_page_error(self, error: Any) -> None:
-        self.errors.append(f"pageerror: {error}")
-
-    def allow(self, pattern: str) -> None:
-        self.allowed.append(re.compile(pattern))
-
-    def unexpected(self) -> list[str]:
-        return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
-
-
-@pytest.fixture
-def console() -> Console:
-    return Console()
-
-
-@pytest.fixture
-def page(browser: Browser, site: Site, console: Console, tmp_path: pathlib.Path) -> Iterator[Page]:
-    """A fresh browser context (its own sessionStorage) per test; every test ends with no
-    unexpected console error (a Content-Security-Policy violation is one)."""
-    context = browser.new_context()
-    context.set_default_timeout(WAIT_MS)
-    opened = context.new_page()
-    opened.on("console", console.on_console)
-    opened.on("pageerror", console.on_page_error)
-    try:
-        yield opened
-    finally:
-        # what the page looked like at the end, for a failure (tmp_path only, not the repo)
-        opened.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        context.close()
-    assert console.unexpected() == [], console.errors
-
-
-def log_in(page: Page, site: Site, path: str, token: str) -> None:
-    page.goto(site.url + path)
-    login = page.locator("#login")
-    login.wait_for(state="visible")
-    page.fill("#token", token)
-    page.click("#login button[type=submit]")
-
-
-def alert_ids_shown(page: Page) -> list[int]:
-    values = page.locator("#alerts [data-alert-id]").evaluate_all(
-        "nodes => nodes.map(n => Number(n.dataset.alertId))"
-    )
-    return [int(v) for v in values]
-
-
-def wait_live(page: Page) -> None:
-    page.wait_for_selector("#live.on", state="visible")
-    assert page.inner_text("#live") == "live"
-
-
-def item(page: Page, alert_id: int) -> Locator:
-    return page.locator(f'#alerts [data-alert-id="{alert_id}"]')
+    from playwright.sync_api import Page, Request
 
 
 # --- the feed -----------------------------------------------------------------------------
@@ -353,19 +167,21 @@ def test_the_patient_page_shows_course_timeline_and_chart(page: Page, site: Site
         d for g in history["grades"] for d in g if d in ("sensory", "motor", "pain", "autonomic")
     }
     assert graded == {"sensory", "pain", "motor"}
-    lines = page.locator("#chart polyline").evaluate_all(
+    lines = page.locator("#chart path[data-series]:not([data-series=dose])").evaluate_all(
         "nodes => nodes.map(n => n.getAttribute('data-series'))"
     )
     assert sorted(lines) == sorted(graded)
-    sensory_points = page.get_attribute('#chart polyline[data-series="sensory"]', "points")
-    assert sensory_points is not None
-    assert len(sensory_points.split()) == 2  # two assessments graded it
+    sensory = page.locator('#chart path[data-series="sensory"]')
+    assert sensory.get_attribute("data-points") == "2"  # two assessments graded it
+    # one stretch of time (no gap): one line, two points
+    assert (sensory.get_attribute("d") or "").count("M") == 1
     dose = page.locator('#chart path[data-series="dose"]')
     assert dose.count() == 1
     assert (dose.get_attribute("d") or "").startswith("M ")
 
 
-def test_a_nurse_opens_a_patient_from_the_feed(page: Page, site: Site) -> None:
+def test_a_nurse_opens_a_patient_from_the_feed(page: Page, site: Site, console: Console) -> None:
+    console.allow(CLEARANCE_REFUSED)  # the page asks; only the infusion role may see it
     site.post_events(f.enrollment(days_ago(5), patient="PT-3", event_id="pt3-e"))
     log_in(page, site, "/", site.tokens["nurse"])
     wait_live(page)
@@ -381,13 +197,13 @@ def test_a_nurse_opens_a_patient_from_the_feed(page: Page, site: Site) -> None:
 
 
 def test_the_page_is_served_with_its_security_headers(site: Site) -> None:
-    for path in ("/", "/patients/PT-1"):
+    for path in ("/", "/patients/PT-1", "/chair"):
         response = site.http.get(path)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in response.headers["content-security-policy"]
         assert response.headers["x-content-type-options"] == "nosniff"
-    for asset in ("/static/app.js", "/static/app.css"):
+    for asset in ("/static/common.js", "/static/app.js", "/static/chair.js", "/static/app.css"):
         assert site.http.get(asset).status_code == 200
 
 
@@ -438,15 +254,12 @@ def test_the_feed_resumes_after_the_server_restarts_with_last_event_id(
 
 # --- a patient whose monitoring stopped (issue 11) --------------------------------------------
 
-# Set MONITOR_SCREENSHOTS=DIR to keep the screenshots for a look (they go nowhere otherwise).
-_SHOTS_DIR = os.environ.get("MONITOR_SCREENSHOTS", "")
-SHOTS = pathlib.Path(_SHOTS_DIR) if _SHOTS_DIR else None
-
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["desktop", "phone"])
 def test_the_patient_page_says_when_monitoring_stopped_and_what_was_set_aside(
-    page: Page, site: Site, tmp_path: pathlib.Path, width: int, height: int
+    page: Page, site: Site, console: Console, tmp_path: pathlib.Path, width: int, height: int
 ) -> None:
+    console.allow(CLEARANCE_REFUSED)
     from tests.monitor.processing.test_monitoring_stopped import store_unchecked
 
     page.set_viewport_size({"width": width, "height": height})
