@@ -15,6 +15,7 @@ from monitor.api.errors import add_error_handlers
 from monitor.api.guard import RequestGuard, RequestLog, leaf_routes
 from monitor.api.json_body import StrictJsonRoute
 from monitor.api.openapi import openapi_document
+from monitor.auth.router import router as auth_router
 from monitor.chair.router import router as chair_router
 from monitor.ingest.router import OPENAPI_COMPONENTS as EVENT_COMPONENTS
 from monitor.ingest.router import router as ingest_router
@@ -43,6 +44,7 @@ ROUTERS = (
     fhir_router,  # the EHR's formats
     cds_router,
     admin_router,  # operators
+    auth_router,  # who the caller is
     web_router,  # the pages
     operations_router,  # the platform
 )

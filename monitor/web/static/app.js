@@ -304,6 +304,8 @@ async function loadClearance(base, state) {
   // only the infusion role (and admin) may ask: for the others the section stays hidden
   let answer;
   try {
+    const { role } = await me();
+    if (role !== "infusion" && role !== "admin") return;
     answer = await api(`${base}/clearance`);
   } catch (error) {
     if (error.status !== 403 && error.message !== "401") {

@@ -46,6 +46,10 @@ async function api(path, options = {}) {
   return response.json();
 }
 
+// Who the token is (role, units, audiences), asked once per page: what the page offers.
+let whoAmI = null;
+const me = () => (whoAmI = whoAmI || api("/v1/me"));
+
 const postJson = (path, body) => api(path, {
   method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
 });
@@ -54,6 +58,7 @@ const onLogout = [];
 
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  whoAmI = null;
   onLogout.forEach((hook) => hook());
   showLogin(message);
 }

@@ -254,3 +254,15 @@ def test_the_due_reassessments_list_is_scoped_and_soonest_first(running: Running
     ]
     ward7 = running.api.client.get("/v1/reassessments", headers=_token(running, "nurse", "u7"))
     assert [r["patient_id"] for r in ward7.json()["reassessments"]] == ["P7"]
+
+
+def test_me_says_who_the_token_is(running: RunningService) -> None:
+    bound = running.api.client.get("/v1/me", headers=_token(running, "physician", "u7"))
+    assert bound.json() == {
+        "name": "physician-u7",
+        "role": "physician",
+        "units": ["u7"],
+        "audiences": ["physician", "neurology"],
+    }
+    admin = running.api.client.get("/v1/me", headers=running.api.headers("admin")).json()
+    assert (admin["role"], admin["units"], admin["audiences"]) == ("admin", None, None)

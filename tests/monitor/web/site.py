@@ -38,7 +38,6 @@ VIEWPORTS = [(1280, 900), (390, 844)]
 VIEWPORT_IDS = ["desktop", "phone"]
 # The patient page asks for the clearance; for the roles other than infusion and admin the
 # answer is a 403 (the section stays hidden), which the browser logs as a console error.
-CLEARANCE_REFUSED = r"Failed to load resource: .*403.*/clearance"
 
 
 def days_ago(days: float) -> dt.datetime:

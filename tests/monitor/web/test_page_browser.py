@@ -18,7 +18,6 @@ from starlette.testclient import TestClient
 from monitor.app import create_app
 from tests.common import factories as f
 from tests.monitor.web.site import (
-    CLEARANCE_REFUSED,
     SHOTS,
     Console,
     Site,
@@ -181,7 +180,6 @@ def test_the_patient_page_shows_course_timeline_and_chart(page: Page, site: Site
 
 
 def test_a_nurse_opens_a_patient_from_the_feed(page: Page, site: Site, console: Console) -> None:
-    console.allow(CLEARANCE_REFUSED)  # the page asks; only the infusion role may see it
     site.post_events(f.enrollment(days_ago(5), patient="PT-3", event_id="pt3-e"))
     log_in(page, site, "/", site.tokens["nurse"])
     wait_live(page)
@@ -259,7 +257,6 @@ def test_the_feed_resumes_after_the_server_restarts_with_last_event_id(
 def test_the_patient_page_says_when_monitoring_stopped_and_what_was_set_aside(
     page: Page, site: Site, console: Console, tmp_path: pathlib.Path, width: int, height: int
 ) -> None:
-    console.allow(CLEARANCE_REFUSED)
     from tests.monitor.processing.test_monitoring_stopped import store_unchecked
 
     page.set_viewport_size({"width": width, "height": height})
