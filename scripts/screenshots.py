@@ -3,7 +3,7 @@
     .venv/bin/python scripts/screenshots.py        (or: make screenshots)
 
 Starts `python -m monitor demo` on a free port with a throwaway data directory (never var/ or
-var/demo), acknowledges most alerts as a nurse would (the newest few and one urgent stay open),
+var/demo), acknowledges most alerts (as admin) (the newest few and one urgent stay open),
 and photographs, in Debian's chromium (/usr/bin/chromium) driven by Playwright at desktop width:
 
     docs/nurse-feed.png        the alert feed at /, logged in with the demo's nurse token
@@ -115,14 +115,15 @@ class Demo:
 
 
 def acknowledge_most(demo: Demo) -> tuple[int, int]:
-    """Acknowledge every alert but the newest LEFT_OPEN and the newest urgent one."""
-    alerts = demo.call("GET", "/v1/alerts", "nurse", params={"limit": 500}).json()["alerts"]
+    """Acknowledge every alert but the newest LEFT_OPEN and the newest urgent one (as admin:
+    each care role may acknowledge only its own audiences' alerts)."""
+    alerts = demo.call("GET", "/v1/alerts", "admin", params={"limit": 500}).json()["alerts"]
     urgent = [a["id"] for a in alerts if a["severity"] == "urgent"][:1]
     keep = {a["id"] for a in alerts[:LEFT_OPEN]} | set(urgent)
     done = 0
     for alert in alerts:
         if alert["id"] not in keep and not alert["acknowledged"]:
-            demo.call("POST", f"/v1/alerts/{alert['id']}/ack", "nurse", json={"by": "nurse-a1"})
+            demo.call("POST", f"/v1/alerts/{alert['id']}/ack", "admin", json={"by": "ward team"})
             done += 1
     return done, len(alerts)
 
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"acknowledged {acked} of {total} alerts")
             # the demo's whole period: from the first month of its events to now (the minute)
             start = dt.datetime.combine(demo.first.replace(day=1), dt.time(), dt.UTC)
-            end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+            # (the next whole minute: the alerts were raised in this one)
+            end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
             report = demo.call(
                 "GET",
                 "/v1/reports/adherence",
