@@ -16,7 +16,7 @@ from monitor.services import Services
 from monitor.storage.database import make_session_factory
 from policies import pack_from_mapping
 from tests.common import factories as f
-from tests.common.service import Api, expected_decisions
+from tests.common.service import Api, expected_decisions, rows
 from tests.conftest import FIXED_NOW
 
 ENROLLED = FIXED_NOW - dt.timedelta(days=2)
@@ -373,3 +373,31 @@ def test_metrics_are_served_when_the_database_is_down(api: Api, services: Servic
     assert "monitor_events_accepted_total" in values
     assert "monitor_outbox_open" not in values
     assert "monitor_dead_letters_open" not in values
+
+
+def test_metrics_give_the_alert_burden_by_severity(
+    api: Api, services: Services, worker: InProcessWorker
+) -> None:
+    """Alerts of the last 28 days per patient-week of the patients monitored now (issue 14)."""
+    now = services.settings.now()
+    bodies = [
+        f.enrollment(now - dt.timedelta(days=10), patient="PB1", event_id="pb1-e"),
+        f.assessment(now - dt.timedelta(days=3), patient="PB1", event_id="pb1-a", sensory=3),
+        f.enrollment(now - dt.timedelta(days=10), patient="PB2", event_id="pb2-e"),
+    ]
+    assert api.post_events({"events": bodies}).status_code == 202
+    assert worker.wait_idle()
+    raised = {
+        s: len(rows(services, "SELECT id FROM alert WHERE severity = :s", s=s))
+        for s in ("urgent", "warning", "info")
+    }
+    assert raised["urgent"] == 1  # the discontinuation
+    response = api.get("/metrics", role=None)
+    burden = {
+        sample.labels["severity"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if sample.name == "monitor_alert_burden_per_patient_week"
+    }
+    weeks = 2 * 28 / 7  # two patients monitored now, over the 28-day window
+    assert burden == {s: pytest.approx(n / weeks) for s, n in raised.items()}
