@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from monitor.ingest.service import IngestResult, store_in
 from monitor.patients.service import load_patient
+from monitor.processing.service import lock_patient
 from monitor.services import Services
-from monitor.storage.database import insert_for
 from monitor.storage.models import PatientRow
 from policies.clearance import clearance
 from policies.events import Event, parse_event
@@ -84,13 +84,8 @@ def chair_list(session: Session, unit: str, at: dt.datetime) -> list[dict[str, A
 
 def _locked_state(session: Session, unit: str, patient_id: str) -> tuple[dict[str, Any], Any]:
     """The patient's record under its lock (`SELECT ... FOR UPDATE`; SQLite holds the write
-    lock), when the patient's course is in this unit."""
-    session.execute(
-        insert_for(session)(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing()
-    )
-    session.execute(
-        select(PatientRow).where(col(PatientRow.patient_id) == patient_id).with_for_update()
-    ).scalar_one()
+    lock, the one the worker's fold takes), when the patient's course is in this unit."""
+    lock_patient(session, patient_id)
     record = load_patient(session, patient_id)
     state = record.state()
     if not record.known or state.get("unit") != unit:

@@ -95,7 +95,7 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
     }
 
 
-def _lock_patient(session: Session, patient_id: str) -> PatientRow:
+def lock_patient(session: Session, patient_id: str) -> PatientRow:
     """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL); SQLite holds the write lock."""
     session.execute(
         insert_for(session)(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing()
@@ -176,7 +176,7 @@ def process_patient(
     """One transaction: lock, fold, insert new decisions (+ alerts), supersede the unsupported.
     Decisions whose action is in `quiet` are stored without an alert."""
     with sessions.begin() as session:
-        patient = _lock_patient(session, patient_id)
+        patient = lock_patient(session, patient_id)
         # The open outbox rows first, then the events: each row was committed with its event,
         # so every event of these rows is in the fold. Only these rows are marked done: a row
         # committed after this read (PostgreSQL reads each statement at a fresh snapshot, and
