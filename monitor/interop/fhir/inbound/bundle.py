@@ -1,9 +1,10 @@
 """A Bundle (transaction, batch or collection) or a lone resource in, a `FhirMapping` out.
 
 The Bundle's own checks (type, size, elements, entry methods), each entry parsed, each resource
-dispatched by resourceType to its mapper, the Medication entries accounted for (read only as
-what an order or administration in the same Bundle references), the gradings joined into
-assessments, and every draft validated. Nothing is stored and nothing raised.
+dispatched by resourceType to its mapper, the Medication and Patient entries accounted for (read
+only as what the other entries reference), the body measurements given to the administrations
+and orders they size, the gradings joined into assessments, and every draft validated. Nothing
+is stored and nothing raised.
 """
 
 from __future__ import annotations
