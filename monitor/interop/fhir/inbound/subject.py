@@ -40,6 +40,7 @@ class _Subjects:
 
     settings: Settings
     patients: dict[str, _Source] = field(default_factory=dict)  # fullUrl or Patient/{id}
+    holders: dict[tuple[str, str], set[int]] = field(default_factory=dict)  # identifier: entries
     used: set[int] = field(default_factory=set)  # Patient entries some subject referenced
 
     @classmethod
@@ -52,6 +53,10 @@ class _Subjects:
                 subjects.patients[source.full_url] = source
             if source.resource_id:
                 subjects.patients[f"Patient/{source.resource_id}"] = source
+            for identifier in source.resource.identifier or []:
+                if identifier.system and identifier.value:
+                    held = subjects.holders.setdefault((identifier.system, identifier.value), set())
+                    held.add(source.entry)
         return subjects
 
     def patient_id(self, source: _Source, subject: Reference) -> tuple[str | None, list[Problem]]:
@@ -141,6 +146,8 @@ class _Subjects:
                     "the system that issued it",
                 )
             ]
+        # the Patient entry a conditional reference or an identifier names is read, not lost
+        self.used |= self.holders.get((identifier.system, identifier.value), set())
         key = self.settings.patient_id_key
         if key is None:
             return None, [

@@ -600,6 +600,17 @@ def test_a_subject_that_cannot_be_read_never_echoes_the_identifier(
     assert MRN not in repr(mapping.problems)
 
 
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_a_patient_entry_named_by_its_identifier_is_read_too(subject: dict[str, Any]) -> None:
+    """A transaction may carry the Patient (ifNoneExist) and name it by identifier elsewhere."""
+    data = as_json(grading())
+    data["subject"] = subject
+    payload = raw_bundle(data, as_json(patient()), kind="transaction")
+    mapping = mapped(payload, KEYED)
+    assert [e["patient_id"] for e in events_of(mapping)] == [PSEUDONYM]
+    assert list(mapping.consumed) == [1]
+
+
 def test_an_unreferenced_patient_entry_is_refused() -> None:
     mapping = mapped(with_patient(grading(), patient(), kind="batch"), KEYED)
     assert len(mapping.events) == 1  # the grading names Patient/P-1
