@@ -1,7 +1,8 @@
 """Observation -> assessment: one CTCAE neuropathy grading per Observation (or per component),
 the domain from the configured term codes (MONITOR_FHIR_TERM_CODES), the grade a valueInteger or
-a coded grade. Observations of one patient and instant are joined into one assessment, which is
-stored whole or not at all.
+a coded grade (an NCIt grade concept, or a digit of MONITOR_FHIR_GRADE_SYSTEMS), the time its
+effective[x] (of a period, its end). Observations of one patient and instant are joined into one
+assessment, which is stored whole or not at all. (Body measurements are `body_size`'s.)
 """
 
 from __future__ import annotations
