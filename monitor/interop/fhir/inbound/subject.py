@@ -16,7 +16,6 @@ import hmac
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.reference import Reference
 
@@ -88,7 +87,8 @@ class _Subjects:
                 )
             ]
         if subject.identifier is not None:
-            return self._of_identifier(subject.identifier, f"{where}.identifier")
+            identifier = subject.identifier
+            return self._of_identifier(identifier.system, identifier.value, f"{where}.identifier")
         return None, [
             Problem(
                 f"{where}.reference",
@@ -110,7 +110,9 @@ class _Subjects:
         self.used.add(entry.entry)
         for identifier in entry.resource.identifier or []:
             if identifier.system and identifier.value:
-                return self._of_identifier(identifier, f"{entry.path}.identifier")
+                return self._of_identifier(
+                    identifier.system, identifier.value, f"{entry.path}.identifier"
+                )
         return None, [
             Problem(
                 f"{entry.path}.identifier",
@@ -132,12 +134,12 @@ class _Subjects:
                     "(one identifier, with its system)",
                 )
             ]
-        return self._of_identifier(Identifier(system=system, value=value), location)
+        return self._of_identifier(system, value, location)
 
     def _of_identifier(
-        self, identifier: Identifier, location: str
+        self, system: str | None, value: str | None, location: str
     ) -> tuple[str | None, list[Problem]]:
-        if not identifier.system or not identifier.value:
+        if not system or not value:
             return None, [
                 Problem(
                     location,
@@ -147,7 +149,7 @@ class _Subjects:
                 )
             ]
         # the Patient entry a conditional reference or an identifier names is read, not lost
-        self.used |= self.holders.get((identifier.system, identifier.value), set())
+        self.used |= self.holders.get((system, value), set())
         key = self.settings.patient_id_key
         if key is None:
             return None, [
@@ -159,4 +161,4 @@ class _Subjects:
                     "not set, so only Patient/{id} subjects are read",
                 )
             ]
-        return pseudonym(identifier.system, identifier.value, key.get_secret_value().encode()), []
+        return pseudonym(system, value, key.get_secret_value().encode()), []

@@ -516,6 +516,14 @@ def test_a_subject_by_identifier_is_a_keyed_pseudonym(subject: dict[str, Any]) -
     assert MRN not in json.dumps(event)
 
 
+def test_a_conditional_reference_is_read_as_given() -> None:
+    """Its query is decoded, not validated as a FHIR Identifier (that would raise, not refuse)."""
+    data = as_json(grading())
+    data["subject"] = {"reference": f"Patient?identifier=urn:a b|{MRN}%0A"}
+    event = only_event(data, KEYED)
+    assert event["patient_id"] == pseudonym("urn:a b", f"{MRN}\n", KEY.encode())
+
+
 def test_the_pseudonym_fits_the_contract_and_depends_on_the_key() -> None:
     import re
 
