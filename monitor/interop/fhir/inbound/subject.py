@@ -16,6 +16,7 @@ import hmac
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
+from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.reference import Reference
 
@@ -23,6 +24,7 @@ from monitor.interop.fhir.inbound.common import _Source, patient_id_of
 from monitor.interop.fhir.problems import Problem
 from monitor.settings import Settings
 
+IDENTIFIER_TYPES = "http://terminology.hl7.org/CodeSystem/v2-0203"
 PSEUDONYM_PREFIX = "pid-"
 PSEUDONYM_HEX_DIGITS = 40  # 160 bits; with the prefix well inside the contract's 64 characters
 
@@ -31,6 +33,11 @@ def pseudonym(system: str, value: str, key: bytes) -> str:
     """The patient id of the identifier `system|value` (fits the contract's patient-id pattern)."""
     digest = hmac.new(key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()
     return PSEUDONYM_PREFIX + digest[:PSEUDONYM_HEX_DIGITS]
+
+
+def _is_record_number(identifier: Identifier) -> bool:
+    codings = (identifier.type.coding or []) if identifier.type is not None else []
+    return any(c.system == IDENTIFIER_TYPES and c.code == "MR" for c in codings)
 
 
 @dataclass(slots=True)
@@ -108,11 +115,17 @@ class _Subjects:
         assert entry.entry is not None
         assert isinstance(entry.resource, Patient)
         self.used.add(entry.entry)
-        for identifier in entry.resource.identifier or []:
-            if identifier.system and identifier.value:
-                return self._of_identifier(
-                    identifier.system, identifier.value, f"{entry.path}.identifier"
-                )
+        usable = [
+            (index, identifier)
+            for index, identifier in enumerate(entry.resource.identifier or [])
+            if identifier.system and identifier.value and identifier.use != "old"
+        ]
+        # the medical record number if it is marked so (v2 table 0203 MR), else the first
+        records = [(i, x) for i, x in usable if _is_record_number(x)]
+        for index, identifier in records + usable:
+            return self._of_identifier(
+                identifier.system, identifier.value, f"{entry.path}.identifier[{index}]"
+            )
         return None, [
             Problem(
                 f"{entry.path}.identifier",

@@ -474,7 +474,7 @@ def test_adverse_event_and_patient_are_registered_types() -> None:
 def patient(**kw: Any) -> Patient:
     values: dict[str, Any] = {
         "identifier": [
-            Identifier(system="urn:ehr:internal", use="old"),  # no value: skipped
+            Identifier(system="urn:ehr:internal", use="old", value="old-1"),  # old: skipped
             Identifier(system=MRN_SYSTEM, value=MRN),
         ],
         "name": [{"family": "Doe", "given": ["Jane"]}],
@@ -543,6 +543,25 @@ def test_a_patient_entry_gives_its_identifier_and_maps_to_no_event() -> None:
     }
     assert MRN not in repr(mapping)
     assert "Doe" not in repr(mapping)
+
+
+def test_a_patient_entry_gives_its_record_number_before_other_identifiers() -> None:
+    record_number = Identifier(
+        system=MRN_SYSTEM,
+        value=MRN,
+        type=CodeableConcept(
+            coding=[Coding(system="http://terminology.hl7.org/CodeSystem/v2-0203", code="MR")]
+        ),
+    )
+    national = Identifier(system="urn:oid:2.16.840.1.113883.2.4.6.3", value="999999990")
+    obs = grading(subject=Reference(reference="urn:uuid:9d1b1d5e-0000-4000-8000-00000000cafe"))
+    mapping = mapped(with_patient(obs, patient(identifier=[national, record_number])), KEYED)
+    assert events_of(mapping)[0]["patient_id"] == PSEUDONYM
+    # unmarked, the first current one: the national number here
+    mapping = mapped(with_patient(obs, patient(identifier=[national])), KEYED)
+    assert events_of(mapping)[0]["patient_id"] == pseudonym(
+        "urn:oid:2.16.840.1.113883.2.4.6.3", "999999990", KEY.encode()
+    )
 
 
 def test_a_bundles_patient_by_id_is_read_by_its_identifier_too() -> None:
