@@ -19,6 +19,7 @@ from tests.monitor.interop.fhir.test_inbound_data import (
     MRN,
     PSEUDONYM,
     WEIGHT,
+    adverse_event,
     as_json,
     dose_in_mg,
     patient,
@@ -62,3 +63,11 @@ def test_a_hospital_bundle_is_stored_under_the_pseudonym(api: Api, services: Ser
     assert MRN not in everything
     assert post(api, payload).status_code == 200  # sent again: a no-op
     assert len(rows(services, "SELECT event_id FROM event")) == 1
+
+
+def test_an_adverse_event_is_stored_as_an_assessment(api: Api, services: Services) -> None:
+    response = post(api, as_json(adverse_event()))
+    assert response.status_code == 201, response.text
+    [stored] = rows(services, "SELECT type, body FROM event")
+    assert stored["type"] == "assessment"
+    assert json.loads(stored["body"])["grades"] == {"sensory": 2}
