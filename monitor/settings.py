@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         "required in production. Unset in the embedded mode: generated once into "
         "{data_dir}/audit.key",
     )
+    patient_id_key: SecretStr | None = Field(
+        default=None,
+        description="the key (HMAC-SHA256, at least 32 characters) that turns a FHIR subject "
+        "given by identifier (system|value, e.g. an MRN) into a pseudonymous patient id; the "
+        "identifier itself is never stored. Unset: such subjects are refused. Keep it secret "
+        "and never change it: another key gives the same patient another id",
+    )
     audit_checkpoint_path: pathlib.Path | None = Field(
         default=None,
         description="where signed checkpoints of the audit chain are appended (JSON lines); "
@@ -301,7 +308,7 @@ class Settings(BaseSettings):
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'monitor.db'}")
         return self
 
-    @field_validator("audit_key")
+    @field_validator("audit_key", "patient_id_key")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:

@@ -13,6 +13,21 @@ SNOMED = "http://snomed.info/sct"
 UCUM = "http://unitsofmeasure.org"
 NCIT = "http://ncicb.nci.nih.gov/xml/owl/EVS/Thesaurus.owl"
 EXTENSION = f"{FHIR_BASE}/StructureDefinition/"
+LOINC = "http://loinc.org"
+
+# NCIt concepts of the CTCAE grades, as HL7's value set adverse-event-clinical-research-grades
+# (terminology.hl7.org) lists them for 1-5 and CodeX Radiation Therapy's grade value set for 0
+NCIT_GRADES = {
+    "C75533": 0,  # Absent Adverse Event
+    "C41338": 1,  # Grade 1 Mild Adverse Event
+    "C41339": 2,  # Grade 2 Moderate Adverse Event
+    "C41340": 3,  # Grade 3 Severe Adverse Event
+    "C41337": 4,  # Grade 4 Life Threatening or Disabling Adverse Event
+    "C48275": 5,  # Grade 5 Death Related to Adverse Event
+}
+# where an R4 AdverseEvent carries its grade: HL7 Adverse Event Clinical Research R4 Backport
+# IG (STU1), extension AdverseEventGrade (valueCodeableConcept, bound to the grades above)
+AE_GRADE_EXTENSION = "http://hl7.org/fhir/uv/ae-research-backport-ig/StructureDefinition/ae-grade"
 
 # SNOMED CT routes of administration the contract knows (CONTRACT.md: IV | SC)
 ROUTE_CODES = {"47625008": "IV", "34206005": "SC"}
@@ -24,6 +39,7 @@ SYSTEM_NAMES = {
     ATC: "ATC",
     SNOMED: "SNOMED CT",
     UCUM: "UCUM",
+    LOINC: "LOINC",
 }
 
 

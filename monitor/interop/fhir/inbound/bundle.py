@@ -1,22 +1,32 @@
 """A Bundle (transaction, batch or collection) or a lone resource in, a `FhirMapping` out.
 
 The Bundle's own checks (type, size, elements, entry methods), each entry parsed, each resource
-dispatched by resourceType to its mapper, the Medication entries accounted for (read only as
-what an order or administration in the same Bundle references), the gradings joined into
-assessments, and every draft validated. Nothing is stored and nothing raised.
+dispatched by resourceType to its mapper, the Medication and Patient entries accounted for (read
+only as what the other entries reference), the body measurements given to the administrations
+and orders they size, the gradings joined into assessments, and every draft validated. Nothing
+is stored and nothing raised.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fhir.resources.R4B.adverseevent import AdverseEvent
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.medication import Medication
 from fhir.resources.R4B.medicationadministration import MedicationAdministration
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
+from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.procedure import Procedure
 
+from monitor.interop.fhir.inbound.adverse_event import _adverse_event
+from monitor.interop.fhir.inbound.body_size import (
+    _Measurement,
+    _measurement,
+    _supply_body_size,
+    is_body_measurement,
+)
 from monitor.interop.fhir.inbound.common import (
     BundleKind,
     EntryProblem,
@@ -31,11 +41,20 @@ from monitor.interop.fhir.inbound.medication_request import _request
 from monitor.interop.fhir.inbound.observation import _Grading, _join_gradings, _observation
 from monitor.interop.fhir.inbound.parse import _parse
 from monitor.interop.fhir.inbound.procedure import _procedure
+from monitor.interop.fhir.inbound.subject import _Subjects
 from monitor.interop.fhir.inbound.validation import _validate
-from monitor.interop.fhir.problems import FhirProblems, Problem
+from monitor.interop.fhir.problems import FhirProblems
 from monitor.settings import Settings
 
-MAPPED_TYPES = ("Observation", "MedicationRequest", "MedicationAdministration", "Procedure")
+MAPPED_TYPES = (
+    "Observation",
+    "AdverseEvent",
+    "MedicationRequest",
+    "MedicationAdministration",
+    "Procedure",
+)
+# read only as what the mapped resources of the same Bundle reference: no event of their own
+LOOKUP_TYPES = ("Medication", "Patient")
 # what a Bundle may hold, from its model (the entries are parsed one by one, below)
 BUNDLE_ELEMENTS = {"resourceType"} | {n for n in Bundle.model_fields if not n.endswith("__ext")}
 
@@ -141,24 +160,33 @@ def _map_sources(
         for name in _names(s)
     }
     used_medications: set[str] = set()
+    subjects = _Subjects.of(sources, settings)
     drafts: list[_Draft] = []
     gradings: list[_Grading] = []
+    measurements: list[_Measurement] = []
     for source in sources:
-        if source.entry in failed or isinstance(source.resource, Medication):
+        if source.entry in failed or isinstance(source.resource, Medication | Patient):
             continue
         try:
             if isinstance(source.resource, Observation):
-                gradings.append(_observation(source, source.resource, settings))
+                if is_body_measurement(source.resource):
+                    measurements.append(_measurement(source, source.resource, subjects))
+                else:
+                    gradings.append(_observation(source, source.resource, settings, subjects))
+            elif isinstance(source.resource, AdverseEvent):
+                gradings.append(_adverse_event(source, source.resource, settings, subjects))
             elif isinstance(source.resource, MedicationRequest):
-                drafts.append(_request(source, source.resource, settings, medications))
+                drafts.append(_request(source, source.resource, settings, medications, subjects))
                 used_medications |= _referenced(source.resource)
             elif isinstance(source.resource, MedicationAdministration):
-                drafts.append(_administration(source, source.resource, settings, medications))
+                drafts.append(
+                    _administration(source, source.resource, settings, medications, subjects)
+                )
                 used_medications |= _referenced(source.resource)
             elif isinstance(source.resource, Procedure):
-                drafts.append(_procedure(source, source.resource, settings))
+                drafts.append(_procedure(source, source.resource, settings, subjects))
             else:
-                raise FhirProblems([_unsupported(source)])
+                problems.append(_unsupported(source))
         except FhirProblems as exc:
             problems += [
                 EntryProblem(source.entry, p.location, p.code, p.message) for p in exc.problems
@@ -181,6 +209,11 @@ def _map_sources(
                     ),
                 )
             )
+    for source in sources:
+        if isinstance(source.resource, Patient) and source.entry not in subjects.used:
+            problems.append(_unsupported(source) if source.entry is None else _unread(source))
+    consumed |= subjects.consumed()
+    consumed |= _supply_body_size(drafts, measurements, problems)
     drafts += _join_gradings(gradings, problems)
     events: list[MappedEvent] = []
     for draft in drafts:
@@ -190,14 +223,25 @@ def _map_sources(
     return FhirMapping(kind, entry_count, events, problems, consumed)
 
 
-def _unsupported(source: _Source) -> Problem:
+def _unsupported(source: _Source) -> EntryProblem:
     resource_type = source.raw.get("resourceType")
     why = (
-        "Patient resources are not stored: the service keeps pseudonymous ids only; reference "
-        "the patient as Patient/{id}"
+        "Patient resources are not stored: the service keeps pseudonymous ids only; send the "
+        "Patient as an entry of a Bundle whose resources reference it (its identifier becomes "
+        "their pseudonymous patient id), or reference the patient as Patient/{id}"
         if resource_type == "Patient"
         else f"{resource_type} is not mapped; the service reads "
         + ", ".join(MAPPED_TYPES)
-        + " (and a Medication they reference)"
+        + " (and a Medication or Patient they reference)"
     )
-    return Problem(f"{source.path}.resourceType", "not-supported", why)
+    return EntryProblem(source.entry, f"{source.path}.resourceType", "not-supported", why)
+
+
+def _unread(source: _Source) -> EntryProblem:
+    return EntryProblem(
+        source.entry,
+        source.path,
+        "not-supported",
+        "a Patient is read only as the subject of other entries in the same Bundle (by its "
+        "fullUrl, or Patient/{id}), and no entry references this one: it is not stored",
+    )

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.extension import Extension
@@ -75,6 +75,8 @@ class _Source:
 
     def identity(self) -> str | None:
         identifiers = getattr(self.resource, "identifier", None) or []
+        if not isinstance(identifiers, list):  # AdverseEvent: one identifier, not a list
+            identifiers = [identifiers]
         for identifier in identifiers:
             if identifier.value:
                 return f"{identifier.system or ''}|{identifier.value}"
@@ -111,7 +113,9 @@ class _Draft:
         return tuple(s.entry for s in self.sources if s.entry is not None)
 
 
-def _common(source: _Source, resource: Any) -> tuple[str, list[Problem]]:
+def _common(
+    source: _Source, resource: Any, subjects: _SubjectResolver
+) -> tuple[str, list[Problem]]:
     """The patient id, and refusals every mapped resource shares."""
     problems: list[Problem] = []
     if resource.modifierExtension:
@@ -134,22 +138,19 @@ def _common(source: _Source, resource: Any) -> tuple[str, list[Problem]]:
             )
         )
     else:
-        found = patient_id_of(subject.reference)
-        if found is None:
-            given = subject.reference or (
-                "an identifier only" if subject.identifier is not None else "no reference"
-            )
-            problems.append(
-                Problem(
-                    f"{source.path}.subject.reference",
-                    "value",
-                    f"{given!r} is not a Patient/{{id}} reference: the service needs the "
-                    "patient's (pseudonymous) id",
-                )
-            )
-        else:
+        found, subject_problems = subjects.patient_id(source, subject)
+        problems += subject_problems
+        if found is not None:
             patient_id = found
     return patient_id, problems
+
+
+class _SubjectResolver(Protocol):
+    """How `_common` reads a subject (`subject._Subjects`: the Bundle's Patients, the key)."""
+
+    def patient_id(
+        self, source: _Source, subject: Reference
+    ) -> tuple[str | None, list[Problem]]: ...
 
 
 def patient_id_of(reference: str | None) -> str | None:

@@ -21,6 +21,7 @@ from monitor.interop.fhir.inbound.common import (
     _one,
     _reason_text,
     _Source,
+    _SubjectResolver,
 )
 from monitor.interop.fhir.inbound.medication import _medication
 from monitor.interop.fhir.medication import (
@@ -38,8 +39,9 @@ def _administration(
     given: MedicationAdministration,
     settings: Settings,
     medications: dict[str, Medication],
+    subjects: _SubjectResolver,
 ) -> _Draft:
-    patient_id, problems = _common(source, given)
+    patient_id, problems = _common(source, given, subjects)
     concept = _medication(source, given, settings, medications, problems, bortezomib_only=False)
     if concept is None:
         raise FhirProblems(problems)

@@ -21,6 +21,7 @@ from monitor.interop.fhir.inbound.common import (
     _one,
     _reason_text,
     _Source,
+    _SubjectResolver,
     _time,
 )
 from monitor.interop.fhir.inbound.medication import _medication
@@ -42,8 +43,9 @@ def _request(
     request: MedicationRequest,
     settings: Settings,
     medications: dict[str, Medication],
+    subjects: _SubjectResolver,
 ) -> _Draft:
-    patient_id, problems = _common(source, request)
+    patient_id, problems = _common(source, request, subjects)
     if request.doNotPerform:
         problems.append(
             Problem(

@@ -1,7 +1,8 @@
 """Observation -> assessment: one CTCAE neuropathy grading per Observation (or per component),
 the domain from the configured term codes (MONITOR_FHIR_TERM_CODES), the grade a valueInteger or
-a coded grade. Observations of one patient and instant are joined into one assessment, which is
-stored whole or not at all.
+a coded grade (an NCIt grade concept, or a digit of MONITOR_FHIR_GRADE_SYSTEMS), the time its
+effective[x] (of a period, its end). Observations of one patient and instant are joined into one
+assessment, which is stored whole or not at all. (Body measurements are `body_size`'s.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.observation import Observation
 
-from monitor.interop.fhir.codes import NCIT, SYSTEM_NAMES, misplaced_system, shown
+from monitor.interop.fhir.codes import NCIT, NCIT_GRADES, SYSTEM_NAMES, misplaced_system, shown
 from monitor.interop.fhir.inbound.common import (
     EntryProblem,
     _common,
@@ -26,6 +27,7 @@ from monitor.interop.fhir.inbound.common import (
     _key,
     _one,
     _Source,
+    _SubjectResolver,
     _time,
 )
 from monitor.interop.fhir.problems import FhirProblems, Problem
@@ -60,8 +62,10 @@ class _Grading:
     findings: dict[str, Any]  # finding -> value, from the extensions
 
 
-def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grading:
-    patient_id, problems = _common(source, obs)
+def _observation(
+    source: _Source, obs: Observation, settings: Settings, subjects: _SubjectResolver
+) -> _Grading:
+    patient_id, problems = _common(source, obs, subjects)
     if obs.status not in GRADING_STATUSES:
         problems.append(
             Problem(
@@ -71,22 +75,7 @@ def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grad
                 "become assessments",
             )
         )
-    raw_time = obs.effectiveDateTime or obs.effectiveInstant
-    time_location = f"{source.path}." + (
-        "effectiveInstant" if obs.effectiveInstant is not None else "effectiveDateTime"
-    )
-    if raw_time is None and obs.effectivePeriod is not None:
-        problems.append(
-            Problem(
-                f"{source.path}.effectivePeriod",
-                "not-supported",
-                "a grading is at one time: give effectiveDateTime (with offset)",
-            )
-        )
-        at = None
-    else:
-        at, time_problems = _time(raw_time, time_location, "when the grading was done")
-        problems += time_problems
+    at, time_location = _effective(source, obs, "when the grading was done", problems)
     terms = {code: domain for domain, codes in settings.fhir_term_codes.items() for code in codes}
     grades: dict[str, tuple[Any, str]] = {}
     if obs.component:
@@ -147,6 +136,25 @@ def _observation(source: _Source, obs: Observation, settings: Settings) -> _Grad
     )
 
 
+def _effective(
+    source: _Source, obs: Observation, what: str, problems: list[Problem]
+) -> tuple[dt.datetime | None, str]:
+    """effectiveDateTime or effectiveInstant; of an effectivePeriod its end (the time the
+    finding or measurement was complete), else its start. The offset is kept as given."""
+    period = obs.effectivePeriod
+    value: Any
+    if obs.effectiveInstant is not None:
+        name, value = "effectiveInstant", obs.effectiveInstant
+    elif period is not None and obs.effectiveDateTime is None:
+        name = "effectivePeriod.end" if period.end is not None else "effectivePeriod.start"
+        value = period.end if period.end is not None else period.start
+    else:
+        name, value = "effectiveDateTime", obs.effectiveDateTime
+    at, time_problems = _time(value, f"{source.path}.{name}", what)
+    problems += time_problems
+    return at, f"{source.path}.{name}"
+
+
 def _domain(
     concept: CodeableConcept | None,
     location: str,
@@ -193,20 +201,8 @@ def _grade(
         return element.valueInteger, f"{where}.valueInteger"
     concept = element.valueCodeableConcept
     if concept is not None:
-        for coding in concept.coding or []:
-            if coding.system in settings.fhir_grade_systems and re.fullmatch(
-                r"\d", coding.code or ""
-            ):
-                return int(coding.code), f"{where}.valueCodeableConcept"
-        problems.append(
-            Problem(
-                f"{where}.valueCodeableConcept",
-                "code-invalid",
-                f"{shown(concept)} is not a coded CTCAE grade: a code 0-4 in "
-                + " or ".join(settings.fhir_grade_systems),
-            )
-        )
-        return None, ""
+        grade = _coded_grade(concept, f"{where}.valueCodeableConcept", settings, problems)
+        return grade, (f"{where}.valueCodeableConcept" if grade is not None else "")
     given = [
         name
         for name in type(element).model_fields
@@ -226,6 +222,40 @@ def _grade(
         )
     )
     return None, ""
+
+
+def _coded_grade(
+    concept: CodeableConcept, location: str, settings: Settings, problems: list[Problem]
+) -> int | None:
+    """A CTCAE grade coded as an NCIt grade concept, or as a digit of a configured system."""
+    for coding in concept.coding or []:
+        if coding.system == NCIT and coding.code in NCIT_GRADES:
+            grade = NCIT_GRADES[coding.code]
+            if grade == 5:
+                problems.append(
+                    Problem(
+                        location,
+                        "value",
+                        f"NCIt {coding.code} is CTCAE grade 5 (death related to the adverse "
+                        "event): gradings hold grades 0-4; record a death as the course's end "
+                        "(course_end, reason death)",
+                    )
+                )
+                return None
+            return grade
+        if coding.system in settings.fhir_grade_systems and re.fullmatch(r"\d", coding.code or ""):
+            return int(coding.code or "")
+    problems.append(
+        Problem(
+            location,
+            "code-invalid",
+            f"{shown(concept)} is not a coded CTCAE grade: an NCIt grade concept ("
+            + ", ".join(f"{code} grade {grade}" for code, grade in NCIT_GRADES.items() if grade < 5)
+            + f", system {NCIT}) or a code 0-4 in "
+            + " or ".join(settings.fhir_grade_systems),
+        )
+    )
+    return None
 
 
 def _join_gradings(gradings: list[_Grading], problems: list[EntryProblem]) -> list[_Draft]:

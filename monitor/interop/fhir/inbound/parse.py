@@ -36,7 +36,12 @@ def _parse(
         resource = model.model_validate(raw)
     except ValidationError as exc:
         return None, [
-            EntryProblem(entry, _path(base, err["loc"]), _issue_code(err), _fhir_message(err))
+            EntryProblem(
+                entry,
+                _path(base, err["loc"]),
+                _issue_code(err),
+                _fhir_message(err, shows_value=not _identifying(str(resource_type), err["loc"])),
+            )
             for err in exc.errors()
         ]
     return _Source(entry, resource, raw, full_url), _raw_type_problems(entry, base, raw)
@@ -58,8 +63,15 @@ def _issue_code(err: Any) -> IssueCode:
     return "value"
 
 
-def _fhir_message(err: Any) -> str:
+def _identifying(resource_type: str, loc: tuple[Any, ...]) -> bool:
+    """A Patient's elements and a subject's identifier may name the patient: never echoed."""
+    return resource_type == "Patient" or "subject" in loc
+
+
+def _fhir_message(err: Any, shows_value: bool = True) -> str:
     kind, value = str(err["type"]), err.get("input")
+    if not shows_value and "missing" not in kind and kind != "extra_forbidden":
+        return f"{err['msg']} (the value is not repeated: it may identify the patient)"
     if "missing" in kind:
         return "is required"
     if kind == "extra_forbidden":

@@ -16,14 +16,17 @@ from monitor.interop.fhir.inbound.common import (
     _key,
     _moment,
     _Source,
+    _SubjectResolver,
 )
 from monitor.interop.fhir.medication import immunotherapy_of
 from monitor.interop.fhir.problems import FhirProblems, Problem
 from monitor.settings import Settings
 
 
-def _procedure(source: _Source, procedure: Procedure, settings: Settings) -> _Draft:
-    patient_id, problems = _common(source, procedure)
+def _procedure(
+    source: _Source, procedure: Procedure, settings: Settings, subjects: _SubjectResolver
+) -> _Draft:
+    patient_id, problems = _common(source, procedure, subjects)
     therapy = immunotherapy_of(procedure.code, settings)
     if therapy is None:
         codes = "; ".join(

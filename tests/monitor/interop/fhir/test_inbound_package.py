@@ -15,6 +15,7 @@ PUBLIC = (
     "BUNDLE_ELEMENTS",
     "DOMAIN_TERMS",
     "GRADING_STATUSES",
+    "LOOKUP_TYPES",
     "MAPPED_TYPES",
     "ORDER_STATUSES",
     "BundleKind",
@@ -23,6 +24,7 @@ PUBLIC = (
     "MappedEvent",
     "map_fhir",
     "patient_id_of",
+    "pseudonym",
 )
 
 FIRST_IMPORT = """
