@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, update
@@ -152,7 +152,7 @@ CLAIM_MARGIN_S = 30.0
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     url: str
-    secrets: tuple[str, ...]  # the active ones, oldest first
+    secrets: tuple[str, ...] = field(repr=False)  # the active ones, oldest first
     active: bool
     attempt_id: int
     attempt_number: int

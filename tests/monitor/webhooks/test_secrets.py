@@ -9,21 +9,31 @@ import base64
 import datetime as dt
 import json
 import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, SQLModel
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from svix.webhooks import Webhook as SvixWebhook
 
 from monitor.alerts.service import add_alerts
 from monitor.services import Services
-from monitor.storage.models import AlertRow
-from monitor.webhooks import signing
+from monitor.settings import Settings
+from monitor.storage.database import make_engine
+from monitor.storage.models import AlertRow, WebhookEndpointRow, WebhookSecretRow
+from monitor.webhooks import service, signing
 from monitor.webhooks.delivery import deliver, fan_out
 from monitor.webhooks.service import MAX_ACTIVE_SECRETS
 from tests.common.service import Api, rows
 from tests.common.webhook_receiver import Received, Receiver
-from tests.conftest import FIXED_NOW
+from tests.conftest import FIXED_NOW, PG_URL, require_server
 
 OLD = "whsec_" + base64.b64encode(b"the-old-secret-of-the-pager-endpoint").decode()
 
@@ -218,3 +228,88 @@ def test_an_endpoint_has_a_bounded_number_of_active_secrets(api: Api, services: 
     assert rows(services, count) == [{"n": MAX_ACTIVE_SECRETS}]
     assert retire(api, hook["id"], hook["secrets"][0]["id"]).status_code == 200
     assert add_secret(api, hook["id"]).status_code == 201  # room again
+
+
+def test_a_secret_given_at_registration_must_be_whsec(api: Api, services: Services) -> None:
+    short = "whsec_" + base64.b64encode(b"k" * 23).decode()
+    body = {"name": "pager", "url": "https://hooks.example.org/x", "secret": short}
+    response = api.client.post("/v1/admin/webhooks", json=body, headers=api.headers("admin"))
+    assert response.status_code == 422
+    assert response.json()["errors"] == [
+        {
+            "field": "body.secret",
+            "message": "Value error, must encode 24 to 64 random bytes; this one encodes 23",
+        }
+    ]
+    assert rows(services, "SELECT count(*) AS n FROM webhook_secret") == [{"n": 0}]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]:
+    """The service's own engine (SQLite: BEGIN IMMEDIATE), or one on a throwaway PostgreSQL
+    database, with the tables."""
+    if request.param == "sqlite":
+        built = make_engine(Settings(database_url=f"sqlite:///{tmp_path}/race.db"))
+        SQLModel.metadata.create_all(built)
+        yield built
+        built.dispose()
+        return
+    url = make_url(PG_URL)
+    require_server("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
+    name = f"bipn_secrets_{secrets.token_hex(4)}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    built = make_engine(Settings(database_url=url.set(database=name).render_as_string(False)))
+    try:
+        SQLModel.metadata.create_all(built)
+        yield built
+    finally:
+        built.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_two_retirements_at_once_leave_one_secret(engine: Engine) -> None:
+    """The second waits for the first (the endpoint's row lock; SQLite's write lock), then
+    finds its secret the last one: a 409, not an endpoint without secrets."""
+    with Session(engine) as session, session.begin():
+        endpoint = WebhookEndpointRow(name="x", url="https://x.example/", created_at=FIXED_NOW)
+        session.add(endpoint)
+        session.flush()
+        assert endpoint.id is not None
+        keys = [
+            WebhookSecretRow(
+                endpoint_id=endpoint.id, secret=signing.new_secret(), created_at=FIXED_NOW
+            )
+            for _ in range(2)
+        ]
+        session.add_all(keys)
+        session.flush()
+        webhook_id, (first, second) = endpoint.id, [k.id for k in keys]
+    outcome: list[object] = []
+
+    def retire_second() -> None:
+        with Session(engine) as other, other.begin():
+            try:
+                service.retire_secret(
+                    other, webhook_id=webhook_id, secret_id=second or 0, now=FIXED_NOW
+                )
+                outcome.append("retired")
+            except service.SecretRefusedError as refused:
+                outcome.append(refused.status)
+
+    with Session(engine) as session, session.begin():
+        service.retire_secret(session, webhook_id=webhook_id, secret_id=first or 0, now=FIXED_NOW)
+        racer = threading.Thread(target=retire_second)
+        racer.start()
+        time.sleep(0.5)
+        assert outcome == []  # waiting for this transaction
+    racer.join(10)
+    assert outcome == [409]
+    with engine.connect() as connection:
+        active = connection.execute(
+            text("SELECT id FROM webhook_secret WHERE retired_at IS NULL")
+        ).scalars()
+        assert list(active) == [second]
