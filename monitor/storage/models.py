@@ -169,23 +169,34 @@ class SchedulerLeaseRow(SQLModel, table=True):
 
 
 class WebhookEndpointRow(SQLModel, table=True):
-    """An integration endpoint registered by `admin`: where alerts go, which ones, how signed.
-
-    The secret is kept as given: signing needs it (HMAC). Filters are JSON lists; empty means
-    all."""
+    """An integration endpoint registered by `admin`: where alerts go and which ones (its
+    signing secrets are `WebhookSecretRow`s). Filters are JSON lists; empty means all."""
 
     __tablename__ = "webhook_endpoint"
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=64)
     url: str = Field(max_length=2048)
-    secret: str = Field(max_length=256)
     severities: str = Field(default="[]", sa_type=Text)
     audiences: str = Field(default="[]", sa_type=Text)
     units: str = Field(default="[]", sa_type=Text)
     kinds: str = Field(default="[]", sa_type=Text)
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     disabled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookSecretRow(SQLModel, table=True):
+    """A signing secret of an endpoint (`whsec_...`), kept as given: signing needs it (HMAC).
+    Every active one (`retired_at` unset) signs each request, so a receiver can move to a new
+    secret before the old one is retired; an endpoint always keeps at least one."""
+
+    __tablename__ = "webhook_secret"
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(foreign_key="webhook_endpoint.id", index=True)
+    secret: str = Field(max_length=512)  # a migrated pre-whsec_ secret is longer than 94
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    retired_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class WebhookDeliveryRow(SQLModel, table=True):

@@ -2,20 +2,19 @@
 
 Deliveries are written in the transaction that raises the alert (an outbox) and sent by a task
 (`monitor.deliver_webhook`, or the embedded worker's delivery thread) after the commit. Each
-send is HMAC-SHA256 signed over `"{timestamp}.{body}"`; receivers check the signature and
-reject old timestamps (replay protection). Delivery is at least once: the
-`X-BIPN-Delivery` header is the same on every attempt, for receivers to drop repeats.
+send is signed as Standard Webhooks specify (`monitor.webhooks.signing`), once per active
+secret of the endpoint; receivers check a signature and reject old timestamps (replay
+protection). Delivery is at least once: the `webhook-id` header (the delivery's id) is the same
+on every attempt, for receivers to drop repeats.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, update
@@ -34,10 +33,12 @@ from monitor.storage.models import (
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
+    WebhookSecretRow,
 )
-from monitor.webhooks import egress
+from monitor.webhooks import egress, signing
 from monitor.webhooks.outcome import (
     ENDPOINT_DISABLED,
+    NO_SECRET,
     SEND_ERRORS,
     Decision,
     Sent,
@@ -50,39 +51,31 @@ from policies.decisions import utc_text, utc_text_or_none
 log = logging.getLogger("monitor.webhooks")
 
 TASK_NAME = "monitor.deliver_webhook"
-SIGNATURE_HEADER = "X-BIPN-Signature"
-TIMESTAMP_HEADER = "X-BIPN-Timestamp"
-DELIVERY_HEADER = "X-BIPN-Delivery"
+# What the body is, for receivers that route before parsing (not a Standard Webhooks header)
 EVENT_HEADER = "X-BIPN-Event"
-SIGNATURE_TOLERANCE_S = 300
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """`sha256=<hex>`: HMAC-SHA256 with the endpoint's secret over `"{timestamp}.{body}"`."""
-    message = str(timestamp).encode() + b"." + body
-    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+def active_secrets(session: Session, endpoint_ids: list[int]) -> dict[int, list[WebhookSecretRow]]:
+    """Each endpoint's secrets not retired, oldest first."""
+    grouped: dict[int, list[WebhookSecretRow]] = {e: [] for e in endpoint_ids}
+    if not endpoint_ids:
+        return grouped
+    rows = session.execute(
+        select(WebhookSecretRow)
+        .where(
+            col(WebhookSecretRow.endpoint_id).in_(endpoint_ids),
+            col(WebhookSecretRow.retired_at).is_(None),
+        )
+        .order_by(col(WebhookSecretRow.id))
+    ).scalars()
+    for row in rows:
+        grouped[row.endpoint_id].append(row)
+    return grouped
 
 
-def verify(
-    secret: str,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    now: float | None = None,
-    tolerance_s: float = SIGNATURE_TOLERANCE_S,
-) -> bool:
-    """What a receiver does (documented in the README): the timestamp is recent and the
-    signature matches, compared in constant time."""
-    if not timestamp.isdigit():
-        return False
-    current = time.time() if now is None else now
-    if abs(current - int(timestamp)) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, int(timestamp), body), signature)
-
-
-def endpoint_view(endpoint: WebhookEndpointRow) -> dict[str, Any]:
-    """An endpoint for `admin`; the secret is never shown again after registration."""
+def endpoint_view(endpoint: WebhookEndpointRow, secrets: list[WebhookSecretRow]) -> dict[str, Any]:
+    """An endpoint for `admin`, its active secrets by id only: a secret is shown once, when
+    created."""
     return {
         "id": endpoint.id,
         "name": endpoint.name,
@@ -95,6 +88,7 @@ def endpoint_view(endpoint: WebhookEndpointRow) -> dict[str, Any]:
         },
         "created_at": utc_text(endpoint.created_at),
         "active": endpoint.disabled_at is None,
+        "secrets": [{"id": s.id, "created_at": utc_text(s.created_at)} for s in secrets],
     }
 
 
@@ -158,7 +152,7 @@ CLAIM_MARGIN_S = 30.0
 @dataclass(frozen=True, slots=True)
 class _Claimed:
     url: str
-    secret: str
+    secrets: tuple[str, ...] = field(repr=False)  # the active ones, oldest first
     active: bool
     attempt_id: int
     attempt_number: int
@@ -220,6 +214,7 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
         alert = session.get(AlertRow, delivery.alert_id)
         assert endpoint is not None
         assert alert is not None
+        keys = active_secrets(session, [delivery.endpoint_id])[delivery.endpoint_id]
         ack = session.execute(
             select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
         ).scalar_one_or_none()
@@ -249,7 +244,7 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
         payload = {"type": "alert", "delivery_id": delivery_id, "alert": alert_view(alert, ack)}
         return _Claimed(
             url=endpoint.url,
-            secret=endpoint.secret,
+            secrets=tuple(k.secret for k in keys),
             active=endpoint.disabled_at is None,
             attempt_id=attempt.id,
             attempt_number=number,
@@ -263,13 +258,12 @@ def _send(settings: Settings, delivery_id: int, claimed: _Claimed) -> Sent:
     response read up to `webhook_max_response_bytes`. A disabled endpoint is not called."""
     if not claimed.active:
         return ENDPOINT_DISABLED
-    timestamp = int(time.time())
+    if not claimed.secrets:
+        return NO_SECRET
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "bipn-monitor-webhooks/1",
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(claimed.secret, timestamp, claimed.body),
-        DELIVERY_HEADER: str(delivery_id),
+        **signing.headers(claimed.secrets, str(delivery_id), int(time.time()), claimed.body),
         EVENT_HEADER: "alert",
     }
     try:

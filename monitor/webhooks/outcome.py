@@ -42,6 +42,8 @@ class Sent:
 
 
 ENDPOINT_DISABLED = Sent(None, "the endpoint was disabled", refused=True)
+# not reachable through the API (an endpoint keeps one secret): a request nobody could verify
+NO_SECRET = Sent(None, "the endpoint has no active secret", refused=True)
 
 
 @dataclass(frozen=True, slots=True)

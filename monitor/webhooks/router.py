@@ -1,4 +1,5 @@
-"""Webhook administration over HTTP (role `admin`): endpoints, deliveries, retries.
+"""Webhook administration over HTTP (role `admin`): endpoints, their secrets, deliveries,
+retries.
 
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
@@ -18,6 +19,7 @@ from monitor.webhooks.schemas import (
     DeliveryRequeued,
     EndpointList,
     EndpointView,
+    NewSecret,
     RegisteredEndpoint,
     WebhookRegistration,
 )
@@ -69,6 +71,55 @@ def disable_webhook(
         raise HTTPException(404, f"no webhook {webhook_id}")
     action = "DELETE /v1/admin/webhooks/{webhook_id}"
     services.audit.record(principal, action, f"webhook:{webhook_id}", 200, clock.now())
+    return view
+
+
+@router.post(
+    "/v1/admin/webhooks/{webhook_id}/secrets",
+    status_code=201,
+    summary="Add a signing secret (rotation): shown once, signs beside the active ones",
+    response_model=NewSecret,
+)
+def add_webhook_secret(
+    webhook_id: RowIdPath, principal: Admin, services: ServicesDep, clock: ClockDep
+) -> dict[str, Any]:
+    action = "POST /v1/admin/webhooks/{webhook_id}/secrets"
+    try:
+        with services.sessions.begin() as session:
+            created = service.add_secret(session, webhook_id=webhook_id, now=clock.now())
+    except service.SecretRefusedError as refused:
+        services.audit.record(
+            principal, action, f"webhook:{webhook_id}", refused.status, clock.now()
+        )
+        raise HTTPException(refused.status, refused.detail) from None
+    resource = f"webhook:{webhook_id}/secret:{created['id']}"
+    services.audit.record(principal, action, resource, 201, clock.now())
+    return created
+
+
+@router.delete(
+    "/v1/admin/webhooks/{webhook_id}/secrets/{secret_id}",
+    summary="Retire a signing secret (the last active one stays)",
+    response_model=EndpointView,
+)
+def retire_webhook_secret(
+    webhook_id: RowIdPath,
+    secret_id: RowIdPath,
+    principal: Admin,
+    services: ServicesDep,
+    clock: ClockDep,
+) -> dict[str, Any]:
+    action = "DELETE /v1/admin/webhooks/{webhook_id}/secrets/{secret_id}"
+    resource = f"webhook:{webhook_id}/secret:{secret_id}"
+    try:
+        with services.sessions.begin() as session:
+            view = service.retire_secret(
+                session, webhook_id=webhook_id, secret_id=secret_id, now=clock.now()
+            )
+    except service.SecretRefusedError as refused:
+        services.audit.record(principal, action, resource, refused.status, clock.now())
+        raise HTTPException(refused.status, refused.detail) from None
+    services.audit.record(principal, action, resource, 200, clock.now())
     return view
 
 

@@ -6,6 +6,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from monitor.alerts.schemas import Unit
 from monitor.alerts.service import AlertAudience, AlertKind
+from monitor.webhooks import signing
 from policies.decisions import Severity
 
 
@@ -25,10 +26,20 @@ class WebhookRegistration(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f]+$")]
     url: AnyHttpUrl
-    secret: Annotated[str, Field(min_length=16, max_length=256)] | None = Field(
-        default=None, description="HMAC key, 16+ characters; omitted: one is generated"
+    secret: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None,
+        description="a Standard Webhooks secret, `whsec_` + base64 of 24-64 random bytes; "
+        "omitted: one is generated",
     )
     filters: WebhookFilters = WebhookFilters()
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: str | None) -> str | None:
+        why = None if value is None else signing.secret_problem(value)
+        if why is not None:
+            raise ValueError(why)
+        return value
 
     @field_validator("url")
     @classmethod
@@ -47,8 +58,15 @@ class EndpointFilters(BaseModel):
     kind: list[str]
 
 
+class SecretView(BaseModel):
+    """An active signing secret, without its value (shown only when created)."""
+
+    id: int
+    created_at: str
+
+
 class EndpointView(BaseModel):
-    """An endpoint for `admin`; the secret is never shown again after registration."""
+    """An endpoint for `admin`; a secret is never shown again after it was created."""
 
     id: int
     name: str
@@ -56,10 +74,20 @@ class EndpointView(BaseModel):
     filters: EndpointFilters
     created_at: str
     active: bool
+    secrets: list[SecretView] = Field(description="the active secrets: each signs every request")
 
 
 class RegisteredEndpoint(EndpointView):
     secret: str = Field(description="shown this once: the receiver checks signatures with it")
+
+
+class NewSecret(BaseModel):
+    """A secret added to an endpoint: it signs from now on, beside the ones already active."""
+
+    id: int
+    webhook_id: int
+    created_at: str
+    secret: str = Field(description="shown this once: give it to the receiver")
 
 
 class EndpointList(BaseModel):

@@ -1,11 +1,10 @@
-"""Webhook administration (no HTTP): register, list, disable endpoints; list deliveries with
-their attempts; send a failed delivery again."""
+"""Webhook administration (no HTTP): register, list, disable endpoints; rotate their signing
+secrets; list deliveries with their attempts; send a failed delivery again."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 from typing import Any
 
 import httpcore
@@ -13,10 +12,16 @@ from pydantic import AnyHttpUrl
 from sqlmodel import Session, col, select
 
 from monitor.settings import Settings
-from monitor.storage.models import WebhookAttemptRow, WebhookDeliveryRow, WebhookEndpointRow
-from monitor.webhooks import egress
-from monitor.webhooks.delivery import delivery_view, endpoint_view
+from monitor.storage.models import (
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+    WebhookSecretRow,
+)
+from monitor.webhooks import egress, signing
+from monitor.webhooks.delivery import active_secrets, delivery_view, endpoint_view
 from monitor.webhooks.schemas import WebhookRegistration
+from policies.decisions import utc_text
 
 
 def destination_refusal(url: AnyHttpUrl, settings: Settings) -> str | None:
@@ -46,12 +51,11 @@ def register_endpoint(
     session: Session, *, registration: WebhookRegistration, now: dt.datetime
 ) -> dict[str, Any]:
     """The new endpoint, with its secret (the one time it is shown: the receiver needs it)."""
-    secret = registration.secret or secrets.token_urlsafe(32)
+    secret = registration.secret or signing.new_secret()
     filters = registration.filters
     row = WebhookEndpointRow(
         name=registration.name,
         url=str(registration.url),
-        secret=secret,
         severities=json.dumps(filters.severity),
         audiences=json.dumps(filters.audience),
         units=json.dumps(filters.unit),
@@ -60,12 +64,24 @@ def register_endpoint(
     )
     session.add(row)
     session.flush()
-    return {**endpoint_view(row), "secret": secret}
+    assert row.id is not None
+    key = WebhookSecretRow(endpoint_id=row.id, secret=secret, created_at=now)
+    session.add(key)
+    session.flush()
+    return {**endpoint_view(row, [key]), "secret": secret}
 
 
 def list_endpoints(session: Session) -> list[dict[str, Any]]:
-    rows = session.execute(select(WebhookEndpointRow).order_by(col(WebhookEndpointRow.id)))
-    return [endpoint_view(row) for row in rows.scalars()]
+    rows = list(
+        session.execute(select(WebhookEndpointRow).order_by(col(WebhookEndpointRow.id))).scalars()
+    )
+    keys = active_secrets(session, [row.id for row in rows if row.id is not None])
+    return [endpoint_view(row, keys[row.id or 0]) for row in rows]
+
+
+def _view(session: Session, row: WebhookEndpointRow) -> dict[str, Any]:
+    assert row.id is not None
+    return endpoint_view(row, active_secrets(session, [row.id])[row.id])
 
 
 def disable_endpoint(
@@ -77,7 +93,74 @@ def disable_endpoint(
         return None
     if row.disabled_at is None:
         row.disabled_at = now
-    return endpoint_view(row)
+    return _view(session, row)
+
+
+# An endpoint signs every request once per active secret: a few while rotating, not a pile.
+MAX_ACTIVE_SECRETS = 5
+
+
+class SecretRefusedError(Exception):
+    """Why a secret cannot be added or retired: 404 (unknown) or 409 (the last one, too
+    many). The message names ids only, never a secret."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _locked_endpoint(session: Session, webhook_id: int) -> WebhookEndpointRow:
+    """The endpoint, its row locked on PostgreSQL (SQLite serialises writers): two rotations
+    at once cannot both pass the checks on the count of active secrets."""
+    row = session.get(WebhookEndpointRow, webhook_id, with_for_update=True)
+    if row is None:
+        raise SecretRefusedError(404, f"no webhook {webhook_id}")
+    return row
+
+
+def add_secret(session: Session, *, webhook_id: int, now: dt.datetime) -> dict[str, Any]:
+    """A new generated secret for the endpoint, shown this once; the active ones keep
+    signing until retired. Raises `SecretRefusedError`."""
+    _locked_endpoint(session, webhook_id)
+    active = active_secrets(session, [webhook_id])[webhook_id]
+    if len(active) >= MAX_ACTIVE_SECRETS:
+        raise SecretRefusedError(
+            409,
+            f"webhook {webhook_id} already has {len(active)} active secrets, the most allowed: "
+            "retire one first (DELETE /v1/admin/webhooks/{id}/secrets/{secret_id})",
+        )
+    secret = signing.new_secret()
+    key = WebhookSecretRow(endpoint_id=webhook_id, secret=secret, created_at=now)
+    session.add(key)
+    session.flush()
+    return {
+        "id": key.id,
+        "webhook_id": webhook_id,
+        "created_at": utc_text(now),
+        "secret": secret,
+    }
+
+
+def retire_secret(
+    session: Session, *, webhook_id: int, secret_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """The endpoint without that secret: it signs nothing from now on (retiring it again
+    changes nothing). The last active secret stays. Raises `SecretRefusedError`."""
+    endpoint = _locked_endpoint(session, webhook_id)
+    key = session.get(WebhookSecretRow, secret_id)
+    if key is None or key.endpoint_id != webhook_id:
+        raise SecretRefusedError(404, f"webhook {webhook_id} has no secret {secret_id}")
+    if key.retired_at is None:
+        active = active_secrets(session, [webhook_id])[webhook_id]
+        if [k.id for k in active] == [secret_id]:
+            raise SecretRefusedError(
+                409,
+                f"secret {secret_id} is the last active secret of webhook {webhook_id}: add "
+                "its successor first (POST /v1/admin/webhooks/{id}/secrets)",
+            )
+        key.retired_at = now
+    return _view(session, endpoint)
 
 
 def list_deliveries(

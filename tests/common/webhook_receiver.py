@@ -1,20 +1,18 @@
 """A webhook receiver for tests: a real HTTP server on a free loopback port, in a thread.
 
-It records every request and answers from a script, per delivery (the `X-BIPN-Delivery`
+It records every request and answers from a script, per delivery (the `webhook-id`
 header): `script([500, 500, 200])` makes each delivery see 500, 500, then 200, and the default
 status after the script runs out. An entry is a status or `(status, headers)`, e.g.
 `(429, {"Retry-After": "1"})`.
 
-Signatures are checked here with the receiver's own code (what an integrator writes from the
-README), not with `monitor.webhooks.delivery.verify`: HMAC-SHA256 with the endpoint's secret over
-`f"{timestamp}.".encode() + body`, sent as `X-BIPN-Signature: sha256=<hex>`, and the
-`X-BIPN-Timestamp` must be recent.
+Signatures are checked here as an integrator's receiver does (the README), with the Standard
+Webhooks library, not with the service's code: `Webhook(secret).verify(body, headers)` accepts
+the request when one of the `webhook-signature` values matches the secret and the
+`webhook-timestamp` is within 5 minutes.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -23,25 +21,18 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TOLERANCE_S = 300
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 Answer = int | tuple[int, dict[str, str]]
 
 
-def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return "sha256=" + digest.hexdigest()
-
-
 def signature_valid(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The signature header matches this secret (constant-time comparison)."""
-    timestamp = headers.get("x-bipn-timestamp", "")
-    given = headers.get("x-bipn-signature", "")
-    return hmac.compare_digest(expected_signature(secret, timestamp, body), given)
-
-
-def timestamp_recent(headers: dict[str, str], tolerance_s: float = TOLERANCE_S) -> bool:
-    text = headers.get("x-bipn-timestamp", "")
-    return text.isdigit() and abs(time.time() - int(text)) <= tolerance_s
+    """The Standard Webhooks library accepts the request with this secret."""
+    try:
+        Webhook(secret).verify(body, headers)
+    except WebhookVerificationError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -61,7 +52,7 @@ class Received:
 
     @property
     def delivery(self) -> str:
-        return self.headers.get("x-bipn-delivery", "")
+        return self.headers.get("webhook-id", "")
 
 
 class Receiver:
@@ -140,13 +131,9 @@ class Receiver:
         headers = {name.lower(): value for name, value in handler.headers.items()}
         path = handler.path
         secret = self.secrets.get(path)
-        signature_ok = (
-            None
-            if secret is None
-            else signature_valid(secret, headers, body) and timestamp_recent(headers)
-        )
+        signature_ok = None if secret is None else signature_valid(secret, headers, body)
         with self._lock:
-            key = (path, headers.get("x-bipn-delivery", ""))
+            key = (path, headers.get("webhook-id", ""))
             index = self._seen.get(key, 0)
             self._seen[key] = index + 1
             answer = self._script[index] if index < len(self._script) else self._default

@@ -16,6 +16,7 @@ on the machine's PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -42,7 +43,7 @@ from tests.integration.conftest import (
     wait_until,
 )
 
-SECRET = "s3cret-of-the-production-receiver"
+SECRET = "whsec_" + base64.b64encode(b"s3cret-of-the-production-receiver").decode()
 BACKOFF_S = 0.2
 WEBHOOK_ENV = {
     "MONITOR_WEBHOOK_BACKOFF_S": str(BACKOFF_S),

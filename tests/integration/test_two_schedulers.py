@@ -37,7 +37,8 @@ from monitor.scheduler.runner import run_jobs
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
-from monitor.storage.models import WebhookEndpointRow
+from monitor.storage.models import WebhookEndpointRow, WebhookSecretRow
+from monitor.webhooks.signing import new_secret
 from policies import parse_event
 from tests.common import factories as f
 from tests.common.service import RecordingDispatcher as Recorder
@@ -98,15 +99,16 @@ def seed(url: str) -> Seeded:
     for patient in sorted({str(b["patient_id"]) for b in bodies}):
         processing.process_patient(services.sessions, services.pack, patient, SEEDED)
     with services.sessions.begin() as session:
-        session.add(
-            WebhookEndpointRow(
-                name="pager",
-                url="http://127.0.0.1:9/hook",
-                secret="s3cret",
-                kinds='["reminder", "escalation"]',
-                created_at=SEEDED,
-            )
+        pager = WebhookEndpointRow(
+            name="pager",
+            url="http://127.0.0.1:9/hook",
+            kinds='["reminder", "escalation"]',
+            created_at=SEEDED,
         )
+        session.add(pager)
+        session.flush()
+        assert pager.id is not None
+        session.add(WebhookSecretRow(endpoint_id=pager.id, secret=new_secret(), created_at=SEEDED))
     with services.engine.connect() as conn:
         urgent = {
             str(patient): int(alert_id)

@@ -47,7 +47,7 @@ class TrickleReceiver:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.requests: list[tuple[float, str]] = []  # (arrival, X-BIPN-Delivery)
+        self.requests: list[tuple[float, str]] = []  # (arrival, webhook-id)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -75,7 +75,7 @@ class TrickleReceiver:
             head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
             delivery = next(
                 (line.split(":", 1)[1].strip() for line in head.split("\r\n")
-                 if line.lower().startswith("x-bipn-delivery:")),
+                 if line.lower().startswith("webhook-id:")),
                 "",
             )  # fmt: skip
             with self._lock:

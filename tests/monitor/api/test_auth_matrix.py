@@ -18,6 +18,8 @@ from monitor.api.guard import leaf_routes
 from monitor.auth.roles import ROLES, Role
 from monitor.auth.tokens import Principal, authenticate, create_token, hash_token
 from monitor.processing.jobs import dead_letter
+from monitor.storage.models import WebhookSecretRow
+from monitor.webhooks.signing import new_secret
 from tests.common import factories as f
 from tests.common.cds import draft_order, hook_request
 from tests.common.service import RunningService, rows, running_service
@@ -48,6 +50,8 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/v1/admin/webhooks"): set(),
     ("GET", "/v1/admin/webhooks"): set(),
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): set(),
+    ("POST", "/v1/admin/webhooks/{webhook_id}/secrets"): set(),
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}/secrets/{secret_id}"): set(),
     ("GET", "/v1/admin/webhook-deliveries"): set(),
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): set(),
     ("POST", "/v1/admin/quarantined-events"): set(),
@@ -90,6 +94,8 @@ SUCCESS = {
     ("POST", "/v1/admin/webhooks"): 201,
     ("GET", "/v1/admin/webhooks"): 200,
     ("DELETE", "/v1/admin/webhooks/{webhook_id}"): 200,
+    ("POST", "/v1/admin/webhooks/{webhook_id}/secrets"): 201,
+    ("DELETE", "/v1/admin/webhooks/{webhook_id}/secrets/{secret_id}"): 200,
     ("GET", "/v1/admin/webhook-deliveries"): 200,
     ("POST", "/v1/admin/webhook-deliveries/{delivery_id}/retry"): 202,
     ("POST", "/v1/admin/quarantined-events"): 200,
@@ -169,6 +175,12 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         create_token(running.services.sessions, "nurse", "to-revoke", FIXED_NOW)
         [newest] = rows(running.services, "SELECT max(id) AS id FROM api_token")
         concrete = concrete.replace("{token_id}", str(newest["id"]))
+    if "{secret_id}" in path:  # a second secret of webhook 1 to retire (its first one stays)
+        with running.services.sessions.begin() as session:
+            added = WebhookSecretRow(endpoint_id=1, secret=new_secret(), created_at=FIXED_NOW)
+            session.add(added)
+            session.flush()
+        concrete = path.replace("{webhook_id}", "1").replace("{secret_id}", str(added.id))
     if "{decision_id}" in path:
         [first] = rows(
             running.services, "SELECT min(decision_id) AS d FROM decision WHERE patient_id = 'P1'"

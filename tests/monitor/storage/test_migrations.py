@@ -1,9 +1,13 @@
 """The Alembic migrations: head matches the models, and 0002 carries data already on file
-(alert ids continue, reminders work for courses stored before it), on SQLite and PostgreSQL."""
+(alert ids continue, reminders work for courses stored before it), as 0007 does webhook
+secrets, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Iterator
@@ -17,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
+from standardwebhooks.webhooks import Webhook
 
 from monitor.storage.migrate import alembic_config, upgrade
 from monitor.storage.models import AlertRow, DecisionRow, PatientRow
@@ -108,3 +113,42 @@ def test_0002_carries_the_data_on_file(engine: Engine) -> None:
         assert patient is not None
         assert patient.reassessment_due_at == due
         assert session.query(AlertRow).count() == 2
+
+
+def test_0007_moves_each_endpoint_secret_to_its_whsec_form_and_back(engine: Engine) -> None:
+    """The key stays the same bytes: a receiver holding the old secret keeps its key (in the
+    `whsec_` form, for the Standard Webhooks library); downgrading gives the old text back."""
+    _upgrade_to(engine, "0006")
+    old = "s3cret-of-an-old-endpoint"
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO webhook_endpoint (id, name, url, secret, severities, audiences, "
+                "units, kinds, created_at) VALUES (1, 'pager', 'https://h.example/x', :secret, "
+                "'[]', '[]', '[]', '[]', '2026-10-01 12:00:00.000000')"
+            ),
+            {"secret": old},
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        moved = connection.execute(
+            text("SELECT endpoint_id, secret, created_at, retired_at FROM webhook_secret")
+        ).all()
+        columns = connection.execute(text("SELECT * FROM webhook_endpoint")).keys()
+    [(endpoint_id, secret, created_at, retired_at)] = moved
+    assert (endpoint_id, retired_at) == (1, None)
+    assert str(created_at).startswith("2026-10-01 12:00:00")
+    assert secret == "whsec_" + base64.b64encode(old.encode()).decode()
+    digest = hmac.new(old.encode(), b"1.1790000000.{}", hashlib.sha256).digest()
+    assert Webhook(secret).sign("1", dt.datetime.fromtimestamp(1790000000, dt.UTC), "{}") == (
+        "v1," + base64.b64encode(digest).decode()
+    )
+    assert "secret" not in list(columns)
+
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0006")
+    with engine.connect() as connection:
+        back = connection.execute(text("SELECT id, secret FROM webhook_endpoint")).all()
+    assert [tuple(row) for row in back] == [(1, old)]
