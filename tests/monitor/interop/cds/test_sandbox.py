@@ -5,72 +5,28 @@ origin; CORS on the CDS Hooks routes only, for the allowed origins only."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.testclient import TestClient
 
-from tests.common.cds import CHECK, SELECT, CdsService, Keys, cds_service
+from tests.common.cds import CHECK, SELECT, CdsService
 from tests.common.cds_sandbox import (
     SANDBOX_ISSUER,
-    SANDBOX_JWKS_URL,
     SANDBOX_ORDER_ID,
     SANDBOX_ORIGIN,
     call_headers,
     preflight_headers,
-    sandbox_client,
     sandbox_jwt,
     sandbox_order,
     sandbox_request,
 )
 from tests.common.service import rows
 
+pytestmark = pytest.mark.usefixtures("sandbox_jwks_served")
 BASE = "http://testserver/cds-services"
 ELSEWHERE = "https://evil.example"
-
-
-@pytest.fixture(scope="module")
-def sandbox_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP384R1())
-
-
-@pytest.fixture(scope="module")
-def sandbox_jwks(sandbox_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
-    return sandbox_client(sandbox_key)[1]
-
-
-@pytest.fixture(scope="module")
-def sandboxed(
-    tmp_path_factory: pytest.TempPathFactory,
-    keys: Keys,
-    jwks_url: str,
-    sandbox_key: ec.EllipticCurvePrivateKey,
-) -> Iterator[CdsService]:
-    """The service with the sandbox as a client and its origin allowed."""
-    client, _ = sandbox_client(sandbox_key)
-    with cds_service(
-        tmp_path_factory.mktemp("sandbox"),
-        keys,
-        jwks_url,
-        extra_clients=(client,),
-        cds_allowed_origins=[SANDBOX_ORIGIN, "http://localhost:8080"],
-    ) as service:
-        yield service
-
-
-@pytest.fixture(autouse=True)
-def sandbox_jwks_url(monkeypatch: pytest.MonkeyPatch, sandbox_jwks: dict[str, Any]) -> None:
-    """The sandbox's real JWK Set URL answers the test key's JWK Set (no network in tests);
-    any other URL is fetched as usual."""
-    fetch = jwt.PyJWKClient.fetch_data
-
-    def fetch_data(self: jwt.PyJWKClient) -> Any:
-        return sandbox_jwks if self.uri == SANDBOX_JWKS_URL else fetch(self)
-
-    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", fetch_data)
 
 
 def preflight(client: TestClient, path: str, method: str, *headers: str) -> Any:
