@@ -42,7 +42,7 @@ ATC = "http://www.whocc.no/atc"
 # The service's own FHIR namespace: its code systems, extensions and identifier systems.
 FHIR_BASE = "https://bipn-monitor.example/fhir"
 # a browser's Origin header: scheme, host (lower case, as browsers serialise it), optional port
-_ORIGIN = re.compile(r"^https?://([a-z0-9.-]+|\[[0-9a-f:]+\])(:[0-9]{1,5})?$")
+_ORIGIN = re.compile(r"https?://([a-z0-9.-]+|\[[0-9a-f:]+\])(:[0-9]{1,5})?")
 
 
 def _coding(value: str) -> str:
@@ -375,7 +375,7 @@ class Settings(BaseSettings):
     def _origins(cls, value: list[str]) -> list[str]:
         """Exact origins as browsers send them: no wildcard, path or trailing slash."""
         for origin in value:
-            if not _ORIGIN.match(origin):
+            if not _ORIGIN.fullmatch(origin):
                 raise ValueError(
                     f"{origin!r} is not an origin: scheme://host[:port] in lower case, without "
                     "path, trailing slash or wildcard (e.g. https://sandbox.cds-hooks.org)"

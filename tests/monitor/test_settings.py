@@ -62,7 +62,7 @@ def test_monitor_policy_refuses_an_unknown_version(monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize(
     "origin",
     ["*", "https://sandbox.cds-hooks.org/", "https://ehr.example/app", "Https://EHR.example",
-     "sandbox.cds-hooks.org", "null", "https://*.example.org"],
+     "sandbox.cds-hooks.org", "null", "https://*.example.org", "https://ehr.example\n"],
 )  # fmt: skip
 def test_cds_allowed_origins_are_exact_origins(origin: str) -> None:
     with pytest.raises(ValidationError, match="is not an origin") as raised:
