@@ -22,6 +22,12 @@ requests it sends, rebuilt here from reading its source (github.com/cds-hooks/sa
   default server is DSTU2, for which it sends a `MedicationOrder`): id `request-123`, status
   draft, `authoredOn` today, a dose of `{pill}` units `daily`/`bid`/... (periodUnit `d`), a
   supply of 30 days, intent order and `category` as ONE CodeableConcept object (R4 has a list).
+- Feedback: `src/components/CardList/card-list.jsx` POSTs `{feedback: [one item]}` to
+  `<service URL>/feedback` (aud = that URL, `Content-Type: application/json`): taking a
+  suggestion sends `{card, outcome: accepted, acceptedSuggestions: [{id: <suggestion
+  uuid>}], outcomeTimestamp}`, dismissing a card `{card, outcome: overridden,
+  outcomeTimestamp, overrideReason?: {reason: {code, system?}}}`; the time is
+  `new Date().toISOString()` (milliseconds, `Z`).
 - The browser adds `Origin: https://sandbox.cds-hooks.org` and, as `Authorization` and the JSON
   `Content-Type` are not CORS-safelisted, sends a preflight first: `OPTIONS` with
   `Access-Control-Request-Method` and `Access-Control-Request-Headers: authorization,content-
@@ -30,6 +36,7 @@ requests it sends, rebuilt here from reading its source (github.com/cds-hooks/sa
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from typing import Any
@@ -154,6 +161,21 @@ def sandbox_request(
             "subject": "48163c5e-88b5-4cb3-92d3-23b800caa927",
         }
     return body
+
+
+def sandbox_feedback(card: dict[str, Any], *, accept: bool) -> dict[str, Any]:
+    """The feedback body the sandbox sends when its user takes the card's first suggestion
+    (`accept`) or dismisses the card with its first override reason."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    item: dict[str, Any] = {"card": card["uuid"], "outcomeTimestamp": now}
+    if accept:
+        item["outcome"] = "accepted"
+        item["acceptedSuggestions"] = [{"id": card["suggestions"][0]["uuid"]}]
+    else:
+        item["outcome"] = "overridden"
+        reason = card["overrideReasons"][0]
+        item["overrideReason"] = {"reason": {"code": reason["code"], "system": reason["system"]}}
+    return {"feedback": [item]}
 
 
 def preflight_headers(method: str, *request_headers: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ from tests.common.cds_sandbox import (
     SANDBOX_ORIGIN,
     call_headers,
     preflight_headers,
+    sandbox_feedback,
     sandbox_jwt,
     sandbox_order,
     sandbox_request,
@@ -96,6 +97,37 @@ def test_an_order_call_as_the_sandbox_gets_its_cards_with_cors(
     assert stored["principal"] == f"cds:{SANDBOX_ISSUER}"
 
 
+@pytest.mark.parametrize("accept", [True, False])
+def test_the_sandbox_feedback_is_recorded(
+    sandboxed: CdsService, sandbox_key: ec.EllipticCurvePrivateKey, accept: bool
+) -> None:
+    order = sandbox_order("P-HELD", category_as_list=True)
+    body = sandbox_request("order-sign", "P-HELD", order)
+    cards = post(sandboxed.client, CHECK, body, sandbox_jwt(sandbox_key, f"{BASE}/{CHECK}"))
+    [card] = cards.json()["cards"]
+    path = f"/cds-services/{CHECK}/feedback"
+    assert_allowed_preflight(
+        preflight(sandboxed.client, path, "POST", "authorization", "content-type"), "POST"
+    )
+    token = sandbox_jwt(sandbox_key, f"http://testserver{path}")
+    response = sandboxed.client.post(
+        path,
+        content=json.dumps(sandbox_feedback(card, accept=accept)),
+        headers={k: v for k, v in call_headers(token).items() if k != "Accept"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["access-control-allow-origin"] == SANDBOX_ORIGIN
+    assert response.json() == {"recorded": 1, "duplicates": 0}
+    [stored] = rows(
+        sandboxed.services,
+        "SELECT f.outcome, f.override_code FROM cds_feedback f JOIN cds_card c "
+        "ON c.id = f.card_id WHERE c.uuid = :u",
+        u=card["uuid"],
+    )
+    reason = None if accept else card["overrideReasons"][0]["code"]
+    assert stored == {"outcome": "accepted" if accept else "overridden", "override_code": reason}
+
+
 def test_the_sandbox_dose_in_pills_is_an_unreadable_dosage_card(
     sandboxed: CdsService, sandbox_key: ec.EllipticCurvePrivateKey
 ) -> None:
@@ -161,6 +193,8 @@ def test_the_rest_of_the_api_sends_no_cors_headers(sandboxed: CdsService) -> Non
     for path in ("/v1/patients/P-ACT", "/healthz", "/fhir/r4"):
         response = sandboxed.client.options(path, headers=preflight_headers("GET", "authorization"))
         assert "access-control-allow-origin" not in response.headers, path
+        # the guard lets only the CDS routes' preflights through without a token
+        assert response.status_code == (405 if path == "/healthz" else 401), path
         response = sandboxed.client.get(
             path, headers={"Origin": SANDBOX_ORIGIN, **sandboxed.headers("admin")}
         )
