@@ -19,6 +19,7 @@ from monitor.auth.router import router as auth_router
 from monitor.chair.router import router as chair_router
 from monitor.ingest.router import OPENAPI_COMPONENTS as EVENT_COMPONENTS
 from monitor.ingest.router import router as ingest_router
+from monitor.interop.cds.cors import CdsCors
 from monitor.interop.cds.jwt_auth import JwtVerifier
 from monitor.interop.cds.router import OPENAPI_COMPONENTS as CDS_COMPONENTS
 from monitor.interop.cds.router import router as cds_router
@@ -61,13 +62,18 @@ def create_app(services: Services) -> FastAPI:
     )
     # what the dependencies read (monitor.api.deps): one set per app
     app.state.services = services
-    app.state.cds_verifier = JwtVerifier(services.settings.cds_clients)  # bad keys: no start
+    app.state.cds_verifier = JwtVerifier(  # bad keys: no start
+        services.settings.cds_clients, services.settings.cds_jwt_max_lifetime_s
+    )
     app.state.database_metrics = CollectorRegistry(auto_describe=False)
     app.state.database_metrics.register(DatabaseCollector(services))
 
     add_error_handlers(app)
     # the guard within the request log: every answer, the guard's 401/413/422 too, is logged
     app.add_middleware(RequestGuard, services=services)
+    # CORS for the CDS Hooks routes only, outside the guard: it answers preflights itself and
+    # its headers are on the guard's refusals too
+    app.add_middleware(CdsCors, origins=services.settings.cds_allowed_origins)
     app.add_middleware(RequestLog)
 
     for router in ROUTERS:

@@ -41,6 +41,8 @@ MEDDRA = "http://terminology.hl7.org/CodeSystem/MDRAE"
 ATC = "http://www.whocc.no/atc"
 # The service's own FHIR namespace: its code systems, extensions and identifier systems.
 FHIR_BASE = "https://bipn-monitor.example/fhir"
+# a browser's Origin header: scheme, host (lower case, as browsers serialise it), optional port
+_ORIGIN = re.compile(r"https?://([a-z0-9.-]+|\[[0-9a-f:]+\])(:[0-9]{1,5})?")
 
 
 def _coding(value: str) -> str:
@@ -295,6 +297,17 @@ class Settings(BaseSettings):
         description="CDS Hooks clients (JSON list of {iss, jwks_url | jwks | public_key}) "
         "whose signed JWTs are accepted; a bearer token of this service is accepted too",
     )
+    cds_jwt_max_lifetime_s: Annotated[float, Field(gt=0, le=3_600)] = Field(
+        default=300.0,
+        description="the longest a CDS Hooks JWT may be valid (exp - iat, and exp from now), "
+        "plus 30 s of clock skew: a client signs a new short-lived token for every call",
+    )
+    cds_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins (scheme://host[:port]) that may call the CDS Hooks "
+        "routes (/cds-services and below) cross-origin, e.g. https://sandbox.cds-hooks.org; "
+        "empty: no CORS headers. The rest of the API never sends CORS headers",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     fixed_now: dt.datetime | None = Field(
         default=None,
@@ -362,6 +375,18 @@ class Settings(BaseSettings):
             return None
         if not re.match(r"^https?://[^/\s]+(/\S*)?$", value) or value.endswith("/"):
             raise ValueError(f"{value!r} is not an http(s) URL without a trailing slash")
+        return value
+
+    @field_validator("cds_allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Exact origins as browsers send them: no wildcard, path or trailing slash."""
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme://host[:port] in lower case, without "
+                    "path, trailing slash or wildcard (e.g. https://sandbox.cds-hooks.org)"
+                )
         return value
 
     @field_validator("escalation_targets")

@@ -65,6 +65,18 @@ def is_public(method: str, path: str) -> bool:
     return path == CDS_PREFIX and method in ("GET", "HEAD", "OPTIONS")
 
 
+def is_cds_preflight(method: str, path: str, headers: Headers) -> bool:
+    """A CORS preflight of a CDS Hooks route: browsers send it without credentials (Fetch
+    standard), so no token is asked of it; it does no work (`CdsCors` answers it, or the app's
+    405 when CORS is off), and it is not a refused call for the audit log."""
+    return (
+        method == "OPTIONS"
+        and path.startswith(f"{CDS_PREFIX}/")
+        and "origin" in headers
+        and "access-control-request-method" in headers
+    )
+
+
 def route_of(scope: Scope) -> str:
     """`/v1/patients/{patient_id}`: the route matched (set by the router), never the path."""
     route = scope.get("route")
@@ -165,7 +177,7 @@ class RequestGuard:
             return
         method, path = scope["method"], scope["path"]
         headers = Headers(scope=scope)
-        if not is_public(method, path):
+        if not is_public(method, path) and not is_cds_preflight(method, path, headers):
             refused = await self._authenticate(scope, headers)
             if refused is not None:
                 await _send_json(send, 401, {"detail": refused}, {"WWW-Authenticate": "Bearer"})

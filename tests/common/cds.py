@@ -328,16 +328,21 @@ class CdsService:
 
 @contextlib.contextmanager
 def cds_service(
-    directory: pathlib.Path, keys: Keys, jwks_url: str, **overrides: Any
+    directory: pathlib.Path,
+    keys: Keys,
+    jwks_url: str,
+    *,
+    extra_clients: tuple[CdsClient, ...] = (),
+    **overrides: Any,
 ) -> Iterator[CdsService]:
-    """The embedded service (SQLite, in-process worker) with the CDS clients configured and
-    the SEEDS courses folded at FIXED_NOW."""
+    """The embedded service (SQLite, in-process worker) with the CDS clients configured (and
+    `extra_clients`) and the SEEDS courses folded at FIXED_NOW."""
     settings = Settings(
         **({"policy": "default@1"} | overrides),  # the cards these tests expect are version 1's
         database_url=f"sqlite:///{directory / 'monitor.db'}",
         data_dir=directory,
         fixed_now=FIXED_NOW,
-        cds_clients=cds_clients(keys, jwks_url),
+        cds_clients=[*cds_clients(keys, jwks_url), *extra_clients],
     )
     services = build_services(settings)
     upgrade(services.engine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -55,3 +57,23 @@ def test_monitor_policy_refuses_an_unknown_version(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("MONITOR_POLICY", "default@7")
     with pytest.raises(ValidationError, match="default@1"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["*", "https://sandbox.cds-hooks.org/", "https://ehr.example/app", "Https://EHR.example",
+     "sandbox.cds-hooks.org", "null", "https://*.example.org", "https://ehr.example\n"],
+)  # fmt: skip
+def test_cds_allowed_origins_are_exact_origins(origin: str) -> None:
+    with pytest.raises(ValidationError, match="is not an origin") as raised:
+        Settings(cds_allowed_origins=[origin])
+    assert "cds_allowed_origins" in str(raised.value)
+
+
+def test_cds_allowed_origins_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    origins = ["https://sandbox.cds-hooks.org", "http://localhost:8080", "http://[::1]:3000"]
+    monkeypatch.setenv("MONITOR_CDS_ALLOWED_ORIGINS", json.dumps(origins))
+    assert Settings().cds_allowed_origins == origins
+    assert Settings().cds_jwt_max_lifetime_s == 300
+    with pytest.raises(ValidationError, match="cds_jwt_max_lifetime_s"):
+        Settings(cds_jwt_max_lifetime_s=86400)

@@ -4,13 +4,17 @@ A CDS client signs each call with its private key; the service knows each client
 (`settings.cds_clients`: `iss` and its public key as PEM, an inline JWK Set, or a JWK Set URL).
 A token is accepted only when:
 
-- its algorithm is asymmetric (ES384 and RS384 as the spec recommends, or another ES/RS/PS
-  size): `none` and HMAC (a shared secret) are refused, as the spec requires;
-- its issuer is a configured client, and its signature verifies with that client's key (the
-  header's `kid` picks the key in a JWK Set; a `jku` header must be the configured JWK Set URL:
-  the service never fetches keys from a URL the token names);
+- its header is the spec's: `typ` JWT, a `kid` (required for every client; it picks the key in
+  a JWK Set), an asymmetric `alg` (ES384 and RS384 as the spec recommends, or another ES/RS/PS
+  size: `none` and HMAC, a shared secret, are refused, as the spec requires), and a `jku` only
+  when it is the client's configured JWK Set URL (the spec's allowlist of `jku` URLs: the
+  service never fetches keys from a URL the token names, and a client configured with a PEM
+  key or an inline JWK Set takes no `jku`);
+- its issuer is a configured client, and its signature verifies with that client's key;
 - `aud` is the URL of the endpoint called, `exp` has not passed, `iat` is not in the future
-  (30 s of clock skew either way), and `jti` is present and not seen before from that issuer
+  (30 s of clock skew either way), the token is short-lived (`exp - iat`, and `exp` from now,
+  at most `max_lifetime_s`, default 300 s, plus the skew: a token valid for a year is a
+  credential, not a call), and `jti` is present and not seen before from that issuer
   (`remember_jti`: a replayed token is refused by whichever API process sees it).
 
 Token validity is checked against the wall clock (transport time), not the service's clinical
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +44,7 @@ from monitor.storage.models import CdsJwtRow
 ALGORITHMS = ("ES384", "RS384", "ES256", "ES512", "RS256", "RS512", "PS256", "PS384", "PS512")
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 LEEWAY_S = 30.0
+MAX_LIFETIME_S = 300.0  # the default of Settings.cds_jwt_max_lifetime_s
 JWKS_LIFESPAN_S = 300.0  # a fetched JWK Set is reused this long (key rotation shows after it)
 JWKS_TIMEOUT_S = 5.0
 
@@ -63,8 +69,11 @@ class JwtVerifier:
     """Verifies CDS Hooks JWTs against the configured clients. Thread-safe; JWK Sets fetched
     from a URL are cached (PyJWKClient) for `JWKS_LIFESPAN_S`."""
 
-    def __init__(self, clients: Sequence[CdsClient]) -> None:
+    def __init__(
+        self, clients: Sequence[CdsClient], max_lifetime_s: float = MAX_LIFETIME_S
+    ) -> None:
         self._clients = {c.iss: c for c in clients}
+        self._max_lifetime_s = max_lifetime_s
         self._pem_keys: dict[str, Any] = {}
         self._jwk_sets: dict[str, jwt.PyJWKSet] = {}
         self._fetchers: dict[str, jwt.PyJWKClient] = {}
@@ -100,10 +109,18 @@ class JwtVerifier:
             raise JwtRejectedError(
                 f"algorithm {alg!r} is not accepted: sign with ES384 or RS384 (never none or HMAC)"
             )
+        _check_header(header)
         issuer = unverified.get("iss")
         client = self._clients.get(issuer) if isinstance(issuer, str) else None
         if client is None:
             raise JwtRejectedError(f"issuer {issuer!r} is not a configured CDS client")
+        jku = header.get("jku")
+        if jku is not None and jku != client.jwks_url:
+            raise JwtRejectedError(
+                f"jku {jku!r} is not the client's configured JWK Set URL"
+                if client.jwks_url is not None
+                else f"jku {jku!r} is not accepted: the client's key is configured, not fetched"
+            )
         key = self._key(client, header, token)
         try:
             claims = jwt.decode(
@@ -127,32 +144,39 @@ class JwtVerifier:
             raise JwtRejectedError(f"claim {exc.claim!r} is required") from None
         except jwt.ImmatureSignatureError:
             raise JwtRejectedError("the token is issued in the future (iat)") from None
+        except jwt.InvalidIssuedAtError:
+            raise JwtRejectedError("claim 'iat' must be a number of seconds") from None
         except (jwt.PyJWTError, TypeError, ValueError) as exc:
             raise JwtRejectedError(f"the token is invalid: {exc}") from None
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > 256:
             raise JwtRejectedError("claim 'jti' must be a string of 1-256 characters")
-        exp = claims["exp"]
-        return VerifiedJwt(client.iss, jti, dt.datetime.fromtimestamp(float(exp), dt.UTC))
+        exp = float(claims["exp"])
+        self._check_lifetime(exp, float(claims["iat"]))
+        return VerifiedJwt(client.iss, jti, dt.datetime.fromtimestamp(exp, dt.UTC))
+
+    def _check_lifetime(self, exp: float, iat: float) -> None:
+        """A short-lived token, by what it claims (`exp - iat`) and by when it really ends
+        (`exp` from now: an `iat` set ahead within the skew does not stretch it)."""
+        bound = self._max_lifetime_s + LEEWAY_S
+        lifetime, remaining = exp - iat, exp - time.time()
+        if lifetime > bound or remaining > bound:
+            raise JwtRejectedError(
+                f"the token lives too long ({max(lifetime, remaining):.0f} s from iat or now "
+                f"to exp): at most {self._max_lifetime_s:.0f} s is accepted; sign a new "
+                "short-lived token for each call"
+            )
 
     def _key(self, client: CdsClient, header: dict[str, Any], token: str) -> Any:
         if client.iss in self._pem_keys:
             return self._pem_keys[client.iss]
-        kid = header.get("kid")
         if client.iss in self._jwk_sets:
-            keys = self._jwk_sets[client.iss].keys
-            matching = [k for k in keys if k.key_id == kid] if kid is not None else keys
+            kid = header["kid"]  # present: _check_header
+            matching = [k for k in self._jwk_sets[client.iss].keys if k.key_id == kid]
             if len(matching) != 1:
-                raise JwtRejectedError(
-                    f"no single key with kid {kid!r} in the client's JWK Set"
-                    if kid is not None
-                    else "the header has no kid and the client's JWK Set has several keys"
-                )
+                raise JwtRejectedError(f"no single key with kid {kid!r} in the client's JWK Set")
             return _raw(matching[0])
         assert client.jwks_url is not None  # CdsClient holds exactly one key source
-        jku = header.get("jku")
-        if jku is not None and jku != client.jwks_url:
-            raise JwtRejectedError(f"jku {jku!r} is not the client's configured JWK Set URL")
         with self._lock:
             fetcher = self._fetchers.get(client.iss)
             if fetcher is None:
@@ -171,6 +195,20 @@ class JwtVerifier:
             raise JwtRejectedError(
                 f"no key for this token in the client's JWK Set: {exc}"
             ) from None
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    """The header fields the spec requires besides `alg`: `typ` JWT and the signing key's `kid`."""
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.upper() != "JWT":
+        raise JwtRejectedError(f"header typ {typ!r} is not accepted: the spec requires 'JWT'")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise JwtRejectedError(
+            "the header has no kid: the spec requires the id of the signing key"
+            if kid is None
+            else f"header kid {kid!r} must be a non-empty string"
+        )
 
 
 def _raw(key: jwt.PyJWK) -> Any:

@@ -1,11 +1,15 @@
-"""Fixtures of the CDS Hooks tests: keys, a published JWK Set, and the seeded service."""
+"""Fixtures of the CDS Hooks tests: keys, a published JWK Set, the seeded service, and the
+CDS Hooks sandbox as a client (tests/common/cds_sandbox.py)."""
 
 from __future__ import annotations
 
 import pathlib
 from collections.abc import Iterator
+from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.common.cds import (
     CdsService,
@@ -15,6 +19,7 @@ from tests.common.cds import (
     make_keys,
     serving_jwks,
 )
+from tests.common.cds_sandbox import SANDBOX_JWKS_URL, SANDBOX_ORIGIN, sandbox_client
 
 
 @pytest.fixture(scope="package")
@@ -42,3 +47,44 @@ def fresh(tmp_path: pathlib.Path, keys: Keys, jwks_url: str) -> Iterator[CdsServ
     """A seeded service of this test alone (for counts)."""
     with cds_service(tmp_path, keys, jwks_url) as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+def sandbox_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP384R1())
+
+
+@pytest.fixture(scope="module")
+def sandbox_jwks(sandbox_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    return sandbox_client(sandbox_key)[1]
+
+
+@pytest.fixture(scope="module")
+def sandboxed(
+    tmp_path_factory: pytest.TempPathFactory,
+    keys: Keys,
+    jwks_url: str,
+    sandbox_key: ec.EllipticCurvePrivateKey,
+) -> Iterator[CdsService]:
+    """The service with the sandbox as a client and its origin allowed."""
+    client, _ = sandbox_client(sandbox_key)
+    with cds_service(
+        tmp_path_factory.mktemp("sandbox"),
+        keys,
+        jwks_url,
+        extra_clients=(client,),
+        cds_allowed_origins=[SANDBOX_ORIGIN, "http://localhost:8080"],
+    ) as service:
+        yield service
+
+
+@pytest.fixture
+def sandbox_jwks_served(monkeypatch: pytest.MonkeyPatch, sandbox_jwks: dict[str, Any]) -> None:
+    """The sandbox's real JWK Set URL answers the test key's JWK Set (no network in tests);
+    any other URL is fetched as usual."""
+    fetch = jwt.PyJWKClient.fetch_data
+
+    def fetch_data(self: jwt.PyJWKClient) -> Any:
+        return sandbox_jwks if self.uri == SANDBOX_JWKS_URL else fetch(self)
+
+    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", fetch_data)

@@ -1,6 +1,7 @@
 """Who may call the CDS services: CDS Hooks JWTs (ES384 / RS384, audience = the endpoint,
-unexpired, signed by a configured issuer's key, never none or HMAC, never replayed) or a bearer
-token of role `cds`. Discovery is public."""
+unexpired and short-lived, `typ` JWT with a `kid`, a `jku` only when configured, signed by a
+configured issuer's key, never none or HMAC, never replayed) or a bearer token of role `cds`.
+Discovery is public."""
 
 from __future__ import annotations
 
@@ -113,16 +114,19 @@ def bad_tokens(keys: Keys) -> dict[str, tuple[str, str]]:
             "audience",
         ),
         "expired": (
-            mint(es, "ES384", ES_ISSUER, ENDPOINT, expires_in=-120, issued_offset=-420),
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", expires_in=-120, issued_offset=-420),
             "expired",
         ),
         "issued in the future": (
-            mint(es, "ES384", ES_ISSUER, ENDPOINT, issued_offset=600, expires_in=900),
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", issued_offset=600, expires_in=900),
             "future",
         ),
-        "bad signature": (mint(keys.stranger, "ES384", ES_ISSUER, ENDPOINT), "signature"),
+        "bad signature": (
+            mint(keys.stranger, "ES384", ES_ISSUER, ENDPOINT, kid="es-1"),
+            "signature",
+        ),
         "unknown issuer": (
-            mint(keys.stranger, "ES384", "https://stranger.example", ENDPOINT),
+            mint(keys.stranger, "ES384", "https://stranger.example", ENDPOINT, kid="s-1"),
             "issuer",
         ),
         "alg none": (unsigned(claims()), "algorithm"),
@@ -132,13 +136,66 @@ def bad_tokens(keys: Keys) -> dict[str, tuple[str, str]]:
             "algorithm",
         ),
         "HS384": (mint(b"s" * 48, "HS384", ES_ISSUER, ENDPOINT), "algorithm"),
-        "no jti": (mint(es, "ES384", ES_ISSUER, ENDPOINT, omit=("jti",)), "jti"),
-        "no exp": (mint(es, "ES384", ES_ISSUER, ENDPOINT, omit=("exp",)), "exp"),
+        "no jti": (mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", omit=("jti",)), "jti"),
+        "no exp": (mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", omit=("exp",)), "exp"),
         "RS384 with an unknown kid": (
             mint(keys.rs, "RS384", RS_ISSUER, ENDPOINT, kid="rs-9"),
             "kid",
         ),
         "not a JWT at all": ("a.b.c", "readable"),
+        # the spec's header: kid and typ are required, whatever the client's key source
+        "no kid (PEM key)": (mint(es, "ES384", ES_ISSUER, ENDPOINT), "no kid"),
+        "no kid (inline JWK Set)": (mint(keys.rs, "RS384", RS_ISSUER, ENDPOINT), "no kid"),
+        "no kid (JWK Set URL)": (mint(keys.url, "ES384", URL_ISSUER, ENDPOINT), "no kid"),
+        "no typ": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", headers={"typ": None}),
+            "typ",
+        ),
+        "typ not JWT": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", headers={"typ": "at+jwt"}),
+            "typ",
+        ),
+        # a jku names where keys are: only the configured JWK Set URL is on the allowlist
+        "jku with a PEM key": (
+            mint(
+                es,
+                "ES384",
+                ES_ISSUER,
+                ENDPOINT,
+                kid="es-1",
+                headers={"jku": "https://ehr.example/jwks.json"},
+            ),
+            "jku",
+        ),
+        "jku with an inline JWK Set": (
+            mint(
+                keys.rs,
+                "RS384",
+                RS_ISSUER,
+                ENDPOINT,
+                kid="rs-1",
+                headers={"jku": "https://ehr.example/jwks.json"},
+            ),
+            "jku",
+        ),
+        "no iat": (mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", omit=("iat",)), "iat"),
+        # short-lived: at most 300 s (+30 s of skew) by exp - iat and by exp - now
+        "valid for a year": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", expires_in=365 * 86400),
+            "lives too long",
+        ),
+        "valid for 400 s": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", expires_in=400),
+            "lives too long",
+        ),
+        "issued an hour ago, expiring in a minute": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", issued_offset=-3600, expires_in=60),
+            "lives too long",
+        ),
+        "iat ahead within the skew, exp far ahead": (
+            mint(es, "ES384", ES_ISSUER, ENDPOINT, kid="es-1", issued_offset=25, expires_in=350),
+            "lives too long",
+        ),
     }
 
 
@@ -155,6 +212,18 @@ BAD_NAMES = [
     "no exp",
     "RS384 with an unknown kid",
     "not a JWT at all",
+    "no kid (PEM key)",
+    "no kid (inline JWK Set)",
+    "no kid (JWK Set URL)",
+    "no typ",
+    "typ not JWT",
+    "jku with a PEM key",
+    "jku with an inline JWK Set",
+    "no iat",
+    "valid for a year",
+    "valid for 400 s",
+    "issued an hour ago, expiring in a minute",
+    "iat ahead within the skew, exp far ahead",
 ]
 
 
@@ -171,6 +240,35 @@ def test_a_bad_jwt_is_401_saying_why(cds: CdsService, keys: Keys, name: str) -> 
 
 def test_the_bad_jwt_list_is_complete(keys: Keys) -> None:
     assert sorted(bad_tokens(keys)) == sorted(BAD_NAMES)
+
+
+def test_a_jwt_without_kid_is_logged_and_audited_with_its_reason(
+    cds: CdsService, keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    token, _ = bad_tokens(keys)["no kid (PEM key)"]
+    with caplog.at_level("WARNING", logger="monitor.cds"):
+        response = call(cds, token)
+    assert response.status_code == 401
+    [logged] = [r for r in caplog.records if r.getMessage() == "cds jwt refused"]
+    assert "no kid" in logged.__dict__["reason"]
+    [audit] = rows(
+        cds.services, "SELECT actor, action, status_code FROM audit_log ORDER BY id DESC LIMIT 1"
+    )
+    assert audit == {"actor": "anonymous", "action": "POST /cds-services/{service_id}",
+                     "status_code": 401}  # fmt: skip
+
+
+def test_a_lifetime_within_the_bound_and_its_skew_is_accepted(cds: CdsService, keys: Keys) -> None:
+    assert call(cds, valid(keys, "ES384 (PEM)", expires_in=325)).status_code == 200
+    assert call(cds, valid(keys, "ES384 (JWKS URL)", expires_in=60)).status_code == 200
+
+
+def test_the_lifetime_bound_is_a_setting(tmp_path: pathlib.Path, keys: Keys, jwks_url: str) -> None:
+    with cds_service(tmp_path, keys, jwks_url, cds_jwt_max_lifetime_s=3600) as svc:
+        assert call(svc, valid(keys, "ES384 (PEM)", expires_in=1800)).status_code == 200
+        too_long = call(svc, valid(keys, "ES384 (PEM)", expires_in=2 * 3600))
+        assert too_long.status_code == 401
+        assert "at most 3600 s" in too_long.json()["detail"]
 
 
 def test_a_replayed_jwt_is_refused(cds: CdsService, keys: Keys) -> None:
