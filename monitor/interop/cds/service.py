@@ -13,6 +13,7 @@ from sqlmodel import Session
 from monitor.auth.tokens import Principal
 from monitor.interop.cds.cards import CourseView, DraftOrder, IssuedCard
 from monitor.interop.cds.schemas import CdsHookRequest, CdsService
+from monitor.interop.fhir.codes import coding_keys
 from monitor.interop.fhir.inbound import patient_id_of
 from monitor.interop.fhir.medication import order_is_bortezomib, read_regimen
 from monitor.interop.fhir.problems import FhirProblems
@@ -61,6 +62,9 @@ def draft_orders(
         reference = f"MedicationRequest/{raw['id']}" if isinstance(raw.get("id"), str) else None
         if selections is not None and reference not in selections:
             continue
+        if not _may_be_bortezomib(raw, services, medications):
+            continue  # another drug's order, valid or not, is the EHR's business (the sandbox's
+            # R4 drafts, e.g., carry `category` as one object and no `intent` before a pick)
         try:
             request = MedicationRequest.model_validate(raw)
         except ValidationError as exc:
@@ -86,6 +90,42 @@ def draft_orders(
         except FhirProblems as exc:
             orders.append(DraftOrder(reference, request, None, tuple(str(p) for p in exc.problems)))
     return orders, problems
+
+
+def _may_be_bortezomib(
+    raw: dict[str, Any], services: Services, medications: dict[str, Medication]
+) -> bool:
+    """Read before the order is validated: could it be bortezomib? Its inline codes decide; a
+    medicationReference decides by the Medication it names, and one that cannot be resolved
+    here counts as possibly bortezomib, so a malformed bortezomib order is refused, not missed.
+    """
+    bortezomib = set(services.settings.fhir_bortezomib_codes)
+    concept = raw.get("medicationCodeableConcept")
+    if isinstance(concept, dict):
+        return bool(_raw_coding_keys(concept) & bortezomib)
+    reference = raw.get("medicationReference")
+    target = reference.get("reference") if isinstance(reference, dict) else None
+    if not isinstance(target, str) or not target:
+        return False  # no drug named yet: nothing for this service to check
+    if target.startswith("#"):
+        for contained in raw.get("contained") or []:
+            if isinstance(contained, dict) and f"#{contained.get('id')}" == target:
+                code = contained.get("code")
+                return not isinstance(code, dict) or bool(_raw_coding_keys(code) & bortezomib)
+        return True
+    found = medications.get(target)
+    if found is None:
+        return True
+    return bool(set(coding_keys(found.code)) & bortezomib)
+
+
+def _raw_coding_keys(concept: dict[str, Any]) -> set[str]:
+    codings = concept.get("coding")
+    return {
+        f"{c.get('system')}|{c.get('code')}"
+        for c in (codings if isinstance(codings, list) else [])
+        if isinstance(c, dict)
+    }
 
 
 def _draft_medications(entries: list[Any]) -> dict[str, Medication]:

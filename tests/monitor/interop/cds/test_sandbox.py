@@ -153,6 +153,28 @@ def test_the_sandbox_order_as_sent_is_a_readable_422_in_the_browser(
     assert "body.context.draftOrders.entry.0.resource.category" in response.text
 
 
+@pytest.mark.parametrize(
+    "order",
+    [
+        pytest.param(sandbox_order("P-HELD", code="310431", name="Etodolac"), id="its-own-drug"),
+        pytest.param(
+            {k: v for k, v in sandbox_order("P-HELD").items() if k != "medicationCodeableConcept"},
+            id="no-drug-picked-yet",
+        ),
+    ],
+)
+def test_the_sandbox_order_of_another_drug_as_sent_gets_no_cards(
+    sandboxed: CdsService, sandbox_key: ec.EllipticCurvePrivateKey, order: dict[str, Any]
+) -> None:
+    """Its `category` object is not R4, but an order for another drug (or none yet) is not this
+    service's business: answered with no cards, not refused."""
+    body = sandbox_request("order-sign", "P-HELD", order)
+    response = post(sandboxed.client, CHECK, body, sandbox_jwt(sandbox_key, f"{BASE}/{CHECK}"))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"cards": []}
+    assert response.headers["access-control-allow-origin"] == SANDBOX_ORIGIN
+
+
 def test_a_refused_sandbox_jwt_is_a_401_the_browser_can_read(
     sandboxed: CdsService, sandbox_key: ec.EllipticCurvePrivateKey
 ) -> None:
