@@ -302,7 +302,10 @@ def test_a_bad_token_is_401(fhir_api: Api) -> None:
 def test_a_malformed_patient_id_is_rejected(fhir_api: Api, patient_id: str) -> None:
     response = fhir_api.get(f"/fhir/r4/Patient/{patient_id}/$monitor-summary")
     assert response.status_code == 422, response.text
-    assert response.json()["errors"][0]["field"] == "patient_id"
+    assert response.headers["content-type"] == "application/fhir+json"
+    issues = OperationOutcome.model_validate(response.json()).issue
+    assert [i.code for i in issues] == ["invalid", "invalid"]
+    assert str(issues[1].diagnostics).startswith(f"patient_id: {patient_id!r}: String should")
 
 
 def test_the_configured_public_base_url_names_the_bundle(
