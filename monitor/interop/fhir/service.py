@@ -68,7 +68,7 @@ def create_resource(
     given = payload.get("resourceType") if isinstance(payload, dict) else None
     if given != resource_type:
         said = repr(given) if len(repr(given)) <= 80 else repr(given)[:77] + "..."
-        why = f"{said}: {ACTION}/{resource_type} creates a {resource_type}"
+        why = f"{said}: {ACTION}/{resource_type} creates {resource_type} resources"
         outcome = operation_outcome([Problem("resourceType", "invalid", why)])
         services.audit.record(principal, action, "1 resource", 400, services.settings.now())
         return fhir_response(400, outcome)
