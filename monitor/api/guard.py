@@ -41,9 +41,8 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # What needs no token: health, metrics, the API description, the web pages and their static
-# files, CDS Hooks discovery and FHIR's description of the server (what FHIR clients read
-# first). Everything else (the API, FHIR, CDS Hooks calls, unknown
-# paths) does.
+# files; read only: CDS Hooks discovery and FHIR's description of the server (what FHIR clients
+# read first). Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -59,17 +58,15 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/")
 CDS_PREFIX = "/cds-services"
-FHIR_DESCRIPTIONS = frozenset({"/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"})
+PUBLIC_READS = frozenset(
+    {CDS_PREFIX, "/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"}
+)
 
 
 def is_public(method: str, path: str) -> bool:
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return True
-    return (path == CDS_PREFIX or path in FHIR_DESCRIPTIONS) and method in (
-        "GET",
-        "HEAD",
-        "OPTIONS",
-    )
+    return path in PUBLIC_READS and method in ("GET", "HEAD", "OPTIONS")
 
 
 def route_of(scope: Scope) -> str:

@@ -59,6 +59,7 @@ from monitor.interop.fhir.service import (
     outcome_response,
 )
 from monitor.interop.fhir.summary import build_monitor_summary
+from monitor.services import Services
 
 
 def fhir_format(request: Request) -> None:
@@ -199,7 +200,9 @@ async def summary_parameters(request: Request) -> BodyProblem | None:
     try:
         parameters = Parameters.model_validate(payload)
     except ValidationError as exc:
-        return BodyProblem(400, f"not a valid Parameters resource: {exc.error_count()} errors")
+        first = exc.errors()[0]  # its message, never the value given
+        where = ".".join(str(p) for p in first["loc"])
+        return BodyProblem(400, f"not a valid Parameters resource: {where}: {first['msg']}")
     if parameters.parameter:
         names = sorted({str(p.name) for p in parameters.parameter})
         return BodyProblem(400, f"{SUMMARY_OPERATION} takes no input parameters; given: {names}")
@@ -255,7 +258,7 @@ def _summary(
     method: str,
     patient_id: str,
     principal: Principal,
-    services: ServicesDep,
+    services: Services,
     now: dt.datetime,
     base_url: str,
 ) -> Response:

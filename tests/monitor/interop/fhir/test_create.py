@@ -133,11 +133,13 @@ def test_a_type_the_service_does_not_map_is_a_404_not_supported(
 
 @pytest.mark.parametrize("resource_type", MAPPED_TYPES)
 def test_every_mapped_type_has_its_create(api: Api, resource_type: str) -> None:
-    """A type the mapper reads is created here (a bare one is refused by the mapper, a 422
-    naming its problems, not a 404), so a type added to the mapper is served at once."""
+    """A type the mapper reads is created here (a bare one goes to the mapper, which refuses it
+    naming its problems: not the route's 404), so a type added to the mapper is served at once."""
     response = create(api, resource_type, {"resourceType": resource_type})
-    assert response.status_code == 422, response.text
-    assert issues(response)[-1] == ("informational", "nothing was stored")
+    assert response.status_code != 404, response.text
+    assert response.headers["content-type"] == FHIR
+    if response.status_code == 422:  # the four types of today
+        assert issues(response)[-1] == ("informational", "nothing was stored")
 
 
 def test_an_unmappable_resource_is_a_422_and_stores_nothing(api: Api, services: Services) -> None:

@@ -412,7 +412,7 @@ def test_by_post_the_summary_is_the_same_and_audited_as_post(
             b'{"resourceType": "Parameters", "parameter": "x"}',
             "application/fhir+json",
             400,
-            "request: not a valid Parameters resource: 1 errors",
+            "request: not a valid Parameters resource: parameter: Input should be a valid list",
         ),
         (b"{", "application/fhir+json", 400, "request: the body is not valid JSON: "),
         (
