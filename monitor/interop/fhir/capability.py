@@ -10,7 +10,7 @@ on the base, the summary operation on Patient, and the read of its definition.
 from __future__ import annotations
 
 import datetime as dt
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 from fhir.resources.R4B.capabilitystatement import (
     CapabilityStatement,
@@ -43,6 +43,14 @@ SECURITY = (
     "'physician', 'pharmacy' and 'infusion' read $monitor-summary ('admin' may do all). Without "
     "a valid token the answer is 401, with a role not allowed 403 (OperationOutcome)."
 )
+
+
+def _software_version() -> str:
+    """The installed package's version (run from a source tree without installing: none)."""
+    try:
+        return version("bipn-monitor")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def capability_statement(base_url: str, now: dt.datetime) -> CapabilityStatement:
@@ -84,7 +92,7 @@ def capability_statement(base_url: str, now: dt.datetime) -> CapabilityStatement
         date=now,
         publisher="bipn-monitor",
         kind="instance",
-        software=CapabilityStatementSoftware(name="bipn-monitor", version=version("bipn-monitor")),
+        software=CapabilityStatementSoftware(name="bipn-monitor", version=_software_version()),
         implementation=CapabilityStatementImplementation(
             description="bipn-monitor: bortezomib-induced peripheral neuropathy monitor",
             url=f"{base_url}{FHIR_PATH}",

@@ -6,6 +6,7 @@ too, test_json_schema.py and test_fhirclient.py), and listing only what the serv
 from __future__ import annotations
 
 import datetime as dt
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -44,7 +45,7 @@ def test_metadata_is_public_and_says_what_the_server_is(api: Api, services: Serv
         "status": "active",
     }
     assert statement["date"] == "2026-10-01T12:00:00Z"  # the service's time (fixed in tests)
-    assert statement["software"]["name"] == "bipn-monitor"
+    assert statement["software"] == {"name": "bipn-monitor", "version": version("bipn-monitor")}
     assert statement["implementation"]["url"] == "http://testserver/fhir/r4"
     [rest] = statement["rest"]
     assert rest["mode"] == "server"
