@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from monitor.api.errors import error_content
 from monitor.auth import tokens as auth
 from monitor.interop.cds.jwt_auth import looks_like_jwt
 from monitor.operations.logsafe import current_request_id
@@ -40,8 +41,8 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # What needs no token: health, metrics, the API description, the web pages and their static
-# files and CDS Hooks discovery. Everything else (the API, FHIR, CDS Hooks calls, unknown
-# paths) does.
+# files; read only: CDS Hooks discovery and FHIR's description of the server (what FHIR clients
+# read first). Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -57,12 +58,15 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/")
 CDS_PREFIX = "/cds-services"
+PUBLIC_READS = frozenset(
+    {CDS_PREFIX, "/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"}
+)
 
 
 def is_public(method: str, path: str) -> bool:
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return True
-    return path == CDS_PREFIX and method in ("GET", "HEAD", "OPTIONS")
+    return path in PUBLIC_READS and method in ("GET", "HEAD", "OPTIONS")
 
 
 def is_cds_preflight(method: str, path: str, headers: Headers) -> bool:
@@ -91,12 +95,21 @@ class BodyTooLargeError(HTTPException):
         super().__init__(413, f"body over {limit} bytes")
 
 
-async def _send_json(
-    send: Send, status: int, body: dict[str, Any], headers: dict[str, str]
+async def _send_error(
+    send: Send,
+    path: str,
+    status: int,
+    detail: str,
+    headers: dict[str, str],
+    errors: list[dict[str, str]] | None = None,
+    **extra: Any,
 ) -> None:
+    """An error answered here, before the app: in the shape of the API it is for
+    (`monitor.api.errors.error_content`: an OperationOutcome under /fhir/r4)."""
+    body, media_type = error_content(path, status, detail, errors, **extra)
     content = json.dumps(body).encode()
     raw_headers = [
-        (b"content-type", b"application/json"),
+        (b"content-type", media_type.encode()),
         (b"content-length", b"%d" % len(content)),
     ]
     raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
@@ -144,11 +157,13 @@ class RequestLog:
             )
             if status == 0:  # nothing sent yet: the client gets a 500 naming the request
                 status = 500
-                await _send_json(
+                await _send_error(
                     send,
+                    scope["path"],
                     500,
-                    {"detail": "internal error", "request_id": request_id},
+                    "internal error",
                     {REQUEST_ID_HEADER: request_id},
+                    request_id=request_id,
                 )
         finally:
             log.info(
@@ -180,12 +195,11 @@ class RequestGuard:
         if not is_public(method, path) and not is_cds_preflight(method, path, headers):
             refused = await self._authenticate(scope, headers)
             if refused is not None:
-                await _send_json(send, 401, {"detail": refused}, {"WWW-Authenticate": "Bearer"})
+                await _send_error(send, path, 401, refused, {"WWW-Authenticate": "Bearer"})
                 return
         problems = _control_characters(path, scope.get("query_string", b""))
         if problems:
-            body = {"detail": "invalid request", "errors": problems}
-            await _send_json(send, 422, body, {})
+            await _send_error(send, path, 422, "invalid request", {}, problems)
             return
         await self.app(scope, self._limited(receive, headers), send)
 

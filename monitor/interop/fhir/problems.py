@@ -5,6 +5,7 @@ Problems become `OperationOutcome` issues; their `code` is one of FHIR's IssueTy
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +20,24 @@ IssueCode = Literal[
     "not-supported",
     "conflict",
     "too-costly",
+    "login",
+    "forbidden",
+    "not-found",
+    "exception",
 ]
+# the IssueType of an HTTP error answered under /fhir/r4 (`http_outcome`)
+HTTP_ISSUE_CODES: dict[int, IssueCode] = {
+    400: "structure",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    409: "conflict",
+    413: "too-costly",
+    415: "not-supported",
+    422: "invalid",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +84,20 @@ def information(message: str) -> OperationOutcome:
             OperationOutcomeIssue(severity="information", code="informational", diagnostics=message)
         ]
     )
+
+
+def http_outcome(
+    status: int, detail: str, fields: Sequence[tuple[str, str]] = ()
+) -> OperationOutcome:
+    """An HTTP error as FHIR says it (every error under /fhir/r4): the status' IssueType, the
+    detail as diagnostics, then one issue per refused field (named in its diagnostics: a query
+    parameter or a JSON field is no FHIRPath `expression`)."""
+    code = HTTP_ISSUE_CODES.get(status, "exception" if status >= 500 else "invalid")
+    issues = [OperationOutcomeIssue(severity="error", code=code, diagnostics=detail)]
+    issues += [
+        OperationOutcomeIssue(
+            severity="error", code=code, diagnostics=f"{field}: {message}" if field else message
+        )
+        for field, message in fields
+    ]
+    return OperationOutcome(issue=issues)

@@ -49,15 +49,51 @@ def outcome_response(
     return fhir_response(status, operation_outcome([Problem(location, code, message)]))
 
 
-def accept_fhir(services: Services, payload: Any, principal: Principal) -> JSONResponse:
+def accept_fhir(
+    services: Services, payload: Any, principal: Principal, action: str = ACTION
+) -> JSONResponse:
     """Map, store, audit and answer (the FHIR twin of `POST /v1/events`)."""
+    status, resource, _ = _accept(services, payload, principal, action)
+    return fhir_response(status, resource)
+
+
+def create_resource(
+    services: Services, resource_type: str, payload: Any, principal: Principal, base_url: str
+) -> JSONResponse:
+    """FHIR's create (`POST /fhir/r4/{type}`): a lone resource of that type, stored exactly as
+    `accept_fhir` stores one, answered 201 with its `Location` and the resource, its `id` the
+    event's. Sent again, nothing new is stored and the answer is 200 with the same Location
+    (as FHIR's conditional create answers a match)."""
+    action = f"{ACTION}/{resource_type}"
+    given = payload.get("resourceType") if isinstance(payload, dict) else None
+    if given != resource_type:
+        said = repr(given) if len(repr(given)) <= 80 else repr(given)[:77] + "..."
+        why = f"{said}: {ACTION}/{resource_type} creates {resource_type} resources"
+        outcome = operation_outcome([Problem("resourceType", "invalid", why)])
+        services.audit.record(principal, action, "1 resource", 400, services.settings.now())
+        return fhir_response(400, outcome)
+    status, resource, mapping = _accept(services, payload, principal, action)
+    if status not in (200, 201) or not mapping.events:
+        return fhir_response(status, resource)
+    event_id = mapping.events[0].event.event_id
+    return JSONResponse(
+        status_code=status,
+        content={**payload, "id": event_id},
+        media_type=FHIR_JSON,
+        headers={"Location": f"{base_url}/fhir/r4/{resource_type}/{event_id}"},
+    )
+
+
+def _accept(
+    services: Services, payload: Any, principal: Principal, action: str
+) -> tuple[int, Bundle | OperationOutcome, FhirMapping]:
     mapping = map_fhir(payload, services.settings)
     if mapping.kind in ("resource", "transaction"):
         status, what, resource = _all_or_nothing(services, mapping)
     else:
         status, what, resource = _each_entry(services, mapping)
-    services.audit.record(principal, ACTION, what, status, services.settings.now())
-    return fhir_response(status, resource)
+    services.audit.record(principal, action, what, status, services.settings.now())
+    return status, resource, mapping
 
 
 def _store(services: Services, events: list[MappedEvent]) -> IngestResult:

@@ -60,7 +60,9 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/admin/tokens"): set(),
     ("POST", "/v1/admin/tokens/{token_id}/revoke"): set(),
     ("POST", "/fhir/r4"): {"ingest"},
+    ("POST", "/fhir/r4/{resource_type}"): {"ingest"},
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): CARE,
+    ("POST", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): CARE,
     ("POST", "/cds-services/{service_id}"): {"cds"},
     ("POST", "/cds-services/{service_id}/feedback"): {"cds"},
 }
@@ -70,6 +72,8 @@ PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}"), ("GET", "/chair")}
 # CDS Hooks discovery: what the service offers, no patient data (the spec's clients call it to
 # configure themselves).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}
+# FHIR's description of the server: what FHIR clients read before anything else
+PUBLIC |= {("GET", "/fhir/r4/metadata"), ("GET", "/fhir/r4/OperationDefinition/monitor-summary")}
 PUBLIC |= PAGES
 # What a permitted call answers (the fixture makes each one succeed).
 SUCCESS = {
@@ -104,7 +108,9 @@ SUCCESS = {
     ("GET", "/v1/admin/tokens"): 200,
     ("POST", "/v1/admin/tokens/{token_id}/revoke"): 200,
     ("POST", "/fhir/r4"): 201,
+    ("POST", "/fhir/r4/{resource_type}"): 201,
     ("GET", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
+    ("POST", "/fhir/r4/Patient/{patient_id}/$monitor-summary"): 200,
     ("POST", "/cds-services/{service_id}"): 200,
     ("POST", "/cds-services/{service_id}/feedback"): 200,
 }
@@ -170,6 +176,7 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         .replace("{webhook_id}", "2")
         .replace("{delivery_id}", "1")
         .replace("{service_id}", "bortezomib-order-check")
+        .replace("{resource_type}", "Observation")
     )
     if "{token_id}" in path:  # a token of its own to revoke, not one the matrix uses
         create_token(running.services.sessions, "nurse", "to-revoke", FIXED_NOW)
@@ -199,7 +206,7 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)
-    if method == "POST" and path == "/fhir/r4":
+    if method == "POST" and path in ("/fhir/r4", "/fhir/r4/{resource_type}"):
         resource = as_json(
             grading(ident=f"auth-{next(_event_ids)}", subject={"reference": "Patient/P1"})
         )
@@ -228,6 +235,15 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
     return running.api.client.request(method, concrete, headers=headers)
 
 
+def detail_of(response: Any) -> str:
+    """What an error says: its `detail`, or under /fhir/r4 its OperationOutcome's first issue."""
+    body = response.json()
+    if body.get("resourceType") == "OperationOutcome":
+        assert response.headers["content-type"] == "application/fhir+json"
+        return str(body["issue"][0]["diagnostics"])
+    return str(body["detail"])
+
+
 def test_the_tables_cover_exactly_the_apps_routes(running: RunningService) -> None:
     routes = {
         (method, route.path)
@@ -253,7 +269,11 @@ def test_every_route_and_role(running: RunningService, method: str, path: str, r
         return
     assert response.status_code == 403
     shown = ", ".join([*sorted(ALLOWED[(method, path)], key=ROLES.index), "admin"])
-    assert response.json() == {"detail": f"role {role!r} may not {method} {path}; allowed: {shown}"}
+    refusal = f"role {role!r} may not {method} {path}; allowed: {shown}"
+    if path.startswith("/fhir/"):  # an OperationOutcome
+        assert detail_of(response) == refusal
+    else:
+        assert response.json() == {"detail": refusal}
 
 
 BAD_CREDENTIALS = {
@@ -276,7 +296,7 @@ def test_no_or_bad_token_is_401_with_www_authenticate(
     response = call(running, method, path, headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
-    assert response.json()["detail"].startswith(detail)
+    assert detail_of(response).startswith(detail)
     assert rows(running.services, "SELECT count(*) AS n FROM event") == before
 
 

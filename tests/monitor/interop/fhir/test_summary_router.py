@@ -302,7 +302,10 @@ def test_a_bad_token_is_401(fhir_api: Api) -> None:
 def test_a_malformed_patient_id_is_rejected(fhir_api: Api, patient_id: str) -> None:
     response = fhir_api.get(f"/fhir/r4/Patient/{patient_id}/$monitor-summary")
     assert response.status_code == 422, response.text
-    assert response.json()["errors"][0]["field"] == "patient_id"
+    assert response.headers["content-type"] == "application/fhir+json"
+    issues = OperationOutcome.model_validate(response.json()).issue
+    assert [i.code for i in issues] == ["invalid", "invalid"]
+    assert str(issues[1].diagnostics).startswith(f"patient_id: {patient_id!r}: String should")
 
 
 def test_the_configured_public_base_url_names_the_bundle(
@@ -338,3 +341,104 @@ def test_the_configured_public_base_url_names_the_bundle(
         }
     ]
     assert json.dumps(payload).count("http://testserver") == 0
+
+
+# --- the operation by POST (FHIR allows it for an operation that changes nothing) -----------
+
+SUMMARY_PF = "/fhir/r4/Patient/PF/$monitor-summary"
+
+
+def post_summary(
+    api: Api, content: bytes, content_type: str | None = "application/fhir+json"
+) -> Any:
+    headers = api.headers("nurse")
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return api.client.post(SUMMARY_PF, content=content, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"", None),
+        (b"", "application/fhir+json"),
+        (b'{"resourceType": "Parameters"}', "application/fhir+json"),
+        (b'{"resourceType": "Parameters", "parameter": []}', "application/json"),
+    ],
+    ids=["empty", "empty-typed", "parameters", "no-parameters"],
+)
+def test_by_post_the_summary_is_the_same_and_audited_as_post(
+    fhir_api: Api,
+    services: Services,
+    worker: InProcessWorker,
+    content: bytes,
+    content_type: str | None,
+) -> None:
+    post(fhir_api, worker, *PF_EVENTS)
+    response = post_summary(fhir_api, content, content_type)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/fhir+json"
+    assert response.json() == summary(fhir_api, "PF")
+    audited = rows(
+        services,
+        "SELECT action, resource, status_code FROM audit_log WHERE action LIKE 'POST /fhir/%'",
+    )
+    assert audited == [
+        {
+            "action": "POST /fhir/r4/Patient/{patient_id}/$monitor-summary",
+            "resource": "patient:PF",
+            "status_code": 200,
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "why"),
+    [
+        (
+            b'{"resourceType": "Parameters", "parameter": [{"name": "since", "valueDate": '
+            b'"2026-01-01"}]}',
+            "application/fhir+json",
+            400,
+            "request: monitor-summary takes no input parameters; given: ['since']",
+        ),
+        (
+            b'{"resourceType": "Patient"}',
+            "application/fhir+json",
+            400,
+            "request: the body is empty or a Parameters resource",
+        ),
+        (
+            b'{"resourceType": "Parameters", "parameter": "x"}',
+            "application/fhir+json",
+            400,
+            "request: not a valid Parameters resource: parameter: Input should be a valid list",
+        ),
+        (b"{", "application/fhir+json", 400, "request: the body is not valid JSON: "),
+        (
+            b"<Parameters/>",
+            "application/fhir+xml",
+            415,
+            "request: Content-Type must be application/fhir+json, not 'application/fhir+xml'",
+        ),
+    ],
+    ids=["a-parameter", "not-parameters", "invalid-parameters", "not-json", "xml"],
+)
+def test_by_post_a_body_other_than_no_parameters_is_refused(
+    fhir_api: Api,
+    services: Services,
+    worker: InProcessWorker,
+    content: bytes,
+    content_type: str,
+    status: int,
+    why: str,
+) -> None:
+    post(fhir_api, worker, *PF_EVENTS)
+    response = post_summary(fhir_api, content, content_type)
+    assert response.status_code == status, response.text
+    [issue] = OperationOutcome.model_validate(response.json()).issue
+    assert str(issue.diagnostics).startswith(why)
+    # refused before the patient was read: no audit row for a read
+    assert rows(
+        services, "SELECT count(*) AS n FROM audit_log WHERE action LIKE 'POST /fhir/%'"
+    ) == [{"n": 0}]
