@@ -25,7 +25,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
@@ -33,6 +33,7 @@ from monitor.app import create_app
 from monitor.auth.roles import ROLES
 from monitor.auth.tokens import create_token
 from monitor.operations import tracing
+from monitor.processing.inprocess import PROCESS_SPAN, InProcessWorker
 from monitor.processing.jobs import TASK_NAME
 from monitor.services import Services, build_services
 from monitor.settings import Settings
@@ -160,6 +161,40 @@ def test_one_trace_from_the_request_through_the_task_to_the_stored_decisions(
         assert {attributes[k] for k in url_keys} == {"/v1/patients/{patient_id}/decisions"}
 
 
+def test_the_embedded_worker_continues_the_requests_trace(
+    traced_services: Services, exporter: InMemorySpanExporter
+) -> None:
+    """`serve` has no broker: the in-process worker carries the context along its queue."""
+    services = traced_services
+    tokens = {r: create_token(services.sessions, r, f"trace-{r}", FIXED_NOW) for r in ROLES}
+    worker = InProcessWorker(services)
+    services.dispatcher = worker
+    worker.start()
+    try:
+        with TestClient(create_app(services)) as client:
+            exporter.clear()
+            events = {"events": [f.enrollment(at(0), patient=PATIENT, event_id="trace-e1")]}
+            assert Api(client, tokens).post_events(events).status_code == 202
+            assert worker.wait_idle()
+    finally:
+        worker.stop()
+        services.dispatcher = None
+    spans = exporter.get_finished_spans()
+    [ingest] = [s for s in spans if s.name == "POST /v1/events"]
+    [work] = [s for s in spans if s.name == PROCESS_SPAN]
+    assert ingest.context is not None
+    assert work.context is not None
+    assert work.context.trace_id == ingest.context.trace_id
+    assert work.attributes == {}  # the patient id is not told
+    decisions = [
+        s
+        for s in spans
+        if str((s.attributes or {}).get("db.statement", "")).startswith("INSERT INTO decision")
+    ]
+    assert decisions
+    assert {s.parent.span_id for s in decisions if s.parent} == {work.context.span_id}
+
+
 def test_a_publish_span_lasts_until_the_message_is_sent(exporter: InMemorySpanExporter) -> None:
     """In the API process the service's app is neither Celery's current nor its default one
     (start_worker, above, makes its app the default). The instrumentation finds the task being
@@ -255,3 +290,28 @@ def test_stopping_flushes_and_nothing_is_traced_after(
     with traced_services.engine.connect() as connection:
         connection.exec_driver_sql("SELECT 1")
     assert exporter.get_finished_spans() == ()
+
+
+def test_error_texts_are_left_out_of_exported_spans(exporter: InMemorySpanExporter) -> None:
+    """What a failed statement's span would carry on PostgreSQL (the driver's message names the
+    key's values), and an exception's message and traceback: not exported; the failure and the
+    exception's type are."""
+    provider = tracing.tracing()
+    assert provider is not None
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("INSERT monitor") as span:
+        span.set_status(
+            Status(StatusCode.ERROR, f"duplicate key: Key (patient_id)=({PATIENT}) already exists")
+        )
+        span.record_exception(ValueError(f"the grading of {PATIENT}"))
+        span.set_attribute("db.statement", "INSERT INTO patient (patient_id) VALUES (%s)")
+    [exported] = exporter.get_finished_spans()
+    assert exported.status.status_code is StatusCode.ERROR
+    assert not exported.status.description
+    [event] = exported.events
+    assert event.name == "exception"
+    attributes = dict(event.attributes or {})
+    assert attributes["exception.type"] == "ValueError"
+    assert set(attributes) <= {"exception.type", "exception.escaped"}
+    assert exported.attributes == {"db.statement": "INSERT INTO patient (patient_id) VALUES (%s)"}
+    assert PATIENT not in repr(exported.to_json())
