@@ -205,8 +205,15 @@ def continued(handed: otel_context.Context | None, name: str) -> Iterator[None]:
         yield
         return
     tracer = _provider.get_tracer(INSTRUMENTATION)
-    with tracer.start_as_current_span(name, context=handed, kind=SpanKind.CONSUMER):
+    kind = SpanKind.CONSUMER if handed else SpanKind.INTERNAL  # handed over; empty: a new trace
+    with tracer.start_as_current_span(name, context=handed, kind=kind):
         yield
+
+
+def new_trace(name: str) -> contextlib.AbstractContextManager[None]:
+    """A span named `name` that starts a trace of its own (a scheduler job: its statements and
+    the tasks it sends, together), when this process traces."""
+    return continued(otel_context.Context() if _provider is not None else None, name)
 
 
 def trace_app(app: FastAPI, route_of: Callable[[Scope], str]) -> None:

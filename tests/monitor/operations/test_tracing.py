@@ -35,13 +35,14 @@ from monitor.auth.tokens import create_token
 from monitor.operations import tracing
 from monitor.processing.inprocess import PROCESS_SPAN, InProcessWorker
 from monitor.processing.jobs import TASK_NAME
+from monitor.scheduler.runner import make_lease, run_jobs
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from monitor.webhooks.delivery import TASK_NAME as DELIVER_TASK_NAME
 from tests.common import factories as f
 from tests.common.factories import at
-from tests.common.service import Api, eventually
+from tests.common.service import Api, RecordingDispatcher, eventually
 from tests.conftest import FIXED_NOW
 from workers.app import CeleryDispatcher, create_celery
 
@@ -315,3 +316,20 @@ def test_error_texts_are_left_out_of_exported_spans(exporter: InMemorySpanExport
     assert set(attributes) <= {"exception.type", "exception.escaped"}
     assert exported.attributes == {"db.statement": "INSERT INTO patient (patient_id) VALUES (%s)"}
     assert PATIENT not in repr(exported.to_json())
+
+
+def test_each_scheduler_job_is_a_trace_of_its_own(
+    traced_services: Services, exporter: InMemorySpanExporter
+) -> None:
+    traced_services.dispatcher = RecordingDispatcher()
+    exporter.clear()
+    counts = run_jobs(traced_services, make_lease(traced_services))
+    assert counts is not None
+    spans = exporter.get_finished_spans()
+    jobs = {s.name: s for s in spans if s.name.startswith("scheduler/")}
+    assert sorted(jobs) == sorted(f"scheduler/{name}" for name in counts)
+    assert len({s.context.trace_id for s in jobs.values() if s.context}) == len(jobs)
+    assert all(s.parent is None for s in jobs.values())
+    redrive = jobs["scheduler/redrive_outbox"].context
+    assert redrive is not None
+    assert [s for s in spans if s.parent is not None and s.parent.span_id == redrive.span_id]
