@@ -15,9 +15,10 @@ COPY monitor ./monitor
 COPY workers ./workers
 COPY examples ./examples
 
-# The same package the README's commands install, nothing else; then a non-root user (uid 10001,
-# group 0 so that platforms running an arbitrary uid in group 0 can still write /app/var).
-RUN pip install . \
+# The same package the README's commands install, with the OTLP trace exporter (the `otlp`
+# extra), nothing else; then a non-root user (uid 10001, group 0 so that platforms running an
+# arbitrary uid in group 0 can still write /app/var).
+RUN pip install '.[otlp]' \
     && rm -rf build ./*.egg-info \
     && useradd --system --uid 10001 --gid 0 --home-dir /app --no-create-home monitor \
     && mkdir -p /app/var \

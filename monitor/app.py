@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from monitor.admin.router import router as admin_router
 from monitor.alerts.router import router as alerts_router
+from monitor.api.docs import add_api_pages
 from monitor.api.errors import add_error_handlers
-from monitor.api.guard import RequestGuard, RequestLog, leaf_routes
+from monitor.api.guard import RequestGuard, RequestLog, leaf_routes, route_template
 from monitor.api.json_body import StrictJsonRoute
 from monitor.api.openapi import openapi_document
 from monitor.auth.router import router as auth_router
@@ -24,8 +25,10 @@ from monitor.interop.cds.jwt_auth import JwtVerifier
 from monitor.interop.cds.router import OPENAPI_COMPONENTS as CDS_COMPONENTS
 from monitor.interop.cds.router import router as cds_router
 from monitor.interop.fhir.router import router as fhir_router
+from monitor.operations.http_metrics import instrument_http
 from monitor.operations.metrics import DatabaseCollector
 from monitor.operations.router import router as operations_router
+from monitor.operations.tracing import trace_app
 from monitor.patients.router import router as patients_router
 from monitor.policy.router import router as policy_router
 from monitor.reports.router import router as reports_router
@@ -59,6 +62,8 @@ def create_app(services: Services) -> FastAPI:
         description="Bortezomib-induced peripheral neuropathy monitor (CONTRACT.md).",
         license_info={"name": "Proprietary", "identifier": "LicenseRef-Proprietary"},
         servers=[{"url": "/", "description": "this service"}],
+        docs_url=None,  # served from the service's own files (add_api_pages): no CDN
+        redoc_url=None,
     )
     # what the dependencies read (monitor.api.deps): one set per app
     app.state.services = services
@@ -75,6 +80,9 @@ def create_app(services: Services) -> FastAPI:
     # its headers are on the guard's refusals too
     app.add_middleware(CdsCors, origins=services.settings.cds_allowed_origins)
     app.add_middleware(RequestLog)
+    # outermost: every answer counted by route template, the guard's and the log's too
+    app.state.http_metrics = instrument_http(app)
+    trace_app(app, route_template)  # when tracing is on: a span per request, around it all
 
     for router in ROUTERS:
         app.include_router(router)
@@ -83,6 +91,7 @@ def create_app(services: Services) -> FastAPI:
     if loose:  # a router made with plain APIRouter would read JSON bodies leniently
         raise RuntimeError(f"routes without StrictJsonRoute: {loose}")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    add_api_pages(app)  # /docs, /redoc and their assets
     app.openapi = lambda: openapi_document(app, EXTRA_COMPONENTS)  # type: ignore[method-assign]
     return app
 

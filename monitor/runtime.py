@@ -17,6 +17,7 @@ from sqlmodel import col, select
 from monitor.auth.audit import AuditKeyError
 from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import configure_logging
+from monitor.operations.tracing import Process, TracingSetupError, start_tracing
 from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
@@ -26,6 +27,15 @@ if TYPE_CHECKING:
     from monitor.processing.inprocess import InProcessWorker
 
 log = logging.getLogger("monitor")
+
+
+def traced(settings: Settings, process: Process) -> None:
+    """Start tracing this process if `MONITOR_OTEL_EXPORTER` says so, before anything that is
+    traced is built (a worker starts its own: `workers.app`)."""
+    try:
+        start_tracing(settings, process)
+    except TracingSetupError as exc:
+        raise SystemExit(f"settings: {exc}") from None
 
 
 def first_admin_token(services: Services) -> str | None:
@@ -42,6 +52,7 @@ def first_admin_token(services: Services) -> str | None:
 def serve(settings: Settings, host: str, port: int) -> int:
     """The embedded default: API, in-process worker and scheduler in one process."""
     configure_logging(settings)
+    traced(settings, "serve")
     services = build_services(settings)
     upgrade(services.engine)
     token = first_admin_token(services)
@@ -70,6 +81,7 @@ def demo(
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
+    traced(settings, "serve")
     services = build_services(settings)
     upgrade(services.engine)
     now = settings.now()
@@ -179,6 +191,7 @@ def api(settings: Settings, host: str, port: int) -> int:
     from monitor.app import create_app
 
     configure_logging(settings)
+    traced(settings, "api")
     services = _production_services(settings)
     _run_http(create_app(services), host, port)
     return 0
@@ -246,6 +259,7 @@ def scheduler(settings: Settings) -> int:
     from monitor.scheduler.runner import add_jobs, make_lease
 
     configure_logging(settings)
+    traced(settings, "scheduler")
     services = _production_services(settings)
     lease = make_lease(services)
     blocking = BlockingScheduler(timezone=dt.UTC)

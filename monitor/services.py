@@ -10,6 +10,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from monitor.auth.audit import AuditLog
+from monitor.operations.tracing import trace_engine
 from monitor.policy_file import load_pack
 from monitor.settings import Settings
 from monitor.storage.database import make_engine, make_session_factory
@@ -48,6 +49,7 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     engine = make_engine(settings)
+    trace_engine(engine)  # SQL spans, when this process traces (monitor.operations.tracing)
     pack = load_pack(
         settings.policy if settings.policy_file is None else None, settings.policy_file
     )

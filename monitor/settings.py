@@ -309,6 +309,13 @@ class Settings(BaseSettings):
         "empty: no CORS headers. The rest of the API never sends CORS headers",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otel_exporter: Literal["none", "otlp", "console"] = Field(
+        default="none",
+        description="OpenTelemetry traces (monitor.operations.tracing): `none` (off), `console` "
+        "(spans on stdout) or `otlp` (to OTEL_EXPORTER_OTLP_ENDPOINT, the standard variable; "
+        "needs the `otlp` extra). Each process traces as bipn-monitor-api, -worker, -scheduler "
+        "or -serve",
+    )
     fixed_now: dt.datetime | None = Field(
         default=None,
         description="freeze the service clock (tests, demos); RFC 3339 with offset",

@@ -15,21 +15,24 @@ imported; `python -m monitor worker` builds its own app from the settings it was
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
+from celery._state import get_current_app
 from celery.signals import celeryd_init
 
 from monitor.operations import logsafe
 from monitor.operations.logsafe import describe_chain
+from monitor.operations.tracing import TracingSetupError, start_tracing
 from monitor.processing.jobs import (
     TASK_NAME,
     DeadLetteredError,
@@ -191,6 +194,20 @@ class QueuedMarks:
             log.warning("queued marks not cleared; they expire", extra={"ttl_s": self.TTL_S})
 
 
+@contextlib.contextmanager
+def publishing_from(app: Celery) -> Iterator[None]:
+    """`app` as this thread's current Celery app while it publishes. OpenTelemetry's Celery
+    instrumentation looks the task being sent up by name in the current app (the service's apps
+    are not current: `set_as_current=False`); without it, the publish span is never ended (the
+    trace context still travels in the message headers)."""
+    previous = get_current_app()
+    app.set_current()
+    try:
+        yield
+    finally:
+        previous.set_current()
+
+
 class CeleryDispatcher:
     """Publishes `process_patient(patient_id)` to the broker, after the database commit."""
 
@@ -202,7 +219,7 @@ class CeleryDispatcher:
         sent = 0
         patient_ids = self._marks.claim(patient_ids)
         try:
-            with self._app.producer_or_acquire() as producer:
+            with publishing_from(self._app), self._app.producer_or_acquire() as producer:
                 for patient_id in patient_ids:
                     self._app.send_task(
                         TASK_NAME,
@@ -229,7 +246,7 @@ class CeleryDispatcher:
     def enqueue_deliveries(self, delivery_ids: list[int]) -> int:
         sent = 0
         try:
-            with self._app.producer_or_acquire() as producer:
+            with publishing_from(self._app), self._app.producer_or_acquire() as producer:
                 for delivery_id in delivery_ids:
                     self._app.send_task(
                         DELIVER_TASK_NAME,
@@ -338,9 +355,10 @@ def deliver_webhook(self: ServiceTask, delivery_id: Any) -> str:
 @celeryd_init.connect
 def _as_a_service_worker(instance: Any, **_: Any) -> None:
     """A worker of this service, `celery -A workers.app worker` too, starts as
-    `python -m monitor worker` does: it needs a broker, and it logs JSON on stderr with
+    `python -m monitor worker` does: it needs a broker, it logs JSON on stderr with
     sanitised tracebacks (`monitor.operations.logsafe.configure_logging`; Celery then keeps
-    that root handler and sets only its level, `--loglevel`)."""
+    that root handler and sets only its level, `--loglevel`), and it traces when
+    `MONITOR_OTEL_EXPORTER` says so (`monitor.operations.tracing`)."""
     app = getattr(instance, "app", None)
     if not isinstance(app, MonitorCelery):
         return
@@ -348,3 +366,11 @@ def _as_a_service_worker(instance: Any, **_: Any) -> None:
         raise SystemExit("MONITOR_BROKER_URL is required for the worker process")
 
     logsafe.configure_logging(app.settings)
+    try:  # before the pool forks: its processes inherit the provider (and re-start its thread)
+        traced = start_tracing(app.settings, "worker")
+    except TracingSetupError as exc:
+        raise SystemExit(f"settings: {exc}") from None
+    if traced is not None:
+        # a task's retry publishes from inside the task: the instrumentation finds the task by
+        # name in the current app, which is the default app in the worker's threads
+        app.set_default()

@@ -40,9 +40,10 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# What needs no token: health, metrics, the API description, the web pages and their static
-# files; read only: CDS Hooks discovery and FHIR's description of the server (what FHIR clients
-# read first). Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
+# What needs no token: health, metrics, the API description and its pages' assets, the web
+# pages and their static files; read only: CDS Hooks discovery and FHIR's description of the
+# server (what FHIR clients read first). Everything else (the API, FHIR, CDS Hooks calls,
+# unknown paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -50,13 +51,12 @@ PUBLIC_PATHS = frozenset(
         "/metrics",
         "/openapi.json",
         "/docs",
-        "/docs/oauth2-redirect",
         "/redoc",
         "/",
         "/chair",
     }
 )
-PUBLIC_PREFIXES = ("/static/", "/patients/")
+PUBLIC_PREFIXES = ("/static/", "/patients/", "/docs/assets/")  # the API pages' scripts
 CDS_PREFIX = "/cds-services"
 PUBLIC_READS = frozenset(
     {CDS_PREFIX, "/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"}

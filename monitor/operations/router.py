@@ -1,5 +1,6 @@
 """Health and metrics for the platform (public: no patient data): liveness, readiness
-(database and queue reachable), Prometheus counters and the database's gauges.
+(database and queue reachable), Prometheus counters, the database's gauges and the app's HTTP
+request metrics.
 
 No `from __future__ import annotations`: FastAPI reads the annotations at run time.
 """
@@ -65,5 +66,8 @@ def readyz(services: ServicesDep) -> JSONResponse:
 )
 def metrics(request: Request) -> Response:
     scrape: CollectorRegistry = request.app.state.database_metrics
+    http: CollectorRegistry | None = getattr(request.app.state, "http_metrics", None)
     body = generate_latest(REGISTRY) + generate_latest(scrape)
+    if http is not None:  # this app's requests (monitor.operations.http_metrics)
+        body += generate_latest(http)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

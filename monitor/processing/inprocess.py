@@ -12,11 +12,16 @@ import queue
 import threading
 import time
 
+from opentelemetry.context import Context
+
+from monitor.operations import tracing
 from monitor.processing.jobs import dead_letter, retry_delay, run_process_patient
 from monitor.services import Services
 from monitor.webhooks.delivery import deliver
 
 log = logging.getLogger("monitor.inprocess")
+
+PROCESS_SPAN = "inprocess/process_patient"  # its trace span (monitor.operations.tracing)
 
 
 class InProcessWorker:
@@ -25,7 +30,8 @@ class InProcessWorker:
 
     def __init__(self, services: Services) -> None:
         self._services = services
-        self._queue: queue.Queue[str] = queue.Queue()
+        # each patient with the trace context of the request that queued it (when tracing)
+        self._queue: queue.Queue[tuple[str, Context | None]] = queue.Queue()
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -47,11 +53,12 @@ class InProcessWorker:
         return len(delivery_ids)
 
     def enqueue(self, patient_ids: list[str]) -> int:
+        handed = tracing.handover()
         with self._lock:
             fresh = [p for p in patient_ids if p not in self._pending]
             self._pending.update(fresh)
         for patient_id in fresh:
-            self._queue.put(patient_id)
+            self._queue.put((patient_id, handed))
         return len(patient_ids)
 
     def ping(self) -> bool:
@@ -74,13 +81,14 @@ class InProcessWorker:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                patient_id = self._queue.get(timeout=0.1)
+                patient_id, handed = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
             with self._lock:
                 self._pending.discard(patient_id)  # events arriving from now on queue it again
             try:
-                self._process(patient_id)
+                with tracing.continued(handed, PROCESS_SPAN):
+                    self._process(patient_id)
             except Exception:
                 # not marked done: its outbox rows stay open and the re-drive sends it again
                 log.exception("work failed and could not be dead-lettered")

@@ -19,6 +19,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from monitor.alerts.scheduled import escalate_alerts, send_reminders
 from monitor.auth.scheduled import checkpoint_audit
+from monitor.operations import tracing
 from monitor.operations.clock import wall_now
 from monitor.processing.jobs import TRANSIENT_ERRORS
 from monitor.processing.scheduled import fire_due_timers, redrive_outbox
@@ -49,7 +50,8 @@ def run_jobs(services: Services, lease: SchedulerLease) -> dict[str, int] | None
     counts: dict[str, int] = {}
     for job in JOBS:
         try:
-            counts[job.__name__] = job(services)
+            with tracing.new_trace(f"scheduler/{job.__name__}"):  # when tracing: one per job
+                counts[job.__name__] = job(services)
         except TRANSIENT_ERRORS as exc:
             log.warning(
                 "scheduler job failed; next tick retries",
