@@ -170,7 +170,8 @@ async def sign_in_callback(request: Request, services: ServicesDep) -> Response:
     except OidcRefusedError as refused:
         audit = services.audit.record_refusal
         await run_in_threadpool(audit, "sign-in", refused.status, now, refused.subject)
-        return _failed(refused.status, f"Signed in, but not here: {refused.detail}.", next_path)
+        why = refused.detail[:1].upper() + refused.detail[1:]
+        return _failed(refused.status, f"{why}.", next_path)
     await run_in_threadpool(services.audit.record, principal, "sign-in", "oidc", 200, now)
     expires = "" if principal.expires_at is None else str(int(principal.expires_at.timestamp()))
     head = (
