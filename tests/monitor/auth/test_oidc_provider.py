@@ -190,3 +190,19 @@ def test_api_tokens_keep_working_beside_the_provider(
     assert me.status_code == 200, me.text
     assert me.json()["name"] == "test-ingest"
     assert http.get("/v1/me", headers=bearer("bm_unknown")).status_code == 401
+
+
+def test_an_open_alert_stream_ends_when_the_token_expires(
+    provider: RunningProvider, http: httpx.Client
+) -> None:
+    token = token_of(provider, "short-lived")  # one second
+    started = time.monotonic()
+    seen: list[str] = []
+    with http.stream("GET", "/v1/alerts/stream", headers=bearer(token), timeout=15) as stream:
+        assert stream.status_code == 200
+        for line in stream.iter_lines():
+            seen.append(line)
+            if "stream closed" in line:
+                break
+    assert ": the sign-in has expired: stream closed" in seen
+    assert time.monotonic() - started < 10  # not the stream's 300 s end
