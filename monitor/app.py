@@ -31,8 +31,8 @@ from monitor.reports.router import router as reports_router
 from monitor.services import Services
 from monitor.web.router import STATIC_DIR
 from monitor.web.router import router as web_router
-from monitor.web.signin import configure_sign_in
-from monitor.web.signin import router as signin_router
+from monitor.web.signin.router import configure_sign_in
+from monitor.web.signin.router import router as signin_router
 from monitor.webhooks.router import router as webhooks_router
 
 ROUTERS = (

@@ -55,7 +55,7 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
         "/",
         "/chair",
-        # the pages' sign-in at the OpenID Connect provider (monitor/web/signin.py)
+        # the pages' sign-in at the OpenID Connect provider (monitor/web/signin/router.py)
         "/auth/options",
         "/auth/login",
         "/auth/callback",
