@@ -20,7 +20,7 @@ import re
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 from authlib.integrations.starlette_client import OAuth, OAuthError, StarletteOAuth2App
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -34,6 +34,8 @@ from monitor.settings import Settings
 from monitor.web.router import PAGE_HEADERS
 
 log = logging.getLogger("monitor.web")
+# the provider out of reach, or answering garbage (Authlib's client runs on httpx2)
+PROVIDER_ERRORS = (httpx2.HTTPError, ValueError)
 
 router = StrictJsonRouter(include_in_schema=False)  # always: how the pages log in
 # the flow itself, included only when the pages sign in (configure_sign_in)
@@ -140,9 +142,10 @@ async def sign_in(
             _base_url(request, settings) + "/auth/callback",
             resource=settings.oidc_audience,  # RFC 8707: the access token is for this API
         )
-    except (httpx.HTTPError, ValueError) as exc:
+    except PROVIDER_ERRORS as exc:
         log.warning("the sign-in provider is unreachable", extra={"error_type": type(exc).__name__})
-        return _failed(502, "The sign-in provider cannot be reached: try again shortly.")
+        why = "The sign-in provider cannot be reached: try again shortly."
+        return _failed(502, why, _local(next_path))
     return redirect
 
 
@@ -158,7 +161,7 @@ async def sign_in_callback(request: Request, services: ServicesDep) -> Response:
         request.session.clear()
         why = exc.description or exc.error or "the provider's answer was not accepted"
         return _failed(400, f"The sign-in did not complete: {why}.", next_path)
-    except httpx.HTTPError as exc:
+    except PROVIDER_ERRORS as exc:
         log.warning("the sign-in provider is unreachable", extra={"error_type": type(exc).__name__})
         return _failed(502, "The sign-in provider cannot be reached: try again shortly.", next_path)
     request.session.clear()
@@ -197,6 +200,6 @@ async def sign_out(request: Request, services: ServicesDep) -> Response:
         logout = await client.create_logout_url(
             post_logout_redirect_uri=home, client_id=services.settings.oidc_client_id
         )
-    except (httpx.HTTPError, ValueError):
+    except PROVIDER_ERRORS:
         return RedirectResponse("/", status_code=303)
     return RedirectResponse(str(logout["url"]), status_code=303)

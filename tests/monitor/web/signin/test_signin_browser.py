@@ -24,7 +24,14 @@ from monitor.settings import Settings
 from tests.common import factories as f
 from tests.common.service import rows
 from tests.monitor.auth.oidc.provider import RunningProvider, running_provider
-from tests.monitor.web.site import Site, Uvicorn, days_ago, free_port, wait_live
+from tests.monitor.web.site import (
+    Site,
+    Uvicorn,
+    assert_accessible,
+    days_ago,
+    free_port,
+    wait_live,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -145,6 +152,7 @@ def test_a_nurse_signs_in_at_the_provider_and_the_feed_loads(
     page.goto(site.url + "/")
     page.locator("#sign-in").wait_for(state="visible")
     assert page.locator("#token").is_hidden()  # no pasting a token when the provider signs in
+    assert_accessible(page)
 
     sign_in(page, provider, "nurse-7")
 
