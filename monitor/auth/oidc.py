@@ -5,8 +5,9 @@ the JOSE library of Authlib, whose own `authlib.jose` is deprecated in its favou
 
 - signed with RS256 or ES256 by a key of the provider's JWK Set, found through its discovery
   document (`{issuer}/.well-known/openid-configuration` -> `jwks_uri`); the set is cached, and
-  fetched again when a token names a key id it lacks (a key rotation), at most every
-  `REFETCH_MIN_INTERVAL_S`, and after `KEYS_MAX_AGE_S` (a key withdrawn stops verifying);
+  fetched again when a token names a key id it lacks (a key rotation) and after
+  `KEYS_MAX_AGE_S` (a key withdrawn stops verifying), at most every `REFETCH_MIN_INTERVAL_S`
+  (failed fetches too; the keys known go on serving while the provider is out of reach);
 - `iss` is the issuer, `aud` names `oidc_audience`, `exp` has not passed, `nbf` and `iat` are
   not in the future (`oidc_leeway_s` of skew), `sub` is present.
 
@@ -98,24 +99,36 @@ class ProviderKeys:
         self._http = http or httpx.Client(timeout=FETCH_TIMEOUT_S)
         self._lock = threading.Lock()
         self._cached: _CachedKeys | None = None
+        self._attempted: float | None = None  # monotonic time of the last fetch, good or not
 
     def current(self) -> KeySet:
         with self._lock:
             cached = self._cached
             if cached is None or time.monotonic() - cached.fetched > KEYS_MAX_AGE_S:
-                cached = self._fetch()
+                cached = self._fetch_if_due()
             return cached.keys
 
     def refreshed(self) -> KeySet:
         """The set fetched again (a token named a key id the cached set lacks), unless it was
-        fetched moments ago."""
+        tried moments ago."""
         with self._lock:
-            cached = self._cached
-            if cached is None or time.monotonic() - cached.fetched >= REFETCH_MIN_INTERVAL_S:
-                cached = self._fetch()
-            return cached.keys
+            return self._fetch_if_due().keys
 
-    def _fetch(self) -> _CachedKeys:
+    def _fetch_if_due(self) -> _CachedKeys:
+        """A fetch at most every `REFETCH_MIN_INTERVAL_S`, failed ones too: a provider down
+        does not hold every request for a timeout. Meanwhile the keys known serve; with none
+        known yet, a 503."""
+        now = time.monotonic()
+        if self._attempted is None or now - self._attempted >= REFETCH_MIN_INTERVAL_S:
+            self._attempted = now
+            self._cached = self._fetch() or self._cached
+        if self._cached is None:
+            raise OidcRefusedError(
+                503, "the sign-in provider's keys cannot be fetched: try again shortly"
+            )
+        return self._cached
+
+    def _fetch(self) -> _CachedKeys | None:
         try:
             metadata = self._get_json(discovery_url(self._issuer))
             jwks_uri = metadata.get("jwks_uri")
@@ -127,13 +140,8 @@ class ProviderKeys:
                 "the OpenID Connect provider's keys could not be fetched",
                 extra={"issuer": self._issuer, "error_type": type(exc).__name__},
             )
-            if self._cached is not None:  # keep verifying with the keys already known
-                return self._cached
-            raise OidcRefusedError(
-                503, "the sign-in provider's keys cannot be fetched: try again shortly"
-            ) from exc
-        self._cached = _CachedKeys(keys, time.monotonic())
-        return self._cached
+            return None
+        return _CachedKeys(keys, time.monotonic())
 
     def _get_json(self, url: str) -> dict[str, Any]:
         response = self._http.get(url, headers={"Accept": "application/json"})

@@ -144,10 +144,14 @@ def test_unreachable_keys_are_a_503_until_first_fetched_then_the_known_keys_serv
 ) -> None:
     provider.down = True
     checking = verifier(provider)
-    refused = refusal(checking, provider.sign())
-    assert refused.status == 503
+    assert refusal(checking, provider.sign()).status == 503
     provider.down = False
+    # tried moments ago: not again yet (a provider down must not hold every request)
+    assert refusal(checking, provider.sign()).status == 503
+    assert provider.jwks_fetches == 0
+    monkeypatch.setattr(oidc, "REFETCH_MIN_INTERVAL_S", 0.0)
     assert checking.principal(provider.sign()).role == "nurse"
+    assert provider.jwks_fetches == 1
     provider.down = True
     monkeypatch.setattr(oidc, "KEYS_MAX_AGE_S", 0.0)  # due for a refresh, which fails
     assert checking.principal(provider.sign()).role == "nurse"
