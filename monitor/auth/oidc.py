@@ -15,7 +15,8 @@ Then the claims mapping gives the `Principal`: the role from `oidc_role_claim` (
 `oidc_role_map`, or the role names themselves), the units from `oidc_units_claim`. A token that
 verifies but maps to no staff role, to several, or lacks the units its role needs, is refused
 with a 403: the user is authenticated, this service just gives them nothing. The principal's
-name is `oidc:{sub}`: the audit log names the subject, never a name or an e-mail address.
+name is `oidc:{sub}`: the audit log names the subject, never a name or an e-mail address (a
+`sub` that looks like one is refused).
 
 Validity is checked against the wall clock (like CDS Hooks JWTs): a frozen demo clock must not
 make every real token look expired.
@@ -225,6 +226,12 @@ def _strings(value: Any) -> list[str] | None:
 
 def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Principal:
     """The claims mapping: one staff role, the units, the subject. 403 when they give none."""
+    if "@" in str(claims["sub"]):  # an e-mail address: it would be written in the audit log
+        raise OidcRefusedError(
+            403,
+            "the token's 'sub' looks like an e-mail address: the provider must give this "
+            "service opaque subject identifiers (they are written in its audit log)",
+        )
     subject = SUBJECT_PREFIX + str(claims["sub"])
     role_claim = settings.oidc_role_claim
     values = _strings(claim_at(claims, role_claim)) or []

@@ -208,3 +208,9 @@ def test_units_are_required_except_for_admin_or_when_the_claim_is_switched_off()
     assert principal_from_claims(claims(roles="admin"), settings()).units is None
     unbound = principal_from_claims(claims(roles="nurse"), settings(oidc_units_claim=""))
     assert unbound.units is None
+
+
+def test_a_subject_that_is_an_e_mail_address_is_refused_and_not_recorded() -> None:
+    with pytest.raises(OidcRefusedError, match="looks like an e-mail address") as caught:
+        principal_from_claims(claims(sub="jane.doe@hospital.example", roles="admin"), settings())
+    assert (caught.value.status, caught.value.subject) == (403, None)
