@@ -35,6 +35,8 @@ from monitor.reports.router import router as reports_router
 from monitor.services import Services
 from monitor.web.router import STATIC_DIR
 from monitor.web.router import router as web_router
+from monitor.web.signin.router import configure_sign_in
+from monitor.web.signin.router import router as signin_router
 from monitor.webhooks.router import router as webhooks_router
 
 ROUTERS = (
@@ -50,6 +52,7 @@ ROUTERS = (
     admin_router,  # operators
     auth_router,  # who the caller is
     web_router,  # the pages
+    signin_router,  # ... and their sign-in at the hospital's OpenID Connect provider
     operations_router,  # the platform
 )
 EXTRA_COMPONENTS: dict[str, Any] = {**EVENT_COMPONENTS, **CDS_COMPONENTS}
@@ -74,6 +77,7 @@ def create_app(services: Services) -> FastAPI:
     app.state.database_metrics.register(DatabaseCollector(services))
 
     add_error_handlers(app)
+    configure_sign_in(app, services.settings)  # the provider's tokens; within the guard
     # the guard within the request log: every answer, the guard's 401/413/422 too, is logged
     app.add_middleware(RequestGuard, services=services)
     # CORS for the CDS Hooks routes only, outside the guard: it answers preflights itself and

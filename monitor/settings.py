@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.auth.roles import STAFF_ROLES
 from monitor.operations.clock import wall_now
 from policies.decisions import Audience
 from policies.events import Therapy
@@ -308,6 +309,57 @@ class Settings(BaseSettings):
         "routes (/cds-services and below) cross-origin, e.g. https://sandbox.cds-hooks.org; "
         "empty: no CORS headers. The rest of the API never sends CORS headers",
     )
+    # --- staff sign-in: the hospital's OpenID Connect provider (monitor/auth/oidc.py) ---
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="the OpenID Connect provider staff sign in with: its issuer URL, exactly "
+        "as its tokens' `iss` (keys from {issuer}/.well-known/openid-configuration -> "
+        "jwks_uri). Unset (default): no sign-in, API tokens only",
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        description="the `aud` the provider's access tokens for this service carry (its "
+        "resource indicator or API identifier); required with oidc_issuer",
+    )
+    oidc_role_claim: str = Field(
+        default="roles",
+        description="the access-token claim holding the user's roles or groups (a string or "
+        "a list; a dotted path reads a nested claim, e.g. realm_access.roles)",
+    )
+    oidc_role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="claim values -> the service's roles (JSON object, e.g. "
+        '{"onc-nurses": "nurse"}); empty: the values are the role names themselves. Staff '
+        "roles only: nurse, physician, pharmacy, infusion, auditor, admin",
+    )
+    oidc_units_claim: str = Field(
+        default="units",
+        description="the claim holding the units a user sees (a string or a list); every role "
+        "but admin needs it. Empty: nobody signed in is bound to units (every unit)",
+    )
+    oidc_leeway_s: Annotated[int, Field(ge=0, le=120)] = Field(
+        default=30, description="clock skew allowed on exp, nbf and iat of the provider's tokens"
+    )
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="the web pages' sign-in: the client registered with the provider "
+        "(authorization code with PKCE, redirect URI {public_base_url}/auth/callback). Unset: "
+        "the pages ask for a pasted API token",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="only for a confidential client; a public client (PKCE alone) has none",
+    )
+    oidc_scope: str = Field(
+        default="openid",
+        description="the scopes the pages ask for, space-separated (openid included; add the "
+        "one your provider needs to issue the access token for oidc_audience)",
+    )
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs the sign-in's short-lived cookie (state, nonce, PKCE verifier), at "
+        "least 32 characters; required with oidc_client_id",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     otel_exporter: Literal["none", "otlp", "console"] = Field(
         default="none",
@@ -411,6 +463,60 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"{value} is not a file")
         return value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (a random secret)")
+        return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        """https, or http on this machine only (a provider run for a test or a demo)."""
+        if value is not None and not (
+            re.match(r"^https://[^/\s]+(/\S*)?$", value)
+            or re.match(r"^http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/\S*)?$", value)
+        ):
+            raise ValueError(f"{value!r} is not an https URL (http only on localhost)")
+        return value
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _staff_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        wrong = sorted({role for role in value.values() if role not in STAFF_ROLES})
+        if wrong:
+            raise ValueError(f"role(s) {wrong} cannot be signed in to; staff roles: {STAFF_ROLES}")
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        """Sign-in settings come together, or not at all (a half-configured provider would
+        accept nothing, or sign in without checking who)."""
+        if (self.oidc_issuer is None) != (self.oidc_audience is None):
+            raise ValueError("oidc_issuer and oidc_audience go together: set both, or neither")
+        if self.oidc_client_id is not None:
+            if self.oidc_issuer is None:
+                raise ValueError("oidc_client_id needs oidc_issuer and oidc_audience")
+            if self.session_secret is None:
+                raise ValueError(
+                    "oidc_client_id needs session_secret (a random secret of at least 32 "
+                    "characters): it signs the sign-in's cookie"
+                )
+            if "openid" not in self.oidc_scope.split():
+                raise ValueError(f"oidc_scope {self.oidc_scope!r} must include openid")
+        return self
+
+    @property
+    def oidc_enabled(self) -> bool:
+        """The API accepts the provider's access tokens."""
+        return self.oidc_issuer is not None
+
+    @property
+    def sign_in_enabled(self) -> bool:
+        """The web pages sign staff in at the provider (else they ask for an API token)."""
+        return self.oidc_client_id is not None
 
     @property
     def embedded(self) -> bool:

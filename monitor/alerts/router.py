@@ -159,6 +159,9 @@ async def stream_alerts(
         ):
             yield ServerSentEvent(comment="the token is no longer valid: stream closed")
             return
+        if principal.expires_at is not None and clock.wall() >= principal.expires_at:
+            yield ServerSentEvent(comment="the sign-in has expired: stream closed")
+            return
         alerts = await run_in_threadpool(_after, services, where, position)
         for alert in alerts:
             position = alert["id"]

@@ -7,7 +7,8 @@
   re-raised to the server (whose own log would print exception messages as they are).
 - `RequestGuard`: refuses control characters in the path and query (422), authenticates the
   bearer token of every protected route before the application runs (401, audited, without
-  reading the body), and counts the body as it streams in, chunked or not, stopping it at
+  reading the body; a staff member's JWT from the OpenID Connect provider too: 403 when it maps
+  to no role here), and counts the body as it streams in, chunked or not, stopping it at
   `max_body_bytes` (413) before it is buffered whole.
 """
 
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.api.errors import error_content
 from monitor.auth import tokens as auth
+from monitor.auth.oidc import OidcRefusedError, OidcVerifier
 from monitor.interop.cds.jwt_auth import looks_like_jwt
 from monitor.operations.logsafe import current_request_id
 from monitor.services import Services
@@ -41,9 +43,9 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # What needs no token: health, metrics, the API description and its pages' assets, the web
-# pages and their static files; read only: CDS Hooks discovery and FHIR's description of the
-# server (what FHIR clients read first). Everything else (the API, FHIR, CDS Hooks calls,
-# unknown paths) does.
+# pages (their sign-in too) and their static files; read only: CDS Hooks discovery and FHIR's
+# description of the server (what FHIR clients read first). Everything else (the API, FHIR, CDS
+# Hooks calls, unknown paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -54,6 +56,11 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
         "/",
         "/chair",
+        # the pages' sign-in at the OpenID Connect provider (monitor/web/signin/router.py)
+        "/auth/options",
+        "/auth/login",
+        "/auth/callback",
+        "/auth/logout",
     }
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/", "/docs/assets/")  # the API pages' scripts
@@ -194,6 +201,13 @@ class RequestGuard:
         headers = Headers(scope=scope)
         if not is_public(method, path) and not is_cds_preflight(method, path, headers):
             refused = await self._authenticate(scope, headers)
+            if isinstance(refused, OidcRefusedError) and refused.status != 401:
+                # a provider's token that verified but gives no role here (403), or the
+                # provider's keys out of reach (503)
+                await _send_error(send, path, refused.status, refused.detail, {})
+                return
+            if isinstance(refused, OidcRefusedError):
+                refused = refused.detail
             if refused is not None:
                 await _send_error(send, path, 401, refused, {"WWW-Authenticate": "Bearer"})
                 return
@@ -203,7 +217,7 @@ class RequestGuard:
             return
         await self.app(scope, self._limited(receive, headers), send)
 
-    async def _authenticate(self, scope: Scope, headers: Headers) -> str | None:
+    async def _authenticate(self, scope: Scope, headers: Headers) -> str | OidcRefusedError | None:
         """None when the caller may go on (the principal is in `scope["state"]`), else why not.
 
         A CDS Hooks JWT is left to the CDS endpoints, which verify it (its audience is the URL
@@ -214,6 +228,8 @@ class RequestGuard:
             refused = "a bearer token is required"
         elif scope["path"].startswith(f"{CDS_PREFIX}/") and looks_like_jwt(credentials):
             return None
+        elif (oidc := provider_verifier(scope)) is not None and oidc.issued_here(credentials):
+            return await self._authenticate_oidc(scope, oidc, credentials)
         else:
             sessions, now = self.services.sessions, self.services.settings.now()
             principal = await run_in_threadpool(auth.authenticate, sessions, credentials, now)
@@ -228,6 +244,22 @@ class RequestGuard:
             self.services.settings.now(),
         )
         return refused
+
+    async def _authenticate_oidc(
+        self, scope: Scope, oidc: OidcVerifier, credentials: str
+    ) -> OidcRefusedError | None:
+        """A staff member's access token from the OpenID Connect provider (monitor/auth/oidc):
+        its principal, or the refusal, audited (naming the subject once it verified)."""
+        try:
+            principal = await run_in_threadpool(oidc.principal, credentials)
+        except OidcRefusedError as refused:
+            action = f"{scope['method']} {route_template(scope)}"
+            now = self.services.settings.now()
+            record = self.services.audit.record_refusal
+            await run_in_threadpool(record, action, refused.status, now, refused.subject)
+            return refused
+        scope.setdefault("state", {})["principal"] = principal
+        return None
 
     def _limited(self, receive: Receive, headers: Headers) -> Receive:
         limit = self.services.settings.max_body_bytes
@@ -258,6 +290,13 @@ def leaf_routes(routes: Iterable[Any]) -> Iterator[Any]:
             yield from leaf_routes(included.routes)
         else:
             yield route
+
+
+def provider_verifier(scope: Scope) -> OidcVerifier | None:
+    """The app's verifier of the OpenID Connect provider's tokens (None: sign-in is off)."""
+    state = getattr(scope.get("app"), "state", None)
+    verifier: OidcVerifier | None = getattr(state, "oidc_verifier", None)
+    return verifier
 
 
 def route_template(scope: Scope) -> str:

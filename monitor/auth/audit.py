@@ -168,9 +168,12 @@ class AuditLog:
         service's host, so the actor is the command line, not a token."""
         self._append(COMMAND_LINE, "operator", action, resource, 0, now)
 
-    def record_refusal(self, action: str, status_code: int, now: dt.datetime) -> None:
-        """A request refused before anyone was identified (401): the route, the answer."""
-        self._append(ANONYMOUS, "none", action, "-", status_code, now)
+    def record_refusal(
+        self, action: str, status_code: int, now: dt.datetime, actor: str | None = None
+    ) -> None:
+        """A request refused before anyone was identified (401): the route, the answer; or
+        refused although identified (`actor`: a signed-in subject given no role here, 403)."""
+        self._append(actor or ANONYMOUS, "none", action, "-", status_code, now)
 
     def _append(
         self, actor: str, role: str, action: str, resource: str, status: int, now: dt.datetime

@@ -19,6 +19,9 @@ ROLES: tuple[Role, ...] = (
     "cds",
     "admin",
 )
+# the roles staff sign in with at the OpenID Connect provider (monitor/auth/oidc.py): not the
+# machines' roles (ingest, cds), which keep their API tokens and signed JWTs
+STAFF_ROLES: tuple[Role, ...] = ("nurse", "physician", "pharmacy", "infusion", "auditor", "admin")
 # the roles of the care team: the patients, their alerts
 CARE_ROLES: tuple[Role, ...] = ("nurse", "physician", "pharmacy", "infusion")
 ROLE_AUDIENCES: dict[Role, tuple[Audience, ...]] = {

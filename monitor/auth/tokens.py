@@ -32,6 +32,9 @@ class Principal:
     # the units the token is bound to (it sees only their patients, alerts and reports);
     # None: every unit
     units: frozenset[str] | None = None
+    # when its credential stops being valid, if it says (a provider's JWT: its `exp`); an open
+    # stream ends then
+    expires_at: dt.datetime | None = field(default=None, compare=False)
 
     def sees_unit(self, unit: str | None) -> bool:
         """In scope: an unbound token sees every unit (and patients without one); a bound one
@@ -42,6 +45,11 @@ class Principal:
     def scope(self) -> str:
         """The scope as the audit log records it."""
         return "all units" if self.units is None else "units " + ",".join(sorted(self.units))
+
+
+def is_unit_name(unit: str) -> bool:
+    """1-64 printable characters without surrounding blanks, as in the enrolments' `unit`."""
+    return 0 < len(unit) <= 64 and unit.isprintable() and unit == unit.strip()
 
 
 def hash_token(token: str) -> str:
@@ -61,7 +69,7 @@ def create_token(
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
     if units is not None:
-        bad = [u for u in units if not (0 < len(u) <= 64 and u.isprintable() and u == u.strip())]
+        bad = [u for u in units if not is_unit_name(u)]
         if bad or not units:
             raise ValueError(
                 f"units: {bad[0]!r} is not a unit name (1-64 printable characters, as in the "

@@ -77,3 +77,44 @@ def test_cds_allowed_origins_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().cds_jwt_max_lifetime_s == 300
     with pytest.raises(ValidationError, match="cds_jwt_max_lifetime_s"):
         Settings(cds_jwt_max_lifetime_s=86400)
+
+
+# --- staff sign-in at the OpenID Connect provider --------------------------------------------
+
+PROVIDER = {"oidc_issuer": "https://login.hospital.example", "oidc_audience": "bipn-monitor"}
+SECRET = "a-session-secret-of-thirty-two-characters"
+
+
+def test_sign_in_is_off_unless_configured() -> None:
+    default = Settings()
+    assert (default.oidc_enabled, default.sign_in_enabled) == (False, False)
+    api_only = Settings(**PROVIDER)
+    assert (api_only.oidc_enabled, api_only.sign_in_enabled) == (True, False)
+    pages = Settings(**PROVIDER, oidc_client_id="bipn-web", session_secret=SECRET)
+    assert (pages.oidc_enabled, pages.sign_in_enabled) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"oidc_issuer": "https://login.hospital.example"}, "go together: set both"),
+        ({"oidc_audience": "bipn-monitor"}, "go together: set both"),
+        ({**PROVIDER, "oidc_issuer": "http://login.hospital.example"}, "not an https URL"),
+        ({**PROVIDER, "oidc_client_id": "web"}, "needs session_secret"),
+        ({"oidc_client_id": "web", "session_secret": SECRET}, "needs oidc_issuer"),
+        ({**PROVIDER, "oidc_client_id": "web", "session_secret": "short"}, "at least 32"),
+        (
+            {**PROVIDER, "oidc_client_id": "web", "session_secret": SECRET, "oidc_scope": "api"},
+            "must include openid",
+        ),
+        ({**PROVIDER, "oidc_role_map": {"root": "superuser"}}, "cannot be signed in to"),
+    ],
+)
+def test_half_configured_sign_in_is_refused(given: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**given)  # type: ignore[arg-type]
+
+
+def test_a_provider_on_this_machine_may_use_http() -> None:
+    local = Settings(oidc_issuer="http://127.0.0.1:8444", oidc_audience="bipn-monitor")
+    assert local.oidc_issuer == "http://127.0.0.1:8444"

@@ -1,9 +1,13 @@
 // bipn-monitor web pages: what every page shares (the token, API calls, building nodes, times).
 // No build step. Data is written with textContent only (never as HTML). The token lives in the
 // tab's sessionStorage; each page's own script (app.js, chair.js) comes after this one.
+// When the service signs staff in at the hospital's provider (GET /auth/options), the login
+// form offers "Sign in" instead of the token field; the provider's access token is then the
+// bearer (put in sessionStorage by signin.js), and the page returns to sign-in when it expires.
 "use strict";
 
 const TOKEN_KEY = "bipn-monitor-token";
+const EXPIRES_KEY = "bipn-monitor-token-expires"; // epoch seconds, for a provider's token
 const $ = (id) => document.getElementById(id);
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 
@@ -56,24 +60,70 @@ const postJson = (path, body) => api(path, {
 
 const onLogout = [];
 
+let signInAtProvider = false; // GET /auth/options, asked once in startPage
+let expiryTimer = null;
+
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(EXPIRES_KEY);
   whoAmI = null;
+  clearTimeout(expiryTimer);
   onLogout.forEach((hook) => hook());
   showLogin(message);
+}
+
+// The login form as the service wants it: a "Sign in" link to the provider (back to this page
+// afterwards), or the token field.
+function offerSignIn() {
+  const form = $("login");
+  if (!$("sign-in-box")) {
+    for (const node of form.children) {
+      if (!/^H[12]$/.test(node.tagName) && node.id !== "login-error") node.hidden = true;
+    }
+    form.insertBefore(el("p", { id: "sign-in-box" },
+      el("a", { id: "sign-in", class: "button", href: "/auth/login" }, "Sign in"),
+      " with your hospital account."), $("login-error"));
+  }
+  $("sign-in").href = `/auth/login?next=${encodeURIComponent(location.pathname + location.search)}`;
 }
 
 function showLogin(message) {
   $("login").hidden = false;
   $("session").hidden = true;
   for (const node of document.querySelectorAll("[data-after-login]")) node.hidden = true;
+  if (signInAtProvider) offerSignIn();
   $("login-error").textContent = message || "";
-  if (message) $("token").focus();
+  if (message) (signInAtProvider ? $("sign-in") : $("token")).focus();
+}
+
+// Who is signed in, in the header: the role (and units), never a name.
+function showWho() {
+  let who = $("who");
+  if (!who) {
+    who = el("span", { id: "who", class: "who" });
+    $("session").insertBefore(who, $("logout"));
+  }
+  me().then(({ role, units }) => {
+    who.textContent = units ? `${role} · ${units.join(", ")}` : role;
+  }).catch(() => { who.textContent = ""; });
 }
 
 function showSession() {
   $("login").hidden = true;
   $("session").hidden = false;
+  showWho();
+}
+
+// A provider's token ends at its expiry: the page goes back to sign-in then (not at the next
+// refused call, which may be a while on a quiet feed).
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  const expires = Number(sessionStorage.getItem(EXPIRES_KEY));
+  if (!expires) return;
+  const left = expires * 1000 - Date.now();
+  const end = () => logout("Your sign-in has expired: sign in again.");
+  if (left <= 0) end();
+  else expiryTimer = setTimeout(end, Math.min(left, 2 ** 31 - 1));
 }
 
 // Times: "12 Apr 2026 09:00" in the browser's time zone; the exact UTC text on hover.
@@ -110,14 +160,27 @@ const mg = (dose) => (dose === null || dose === undefined ? null : `${dose} mg`)
 
 // Wire the login form and the logout button; `run` starts the page once a token is there.
 function startPage(run) {
-  const go = () => run().catch((error) => { if (error.message !== "401") showLogin(error.message); });
+  const go = () => {
+    watchExpiry();
+    if (token()) run().catch((error) => { if (error.message !== "401") showLogin(error.message); });
+  };
   $("login").addEventListener("submit", (event) => {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     $("token").value = "";
     go();
   });
-  $("logout").addEventListener("click", () => logout(""));
-  if (token()) go();
-  else showLogin("");
+  $("logout").addEventListener("click", () => {
+    logout("");
+    // ends the provider's session too, so the next person here signs in as themselves
+    if (signInAtProvider) location.assign("/auth/logout");
+  });
+  fetch("/auth/options")
+    .then((response) => (response.ok ? response.json() : {}))
+    .catch(() => ({}))
+    .then((options) => {
+      signInAtProvider = options.sign_in === true;
+      if (token()) go();
+      else showLogin("");
+    });
 }

@@ -69,6 +69,9 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
 PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}"), ("GET", "/chair")}
+# ... and how they log in: a pasted token, or a sign-in at the OpenID Connect provider, whose
+# flow routes exist only when it is configured (tests/monitor/web/signin/test_signin_browser.py)
+PAGES |= {("GET", "/auth/options")}
 # CDS Hooks discovery: what the service offers, no patient data (the spec's clients call it to
 # configure themselves).
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}

@@ -1,0 +1,1 @@
+"""The web pages' sign-in at the hospital's OpenID Connect provider (router.py)."""
