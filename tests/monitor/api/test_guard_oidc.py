@@ -4,6 +4,8 @@ no byte of the body is read. The provider is the mock of tests/monitor/auth/test
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -85,3 +87,23 @@ def test_another_issuers_jwt_is_just_an_unknown_token(app: FastAPI, provider: Pr
     assert answer == 401
     assert b"the token is unknown or revoked" in body
     assert provider.jwks_fetches == 0  # not even looked at by the provider's verifier
+
+
+@pytest.mark.parametrize(
+    ("claims", "status", "code"),
+    [
+        ({"aud": "https://elsewhere.example"}, 401, "login"),
+        ({"roles": ["visitor"]}, 403, "forbidden"),
+    ],
+    ids=["refused", "no-role"],
+)
+def test_under_fhir_the_guards_refusal_of_a_provider_token_is_an_operation_outcome(
+    app: FastAPI, provider: Provider, claims: dict[str, object], status: int, code: str
+) -> None:
+    headers = {"Authorization": f"Bearer {provider.sign(**claims)}"}
+    answer, response_headers, body, _ = call_asgi(app, "POST", "/fhir/r4", headers=headers)
+    assert answer == status, body
+    assert response_headers["content-type"] == "application/fhir+json"
+    outcome = json.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == code
