@@ -33,6 +33,7 @@ TABLES = {
     "webhook_attempt",
     "webhook_delivery",
     "webhook_endpoint",
+    "webhook_secret",
     "event",
     "outbox",
     "patient",
