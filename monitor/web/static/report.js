@@ -21,7 +21,7 @@ function takeSecret() {
 
 // The questions this report asks, in order: interference only when there is numbness.
 function steps() {
-  return ["severity", ...(answers.severity > 0 ? ["interference"] : []), "weakness", "comment"];
+  return ["severity", ...(answers.severity !== 0 ? ["interference"] : []), "weakness", "comment"];
 }
 
 function show(name) {
