@@ -13,6 +13,7 @@ import pytest
 
 from monitor.auth.tokens import create_token
 from monitor.intake.invites import hash_secret
+from monitor.settings import Settings
 from tests.common import factories as f
 from tests.common.service import RunningService, rows, running_service
 from tests.conftest import FIXED_NOW
@@ -310,3 +311,10 @@ def test_create_use_refusal_and_revoke_are_audited_without_the_secret(
     assert secret not in everything
     assert hash_secret(secret) not in everything
     assert running.services.audit.verify(checkpoints=False).broken_at is None
+
+
+@pytest.mark.parametrize("number", ["call me", "12", "+44 20 7946 0000 ext. 12345678901234567890"])
+def test_the_care_team_phone_must_look_like_a_number(number: str) -> None:
+    with pytest.raises(ValueError, match="care_team_phone"):
+        Settings(care_team_phone=number)
+    assert Settings(care_team_phone="+1 (555) 010-0199").care_team_phone == "+1 (555) 010-0199"

@@ -8,6 +8,7 @@ MONITOR_SCREENSHOTS when set)."""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import pathlib
 from collections.abc import Iterator
@@ -73,6 +74,14 @@ def shot(page: Page, tmp_path: pathlib.Path, name: str) -> None:
     keep_screenshot(page, name)
 
 
+def scanned(png: bytes) -> list[str]:
+    """What a phone's camera would read: the QR codes in a screenshot (zxing-cpp)."""
+    import zxingcpp
+    from PIL import Image
+
+    return [found.text for found in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
+
+
 def focused_heading(page: Page) -> str:
     text: str = page.evaluate(
         "() => document.activeElement.tagName === 'H1' ? document.activeElement.innerText : ''"
@@ -99,6 +108,7 @@ def invite_from_the_chair(page: Page, site: Site, tmp_path: pathlib.Path) -> str
     assert "Valid until 15 Oct 2026 12:00" in dialog.locator("#invite-expiry").inner_text()
     url = page.input_value("#invite-link")
     assert url.startswith(f"{site.url}/report#bmr_")
+    assert scanned(qr.screenshot()) == [url]  # the code on screen is the link
     assert_fits(page, PHONE["width"])
     assert_accessible(page)
     shot(page, tmp_path, "intake-0-invite-dialog")
