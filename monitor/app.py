@@ -20,6 +20,7 @@ from monitor.auth.router import router as auth_router
 from monitor.chair.router import router as chair_router
 from monitor.ingest.router import OPENAPI_COMPONENTS as EVENT_COMPONENTS
 from monitor.ingest.router import router as ingest_router
+from monitor.intake.router import router as intake_router
 from monitor.interop.cds.cors import CdsCors
 from monitor.interop.cds.jwt_auth import JwtVerifier
 from monitor.interop.cds.router import OPENAPI_COMPONENTS as CDS_COMPONENTS
@@ -43,6 +44,7 @@ ROUTERS = (
     ingest_router,  # events in
     patients_router,  # what was decided
     chair_router,  # the infusion chair
+    intake_router,  # patients' own reports, by invite link
     alerts_router,  # who is told
     webhooks_router,  # ... and which systems
     reports_router,  # were the recommendations followed

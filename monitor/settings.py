@@ -272,6 +272,17 @@ class Settings(BaseSettings):
         "no trailing slash): links in CDS cards and FHIR resources, and the audience CDS "
         "Hooks JWTs must name. Unset: taken from each request",
     )
+    intake_link_days: Annotated[int, Field(ge=1, le=90)] = Field(
+        default=14,
+        description="how long a patient's invite link to the report page (/report) stays valid",
+    )
+    care_team_phone: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[0-9+() .-]{3,40}$",
+        description="the number the report page tells patients to call if they feel unwell "
+        "(digits, spaces, + ( ) . -). Unset: the page says to call their care team",
+    )
     fhir_bortezomib_codes: list[str] = Field(
         default_factory=lambda: [f"{RXNORM}|358258"],
         description="codings (system|code) that identify bortezomib in FHIR medications",

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.api.errors import error_content
 from monitor.auth import tokens as auth
 from monitor.auth.oidc import OidcRefusedError, OidcVerifier
+from monitor.intake.invites import is_invite_secret
 from monitor.interop.cds.jwt_auth import looks_like_jwt
 from monitor.operations.logsafe import current_request_id
 from monitor.services import Services
@@ -56,6 +57,7 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
         "/",
         "/chair",
+        "/report",  # the patients' report page (its invite link's secret stays in the fragment)
         # the pages' sign-in at the OpenID Connect provider (monitor/web/signin/router.py)
         "/auth/options",
         "/auth/login",
@@ -65,6 +67,7 @@ PUBLIC_PATHS = frozenset(
 )
 PUBLIC_PREFIXES = ("/static/", "/patients/", "/docs/assets/")  # the API pages' scripts
 CDS_PREFIX = "/cds-services"
+INVITE_ROUTE = ("POST", "/v1/patient-reports")  # the one route an invite's secret opens
 PUBLIC_READS = frozenset(
     {CDS_PREFIX, "/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"}
 )
@@ -227,6 +230,10 @@ class RequestGuard:
         if scheme.lower() != "bearer" or not credentials:
             refused = "a bearer token is required"
         elif scope["path"].startswith(f"{CDS_PREFIX}/") and looks_like_jwt(credentials):
+            return None
+        elif is_invite_secret(credentials) and (scope["method"], scope["path"]) == INVITE_ROUTE:
+            # a patient's invite link: the report route checks it (monitor/intake/router.py);
+            # anywhere else it is an unknown token
             return None
         elif (oidc := provider_verifier(scope)) is not None and oidc.issued_here(credentials):
             return await self._authenticate_oidc(scope, oidc, credentials)

@@ -163,6 +163,13 @@ class AuditLog:
             resource = f"{resource} ({principal.scope})"
         self._append(principal.name, principal.role, action, resource, status_code, now)
 
+    def record_invite(
+        self, invite_id: int, action: str, resource: str, status_code: int, now: dt.datetime
+    ) -> None:
+        """A patient's use of an invite link (monitor/intake): the actor is the invite by id,
+        never its secret nor a name."""
+        self._append(f"invite:{invite_id}", "patient", action, resource, status_code, now)
+
     def record_command(self, action: str, resource: str, now: dt.datetime) -> None:
         """An operator's command that changes clinical state (`policy upgrade`): run on the
         service's host, so the actor is the command line, not a token."""

@@ -273,6 +273,23 @@ class ApiTokenRow(SQLModel, table=True):
     units: str | None = Field(default=None, sa_type=Text)
 
 
+class PatientInviteRow(SQLModel, table=True):
+    """A link that lets one patient report symptoms (monitor/intake): only the SHA-256 of its
+    secret is kept, as for API tokens; the secret itself is shown once, in the link."""
+
+    __tablename__ = "patient_invite"
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(max_length=64, index=True)
+    unit: str | None = Field(default=None, max_length=64)  # the course's unit when invited
+    secret_hash: str = Field(max_length=64, unique=True)
+    created_by: str = Field(max_length=64)  # the inviting token's name (never a person's)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class AuditLogRow(SQLModel, table=True):
     """Append-only access log: who did what, when; each row chained to the previous by a keyed
     hash (`scheme` 2, see `monitor.auth.audit`; 1: rows written before the chain was keyed)."""

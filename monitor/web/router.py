@@ -40,3 +40,9 @@ def patient_page(patient_id: PatientIdPath) -> FileResponse:
 @router.get("/chair")
 def chair_page() -> FileResponse:
     return _page("chair.html")
+
+
+@router.get("/report")
+def report_page() -> FileResponse:
+    """The patients' symptom report (their invite link opens it; no account)."""
+    return _page("report.html")

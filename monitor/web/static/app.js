@@ -255,6 +255,7 @@ async function startPatient() {
     renderChart(history, decisions.decisions, state);
     renderComparison(history);
     loadClearance(base, state);
+    offerInvite($("patient-actions"), patientId);
   } catch (error) {
     if (error.message !== "401") $("patient-error").textContent = `Could not load the patient: ${error.message}`;
   }

@@ -109,7 +109,8 @@ function renderPatient(patient) {
   return el("li", { class: `chair-patient ${patient.clearance.cleared ? "cleared" : "refused"}`, "data-patient-id": patient.patient_id, "aria-labelledby": titleId },
     el("h2", { id: titleId }, el("a", { href: `/patients/${encodeURIComponent(patient.patient_id)}` }, patient.patient_id)),
     renderSummary(patient),
-    el("div", { class: "actions" }, renderGradingForm(patient, key), renderAdministrationForm(patient, key)));
+    el("div", { class: "actions" }, renderGradingForm(patient, key), renderAdministrationForm(patient, key),
+      el("p", { class: "action invite" }, inviteButton(patient.patient_id))));
 }
 
 function card(patientId) {

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from monitor.api.guard import leaf_routes
 from monitor.auth.roles import ROLES, Role
 from monitor.auth.tokens import Principal, authenticate, create_token, hash_token
+from monitor.intake.invites import create_invite
 from monitor.processing.jobs import dead_letter
 from monitor.storage.models import WebhookSecretRow
 from monitor.webhooks.signing import new_secret
@@ -36,6 +37,11 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     ("GET", "/v1/patients/{patient_id}/history"): CARE,
     ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): CARE,
     ("GET", "/v1/reassessments"): CARE,
+    ("POST", "/v1/patients/{patient_id}/invites"): {"nurse", "infusion"},
+    ("GET", "/v1/patients/{patient_id}/invites"): {"nurse", "infusion"},
+    ("DELETE", "/v1/patients/{patient_id}/invites/{invite_id}"): {"nurse", "infusion"},
+    # a patient's invite link only (tests/monitor/intake): every token, admin's too, is refused
+    ("POST", "/v1/patient-reports"): set(),
     ("GET", "/v1/units/{unit}/chair"): {"infusion", "nurse"},
     ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): {"infusion"},
     ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): {"infusion", "nurse"},
@@ -68,7 +74,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
 }
 # The web page: static HTML and script (its data comes from the API with a token); not in the
 # OpenAPI schema.
-PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}"), ("GET", "/chair")}
+PAGES = {("GET", "/"), ("GET", "/patients/{patient_id}"), ("GET", "/chair"), ("GET", "/report")}
 # ... and how they log in: a pasted token, or a sign-in at the OpenID Connect provider, whose
 # flow routes exist only when it is configured (tests/monitor/web/signin/test_signin_browser.py)
 PAGES |= {("GET", "/auth/options")}
@@ -87,6 +93,10 @@ SUCCESS = {
     ("GET", "/v1/patients/{patient_id}/history"): 200,
     ("GET", "/v1/patients/{patient_id}/decisions/{decision_id}"): 200,
     ("GET", "/v1/reassessments"): 200,
+    ("POST", "/v1/patients/{patient_id}/invites"): 201,
+    ("GET", "/v1/patients/{patient_id}/invites"): 200,
+    ("DELETE", "/v1/patients/{patient_id}/invites/{invite_id}"): 200,
+    ("POST", "/v1/patient-reports"): 201,
     ("GET", "/v1/units/{unit}/chair"): 200,
     ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): 201,
     ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): 201,
@@ -120,6 +130,8 @@ SUCCESS = {
 # Allowed on the route, refused by what the call is about: alert 1 is addressed to the nurse,
 # and only a role of an alert's audience acknowledges it (that would stop its escalation).
 NOT_THEIRS = {("POST", "/v1/alerts/{alert_id}/ack"): CARE - {"nurse"}}
+# Opened by a patient's invite link, never by a token (tests/monitor/intake/test_router.py).
+INVITE_ONLY = {("POST", "/v1/patient-reports")}
 PROTECTED = sorted(ALLOWED)
 _event_ids = itertools.count()
 _chair_patients = itertools.count()
@@ -191,6 +203,9 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
             session.add(added)
             session.flush()
         concrete = path.replace("{webhook_id}", "1").replace("{secret_id}", str(added.id))
+    if "{invite_id}" in path:  # an invite of its own to revoke
+        new = create_invite(running.services.sessions, "P1", None, "matrix", FIXED_NOW, 14)
+        concrete = concrete.replace("{invite_id}", str(new.row.id))
     if "{decision_id}" in path:
         [first] = rows(
             running.services, "SELECT min(decision_id) AS d FROM decision WHERE patient_id = 'P1'"
@@ -206,6 +221,9 @@ def call(running: RunningService, method: str, path: str, headers: dict[str, str
         )
         return running.api.client.post(concrete, json=form, headers=headers)
     concrete = concrete.replace("{unit}", "u-auth")
+    if path == "/v1/patient-reports":
+        report = {"numbness_tingling_severity": 0, "new_weakness": False}
+        return running.api.client.post(concrete, json=report, headers=headers)
     if method == "POST" and path == "/v1/events":
         body = f.assessment(f.at(1), patient="P1", event_id=f"auth-{next(_event_ids)}")
         return running.api.client.post(concrete, json=body, headers=headers)
@@ -263,6 +281,12 @@ def test_the_tables_cover_exactly_the_apps_routes(running: RunningService) -> No
 def test_every_route_and_role(running: RunningService, method: str, path: str, role: Role) -> None:
     response = call(running, method, path, running.api.headers(role))
     allowed = ALLOWED[(method, path)] | {"admin"}
+    if (method, path) in INVITE_ONLY:
+        assert response.status_code == 403
+        assert response.json() == {
+            "detail": f"role {role!r} may not {method} {path}: it takes a patient's invite"
+        }
+        return
     if role in NOT_THEIRS.get((method, path), set()):
         assert response.status_code == 403
         assert "is addressed to nurse" in response.json()["detail"]

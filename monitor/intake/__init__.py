@@ -1,0 +1,1 @@
+"""Patients' own reports between visits (issue 16): invite links, the report page's endpoint."""
