@@ -24,6 +24,7 @@ Action = Literal[
     "watch_closed",
     "adherence_deviation",
     "review_required",
+    "immunotherapy_response",
 ]
 Severity = Literal["info", "warning", "urgent"]
 Audience = Literal["nurse", "physician", "neurology", "pharmacy", "infusion_unit"]
@@ -69,6 +70,7 @@ AUDIENCE: dict[str, tuple[Audience, ...]] = {
     "watch_closed": ("nurse", "physician"),
     "adherence_deviation": ("infusion_unit", "physician", "pharmacy"),
     "review_required": ("physician",),
+    "immunotherapy_response": ("physician", "neurology"),
 }
 
 

@@ -9,6 +9,7 @@ patient's fold is one pass over its events with O(1) work per event.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,13 @@ from policies.fold import Fold
 from policies.packs import PolicyPack
 from policies.rules.adherence import d6_adherence
 from policies.rules.enrolment import d0_enrolment
+from policies.rules.immunotherapy import (
+    d8_immunotherapy_given,
+    d8_record_grading,
+    d8_response_check,
+)
 from policies.rules.no_course import d7_no_active_course
+from policies.rules.patient_reports import d9_patient_reported_change, reports_new_weakness
 from policies.rules.reassessment import (
     d5_cycle_started,
     d5_reassessment_missed,
@@ -50,7 +57,7 @@ from policies.rules.watch import (
     d4_escalation_unanswered,
     escalation_deadline,
 )
-from policies.state import Course, CourseStatus, GradeSet, PatientState
+from policies.state import Course, CourseStatus, GradeSet, Measures, PatientState
 
 
 class ConflictingEventError(ValueError):
@@ -189,6 +196,8 @@ def _apply(fold: Fold, event: Event) -> None:
             if course is not None:
                 fold.patient.ended_courses += 1
             fold.patient.course = d0_enrolment(fold, event)
+        case Assessment() if fold.pack.patient_reports_advise_only and event.source == "patient":
+            _patient_report(fold, event)
         case Assessment() | Administration() if course is None:
             d7_no_active_course(fold, event)
         case Assessment() if course is not None:
@@ -200,6 +209,7 @@ def _apply(fold: Fold, event: Event) -> None:
             _treatment_change(fold, course, event)
         case Immunotherapy() if course is not None:
             _immunotherapy(course, event)
+            d8_immunotherapy_given(fold, course, event)
         case CourseEnd() if course is not None:
             fold.patient.course = None  # drops the pending reassessment and every timer
             fold.patient.ended_courses += 1
@@ -214,9 +224,29 @@ def _immunotherapy(course: Course, event: Immunotherapy) -> None:
         course.escalation_answered = True
 
 
+def _patient_report(fold: Fold, event: Assessment) -> None:
+    """V9: a patient's report is folded as a clinician's grading of the same on a copy of the
+    state, which is then dropped (the report changes nothing); D9 tells the nurse what that
+    grading would have decided. Without a course only new weakness is worth a review."""
+    course = fold.patient.course
+    would_decide = []
+    if course is not None:
+        scratch = Fold(pack=fold.pack, patient=copy.deepcopy(fold.patient))
+        assert scratch.patient.course is not None
+        _assessment(scratch, scratch.patient.course, event)
+        would_decide = scratch.decisions
+    elif not reports_new_weakness(event):
+        return
+    d9_patient_reported_change(fold, course, event, GradeSet.of(event.grades), would_decide)
+
+
 def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
     """Each assessment satisfies the pending reassessment and schedules the next (D5)."""
     grades = GradeSet.of(event.grades)
+    clinician = event.source != "patient"  # V10 compares clinicians' and nurses' gradings only
+    measures = Measures.of(event, grades)
+    if clinician:
+        d8_response_check(fold, course, event, measures)
     course.pending = course.overdue = None
     if course.stopped and event.occurred_at == course.stopped_at:
         _assessment_at_stop(fold, course, event, grades)
@@ -242,8 +272,10 @@ def _assessment(fold: Fold, course: Course, event: Assessment) -> None:
                 why="before the next cycle",
             )
     d2_workup_at_any_grade(fold, course, event, grades)
-    if grades.overall >= 3 and event.source != "patient":
+    if grades.overall >= 3 and clinician:
         fold.patient.severe_neuropathy_seen = True  # V6 reads it at the next enrolment
+    if clinician:
+        d8_record_grading(fold, course, event, measures)
     course.last_grades = grades
     course.previous_grades = grades
 

@@ -26,6 +26,7 @@ DEFAULT_SEVERITY: dict[str, Severity] = {
     "watch_closed": "info",
     "adherence_deviation": "warning",
     "review_required": "warning",
+    "immunotherapy_response": "info",
 }
 
 

@@ -50,7 +50,7 @@ class PolicyPack(BaseModel):
     escalation_answer_days: Annotated[int, Field(ge=1, le=60)] = 7
     overdue_grace_days: Annotated[int, Field(ge=0, le=30)] = 2
 
-    # Version 2 (V1-V8), each off (its version-1 value) unless the pack switches it on.
+    # Version 2 (V1-V10), each off (its version-1 value) unless the pack switches it on.
     # V1. Immune-mediated red flags at any grade: the first assessment of a course with a red
     # flag asks for the work-up (D2), whatever the grade and the course's state.
     workup_on_any_red_flag: bool = False
@@ -131,6 +131,17 @@ class PolicyPack(BaseModel):
     # V5. Lost to follow-up: days after a `reassessment_overdue` until a reassessment still not
     # done emits `review_required` (`reassessment_missed`); None (version 1): never
     missed_escalate_days: Annotated[int, Field(ge=1, le=90)] | None = None
+    # V9. Patient-reported grades advise, clinicians decide: a `source: patient` assessment
+    # changes no state and asks the nurse to review (D9) what a clinician's grading would do.
+    # False (version 1): it is folded as a clinician's.
+    patient_reports_advise_only: bool = False
+    # V10. D8, response to immunotherapy: the first clinician or nurse grading this many days
+    # after an episode's first event is compared with the last one before it; None (version
+    # 1): no check. A response is G lower, MRC sum score up by `mrc_response_points`, INCAT
+    # down by `incat_response_points`, or Rankin down by 1.
+    response_check_days: Annotated[int, Field(ge=7, le=180)] | None = None
+    mrc_response_points: Annotated[int, Field(ge=1, le=60)] = 2
+    incat_response_points: Annotated[int, Field(ge=1, le=10)] = 1
 
     @field_validator("dose_levels_mg_m2")
     @classmethod
@@ -171,7 +182,7 @@ class PolicyPack(BaseModel):
 # Version 1: what shipped first; kept so that past decisions replay exactly.
 DEFAULT = PolicyPack(name="default", rules="default")
 LABEL = PolicyPack(name="label", rules="label")
-# Version 2: V1-V8 switched on (POLICY.md, "Version 2 of both packs"; docs/clinical-policy.md).
+# Version 2: V1-V10 switched on (POLICY.md, "Version 2 of both packs"; docs/clinical-policy.md).
 VERSION_2_SETTINGS: dict[str, Any] = {
     "version": 2,
     "workup_on_any_red_flag": True,  # V1
@@ -189,6 +200,8 @@ VERSION_2_SETTINGS: dict[str, Any] = {
         "nitrofurantoin",
     ),
     "neurotoxic_match": "exact",  # V8
+    "patient_reports_advise_only": True,  # V9
+    "response_check_days": 28,  # V10
 }  # fmt: skip
 DEFAULT_V2 = DEFAULT.model_copy(update=VERSION_2_SETTINGS)
 LABEL_V2 = LABEL.model_copy(update=VERSION_2_SETTINGS)

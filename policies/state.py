@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from policies.events import Assessment, BaselineGrades
@@ -87,6 +87,36 @@ def immune_red_flags(assessment: Assessment, grades: GradeSet) -> list[str]:
     return flags + finding_red_flags(assessment)
 
 
+class Measures(NamedTuple):
+    """What D8 (V10) compares of one clinician or nurse grading; None: not measured."""
+
+    at: dt.datetime
+    overall: int  # G
+    mrc_sum_score: int | None
+    incat: int | None
+    rankin: int | None
+
+    @classmethod
+    def of(cls, assessment: Assessment, grades: GradeSet) -> Measures:
+        findings = assessment.findings
+        return cls(
+            at=assessment.occurred_at,
+            overall=grades.overall,
+            mrc_sum_score=findings.mrc_sum_score if findings else None,
+            incat=findings.incat if findings else None,
+            rankin=findings.rankin if findings else None,
+        )
+
+
+@dataclass(slots=True)
+class ImmunotherapyEpisode:
+    """V10: one therapy's events within 7 days of its first; checked once (D8)."""
+
+    therapy: str
+    first_at: dt.datetime
+    before: Measures | None  # the last clinician or nurse grading before `first_at`
+
+
 @dataclass(slots=True)
 class PendingReassessment:
     due_at: dt.datetime
@@ -131,6 +161,14 @@ class Course:
     recorded_hold: bool = False  # a recorded `treatment_change` `held`, not yet ended
     label_hold: bool = False  # the label pack's own L2 `hold`, until its `resume`
     missed_fired: bool = False  # V5: `overdue` has had its one `reassessment_missed`
+    # V10 (D8), kept only when the pack sets `response_check_days`: the latest clinician or
+    # nurse grading, and the latest one at an earlier instant than it ("before" an episode
+    # that starts at the same instant as the latest)
+    measures: Measures | None = None
+    measures_earlier: Measures | None = None
+    episodes: list[ImmunotherapyEpisode] = field(default_factory=list)  # not yet checked
+    episode_started: dict[str, dt.datetime] = field(default_factory=dict)  # by therapy
+    therapies_recorded: set[str] = field(default_factory=set)
 
     @property
     def stopped(self) -> bool:

@@ -21,6 +21,8 @@ D4_BY_TRIGGER = {
 D5 = ("S3", "S6")
 D6 = ("S5",)
 D7 = ("S3", "S5")
+D8 = ("S4", "S8", "S10")  # V10: response to immunotherapy
+D9 = ("S11", "S12")  # V9: patient-reported symptoms
 LABEL = ("S5", "S6")
 
 
@@ -100,6 +102,29 @@ CATALOGUE: tuple[Source, ...] = (
         "Which co-medications version 2 counts as neurotoxic at enrolment: a list for the site "
         "to review and extend (brand names), not an exhaustive one.",
     ),
+    Source(
+        "S10",
+        "Merkies ISJ et al. Responsiveness of the ICE trial outcome measures (IVIg in chronic "
+        "inflammatory demyelinating polyradiculoneuropathy). J Neurol Neurosurg Psychiatry. "
+        "2010;81:1194.",
+        "What counts as a response to immunotherapy: 1 point or more on the INCAT disability "
+        "scale; 2 points on the MRC sum score as the clinically important difference.",
+    ),
+    Source(
+        "S11",
+        "Basch E et al. Composite grading algorithm for the National Cancer Institute's "
+        "PRO-CTCAE. Clin Trials. 2021;18:104.",
+        "The composite grade 0-3 of the patient's answers on numbness and tingling (severity "
+        "and interference), the sensory grade of a patient report.",
+    ),
+    Source(
+        "S12",
+        "Basch E et al. Symptom monitoring with patient-reported outcomes during routine "
+        "cancer treatment (JCO 2016; JAMA 2017; the PRO-TECT trial).",
+        "Weekly patient-reported symptoms with nurse alerts on severe or worsening symptoms "
+        "improve outcomes; the alert burden is the main cost, so reports advise and "
+        "clinicians decide.",
+    ),
 )
 SOURCES: dict[str, Source] = {source.id: source for source in CATALOGUE}
 
@@ -113,6 +138,8 @@ RULE_SOURCES: dict[str, tuple[str, ...]] = {
     "D5": D5,
     "D6": D6,
     "D7": D7,
+    "D8": D8,
+    "D9": D9,
     "L1-L3": LABEL,
 }
 

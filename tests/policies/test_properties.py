@@ -2,7 +2,8 @@
 
 The strategy builds realistic courses for 1-4 patients: an enrolment (sometimes preceded by a
 stray assessment, D7), then months of assessments with random CTCAE grades (optional cycle and
-findings), administrations, treatment changes, immunotherapy, course ends and re-enrolments,
+findings and source), patients' own reports (V9), administrations, treatment changes,
+immunotherapy episodes (V10), course ends and re-enrolments,
 with times written in several UTC offsets. The properties compare the full `model_dump` of the
 decisions, so a change in any field (rationale included) counts.
 """
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from policies import DEFAULT, LABEL, Decision, Event, PolicyPack, evaluate, pack_from_mapping
 from policies.events import parse_event
 from policies.packs import DEFAULT_V2, LABEL_V2
+from policies.pro_ctcae import composite_grade
 from tests.common import factories as f
 
 # A site pack with other thresholds, so the properties don't hold only for the defaults.
@@ -37,7 +39,17 @@ SITE = pack_from_mapping(
 )
 # V5 (lost to follow-up) switched on a label pack: the third timer kind during holds too
 LABEL_V5 = pack_from_mapping({"base": "label@1", "name": "label-v5", "missed_escalate_days": 7})
-PACKS = (DEFAULT, LABEL, DEFAULT_V2, LABEL_V2, SITE, LABEL_V5)
+# V9 and V10 with a site's thresholds on the label rules: a shorter response check
+NEURO = pack_from_mapping(
+    {
+        "base": "label",
+        "name": "neuro",
+        "response_check_days": 14,
+        "mrc_response_points": 3,
+        "incat_response_points": 2,
+    }
+)
+PACKS = (DEFAULT, LABEL, DEFAULT_V2, LABEL_V2, SITE, LABEL_V5, NEURO)
 
 OFFSETS = tuple(dt.timezone(dt.timedelta(minutes=m)) for m in (0, 0, 60, 120, -300, 330, 540, -210))
 START = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
@@ -92,6 +104,8 @@ def _findings(draw: st.DrawFn) -> dict[str, Any]:
         findings["mrc_sum_score"] = draw(st.integers(0, 60))
     if draw(st.booleans()):
         findings["rankin"] = draw(st.integers(0, 5))
+    if draw(st.booleans()):
+        findings["incat"] = draw(st.integers(0, 10))
     if draw(st.integers(0, 5)) == 0:
         findings["site_note"] = "recorded by the neurophysiology lab"
     return findings
@@ -134,6 +148,25 @@ def _assessment(draw: st.DrawFn, when: dt.datetime, patient: str, eid: str) -> d
     return f.assessment(when, patient=patient, event_id=eid, **fields)
 
 
+def _patient_report(draw: st.DrawFn, when: dt.datetime, patient: str, eid: str) -> dict[str, Any]:
+    """V9: what the intake sends, a sensory grade from the PRO-CTCAE answers (sometimes more
+    domains, as a site's own form might), new weakness, a free-text comment."""
+    severity = draw(st.integers(0, 4))
+    interference = None if severity == 0 else draw(st.integers(0, 4))
+    answers = {"numbness_tingling_severity": severity}
+    if interference is not None:
+        answers["numbness_tingling_interference"] = interference
+    findings: dict[str, Any] = {"pro_ctcae": answers, "new_weakness": draw(st.booleans())}
+    if draw(st.booleans()):
+        findings["patient_comment"] = "worse at night"
+    grades: dict[str, int] = {"sensory": composite_grade(severity, interference)}
+    if draw(st.integers(0, 3)) == 0:
+        grades |= draw(_grades())
+    return f.assessment(
+        when, patient=patient, event_id=eid, source="patient", findings=findings, **grades
+    )
+
+
 def _other(draw: st.DrawFn, kind: str, when: dt.datetime, patient: str, eid: str) -> dict[str, Any]:
     if kind == "administration":
         dose = draw(st.sampled_from((1.3, 1.0, 0.7, 1.5)))
@@ -157,7 +190,9 @@ def _other(draw: st.DrawFn, kind: str, when: dt.datetime, patient: str, eid: str
             extra["decision_id"] = "d-0123456789abcdef01234567"
         return f.treatment_change(when, action, patient=patient, event_id=eid, **extra)
     if kind == "immunotherapy":
-        therapy = draw(st.sampled_from(("ivig", "corticosteroids", "plasma_exchange", "other")))
+        therapy = draw(
+            st.sampled_from(("ivig", "corticosteroids", "plasma_exchange", "rituximab", "other"))
+        )
         return f.immunotherapy(when, therapy, patient=patient, event_id=eid)
     reason = draw(st.sampled_from(("completed", "death", "transferred", "other")))
     return f.course_end(when, reason, patient=patient, event_id=eid)
@@ -168,6 +203,7 @@ KINDS = (
     ("administration", 4),
     ("treatment_change", 2),
     ("immunotherapy", 1),
+    ("patient_report", 2),
     ("course_end", 1),
     ("enrollment", 1),
 )
@@ -196,8 +232,17 @@ def patient_timeline(draw: st.DrawFn, patient: str) -> list[dict[str, Any]]:
         kind = draw(st.sampled_from(KIND_POOL))
         if kind == "assessment":
             bodies.append(_assessment(draw, now, patient, eid()))
+        elif kind == "patient_report":
+            bodies.append(_patient_report(draw, now, patient, eid()))
         elif kind == "enrollment":
             bodies.append(_enrollment(draw, now, patient, eid()))
+        elif kind == "immunotherapy":  # V10: an episode, sometimes over several days
+            first = _other(draw, kind, now, patient, eid())
+            bodies.append(first)
+            for _ in range(draw(st.sampled_from((0, 0, 1, 3)))):
+                now = draw(_moment(now, 4))
+                therapy = first["therapy"]
+                bodies.append(f.immunotherapy(now, therapy, patient=patient, event_id=eid()))
         else:
             bodies.append(_other(draw, kind, now, patient, eid()))
     return bodies
@@ -372,6 +417,62 @@ def test_a_missed_reassessment_follows_its_overdue_once_by_the_setting(
     follows = [(d.patient_id, d.at - after) for d in missed]
     assert set(follows) <= overdue
     assert len(set(follows)) == len(follows)
+
+
+@PROPERTY_SETTINGS
+@given(scenario=scenarios())
+def test_a_patient_report_never_changes_a_clinician_decision(
+    scenario: tuple[PolicyPack, list[dict[str, Any]], dt.datetime | None],
+) -> None:
+    """V9: with the reports taken out of the timeline, every decision but the D9 reviews is the
+    same (dose, schedule, route, due times, rationale: the whole decision); each D9 review
+    answers a patient report. The pack's other settings as drawn, V9 switched on."""
+    pack, bodies, until = scenario
+    pack = pack.model_copy(update={"patient_reports_advise_only": True})
+    clock = until or latest_time(bodies)
+    reports = {b["event_id"] for b in bodies if b.get("source") == "patient"}
+    without = [b for b in bodies if b["event_id"] not in reports]
+    with_reports = evaluate(pack, parsed(bodies), clock)
+    assert all(d.trigger in reports for d in with_reports if d.rule == "D9")
+    assert all(d.reason == "patient_reported_change" for d in with_reports if d.rule == "D9")
+    others = dumped([d for d in with_reports if d.rule != "D9"])
+    assert others == run(pack, without, clock)
+    doses = [(d["trigger"], d["dose_mg_m2"]) for d in others if d["dose_mg_m2"] is not None]
+    assert all(trigger not in reports for trigger, _ in doses)
+
+
+@PROPERTY_SETTINGS
+@given(scenario=scenarios())
+def test_a_response_check_answers_a_clinician_grading_after_an_immunotherapy(
+    scenario: tuple[PolicyPack, list[dict[str, Any]], dt.datetime | None],
+) -> None:
+    """V10: D8 decisions only with `response_check_days`; each is triggered by a clinician's or
+    nurse's grading at least that long after an immunotherapy event of its patient, and says
+    response or no response (at most one of each per grading)."""
+    pack, bodies, until = scenario
+    decisions = evaluate(pack, parsed(bodies), until)
+    checks = [d for d in decisions if d.rule == "D8"]
+    if pack.response_check_days is None:
+        assert checks == []
+        return
+    by_id = {b["event_id"]: b for b in bodies}
+    wait = dt.timedelta(days=pack.response_check_days)
+    for check in checks:
+        grading = by_id[check.trigger]
+        assert grading["type"] == "assessment"
+        assert grading.get("source") != "patient"
+        therapies = [
+            dt.datetime.fromisoformat(b["occurred_at"])
+            for b in bodies
+            if b["type"] == "immunotherapy" and b["patient_id"] == check.patient_id
+        ]
+        assert any(check.at >= moment + wait for moment in therapies), check.model_dump()
+        assert (check.action, check.reason) in (
+            ("immunotherapy_response", None),
+            ("review_required", "immunotherapy_no_response"),
+        )
+    kinds = Counter((d.trigger, d.action) for d in checks)
+    assert all(n == 1 for n in kinds.values())
 
 
 # --- the strategy itself ----------------------------------------------------------------------

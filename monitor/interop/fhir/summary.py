@@ -114,6 +114,7 @@ ACTION_DISPLAY = {
     "watch_closed": "Coasting watch closed",
     "adherence_deviation": "Deviation from the recommendation",
     "review_required": "Clinician review required",
+    "immunotherapy_response": "Response to immunotherapy",
 }
 DOSE_ACTIONS = frozenset(
     {"reduce_dose", "hold", "resume", "discontinue", "advise_subcutaneous_weekly"}

@@ -22,7 +22,7 @@ def test_every_cited_source_is_listed_with_its_reference(api: Api) -> None:
     body = response.json()
     listed = {s["id"]: s for s in body["sources"]}
     cited = {s for ids in sources.RULE_SOURCES.values() for s in ids}
-    assert set(listed) == cited == {f"S{n}" for n in range(1, 10)}
+    assert set(listed) == cited == {f"S{n}" for n in range(1, 13)}
     assert all(s["reference"] and s["supports"] and s["cited_by"] for s in listed.values())
     assert listed["S5"]["cited_by"] == ["D0", "D1", "D2", "D6", "D7", "L1-L3"]
     assert "doi:10.1038/leu.2011.346" in listed["S6"]["reference"]

@@ -18,9 +18,9 @@ SCENARIOS = ROOT.parent / "shared" / "scenarios"
 SCENARIOS_V2 = ROOT.parent / "shared" / "scenarios-v2"
 CHECKER = SCENARIOS / "check.py"
 # Version 2's worked examples that need what is not built yet, by scenario: the patient whose
-# expectations fail. v10's patient MF sends a patient report while a reassessment is overdue:
-# it needs V9 (a patient's report does not satisfy a reassessment; issue 16).
-KNOWN_GAPS = {"v10_v5_missed_reassessment_on_treatment_edges": "MF"}
+# expectations fail (none since V9: v10's patient MF, whose report does not satisfy the
+# overdue reassessment, passes).
+KNOWN_GAPS: dict[str, str] = {}
 
 pytestmark = [
     pytest.mark.shared,
