@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from monitor.interop.fhir.inbound import pseudonym
 from monitor.interop.fhir.questionnaire import (
     INTERFERENCE_SYSTEM,
+    QUESTION_TEXTS,
     QUESTIONNAIRE_URL,
     SEVERITY_SYSTEM,
 )
@@ -183,6 +184,74 @@ def test_the_accepted_variants(change: Any) -> None:
     event = only_event(change(report(comment="worse at night, dropped a cup")))
     assert event["findings"]["patient_comment"] == "worse at night, dropped a cup"
     assert event["grades"] == {"sensory": 1}
+
+
+# What NLM's LHC-Forms 40.1.3 (npm `lforms`) wrote after rendering the served Questionnaire in
+# headless chromium and answering Moderate, Quite a bit, yes and a comment (2026-12-02); a
+# patient app adds the subject and an identifier. Its canonical carries the version.
+LHC_FORMS_RESPONSE: dict[str, Any] = {
+    "resourceType": "QuestionnaireResponse",
+    "meta": {
+        "profile": ["http://hl7.org/fhir/4.0/StructureDefinition/QuestionnaireResponse"],
+        "tag": [{"code": "lformsVersion: 40.1.3"}],
+    },
+    "status": "completed",
+    "authored": "2026-12-02T14:41:43.772Z",
+    "questionnaire": "https://bipn-monitor.example/fhir/Questionnaire/bipn-patient-report|1",
+    "item": [
+        {
+            "answer": [
+                {
+                    "valueCoding": {
+                        "system": "https://bipn-monitor.example/fhir/CodeSystem/pro-ctcae-severity",
+                        "code": "2",
+                        "display": "Moderate",
+                    }
+                }
+            ],
+            "linkId": "numbness-tingling-severity",
+            "text": QUESTION_TEXTS["numbness-tingling-severity"],  # the item's text, echoed
+        },
+        {
+            "answer": [
+                {
+                    "valueCoding": {
+                        "system": "https://bipn-monitor.example/fhir/CodeSystem/pro-ctcae-interference",
+                        "code": "3",
+                        "display": "Quite a bit",
+                    }
+                }
+            ],
+            "linkId": "numbness-tingling-interference",
+            "text": QUESTION_TEXTS["numbness-tingling-interference"],  # the item's text, echoed
+        },
+        {
+            "answer": [{"valueBoolean": True}],
+            "linkId": "new-weakness",
+            "text": QUESTION_TEXTS["new-weakness"],  # the item's text, echoed
+        },
+        {
+            "answer": [{"valueString": "dropped a cup"}],
+            "linkId": "comment",
+            "text": QUESTION_TEXTS["comment"],  # the item's text, echoed
+        },
+    ],
+}
+
+
+def test_a_response_as_lhc_forms_writes_it() -> None:
+    sent = LHC_FORMS_RESPONSE | {
+        "subject": {"reference": "Patient/P-1"},
+        "identifier": {"system": "urn:example:patient-app", "value": "lforms-1"},
+    }
+    event = only_event(sent)
+    assert event["occurred_at"] == "2026-12-02T14:41:43.772000Z"
+    assert (event["source"], event["grades"]) == ("patient", {"sensory": 2})
+    assert event["findings"] == {
+        "pro_ctcae": {"numbness_tingling_severity": 2, "numbness_tingling_interference": 3},
+        "new_weakness": True,
+        "patient_comment": "dropped a cup",
+    }
 
 
 def test_an_item_without_an_answer_is_unanswered() -> None:
