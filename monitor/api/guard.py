@@ -44,9 +44,9 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # What needs no token: health, metrics, the API description and its pages' assets, the web
-# pages (their sign-in too) and their static files; read only: CDS Hooks discovery and FHIR's
-# description of the server (what FHIR clients read first). Everything else (the API, FHIR, CDS
-# Hooks calls, unknown paths) does.
+# pages (their sign-in too) and their static files; read only: CDS Hooks discovery, FHIR's
+# description of the server (what FHIR clients read first) and the patient-report
+# Questionnaire. Everything else (the API, FHIR, CDS Hooks calls, unknown paths) does.
 PUBLIC_PATHS = frozenset(
     {
         "/healthz",
@@ -69,7 +69,12 @@ PUBLIC_PREFIXES = ("/static/", "/patients/", "/docs/assets/")  # the API pages' 
 CDS_PREFIX = "/cds-services"
 INVITE_ROUTE = ("POST", "/v1/patient-reports")  # the one route an invite's secret opens
 PUBLIC_READS = frozenset(
-    {CDS_PREFIX, "/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"}
+    {
+        CDS_PREFIX,
+        "/fhir/r4/metadata",
+        "/fhir/r4/OperationDefinition/monitor-summary",
+        "/fhir/r4/Questionnaire/bipn-patient-report",  # the patient report's form: no data
+    }
 )
 
 

@@ -4,7 +4,8 @@
 
 Only what the server really does is listed: `create` for each resource type the inbound mapper
 reads (`MAPPED_TYPES`, so a type added there is announced here), `transaction` and `batch`
-on the base, the summary operation on Patient, and the read of its definition.
+on the base, the summary operation on Patient, the read of its definition, and the read of the
+patient-report Questionnaire.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fhir.resources.R4B.operationdefinition import (
 )
 
 from monitor.interop.fhir.inbound import MAPPED_TYPES
+from monitor.interop.fhir.questionnaire import QUESTIONNAIRE_ID, QUESTIONNAIRE_URL
 from monitor.settings import FHIR_BASE
 
 FHIR_VERSION = "4.0.1"
@@ -37,7 +39,8 @@ SUMMARY_OPERATION = "monitor-summary"
 # the canonical URL of the operation's definition (stable, whichever server serves it)
 SUMMARY_DEFINITION = f"{FHIR_BASE}/OperationDefinition/{SUMMARY_OPERATION}"
 SECURITY = (
-    "Every interaction but this statement and the OperationDefinition needs a bearer token "
+    "Every interaction but this statement, the OperationDefinition and the Questionnaire "
+    "needs a bearer token "
     "(Authorization: Bearer <token>) issued by the service's operator; the token's role says "
     "what it may do: 'ingest' creates resources and posts transaction or batch Bundles, 'nurse', "
     "'physician', 'pharmacy' and 'infusion' read $monitor-summary ('admin' may do all). Without "
@@ -81,6 +84,16 @@ def capability_statement(base_url: str, now: dt.datetime) -> CapabilityStatement
             type="OperationDefinition",
             interaction=[CapabilityStatementRestResourceInteraction(code="read")],
             documentation=f"only {FHIR_PATH}/OperationDefinition/{SUMMARY_OPERATION}",
+        )
+    )
+    resources.append(
+        CapabilityStatementRestResource(
+            type="Questionnaire",
+            interaction=[CapabilityStatementRestResourceInteraction(code="read")],
+            documentation=(
+                f"only {FHIR_PATH}/Questionnaire/{QUESTIONNAIRE_ID} ({QUESTIONNAIRE_URL}, no "
+                "token): the patient report; its QuestionnaireResponse is created above"
+            ),
         )
     )
     return CapabilityStatement(

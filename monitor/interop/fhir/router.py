@@ -2,6 +2,9 @@
 
 - `GET /fhir/r4/metadata` and `GET /fhir/r4/OperationDefinition/monitor-summary` (public):
   what the server does (`monitor.interop.fhir.capability`).
+- `GET /fhir/r4/Questionnaire/bipn-patient-report` (public: it holds no patient data): the
+  patient report's form (`monitor.interop.fhir.questionnaire`); its QuestionnaireResponse is
+  created as the other mapped types are.
 - `POST /fhir/r4` (role `ingest`): a Bundle (transaction, batch, collection) or one resource,
   stored exactly as `POST /v1/events` stores events (same validation, idempotency from the
   resources' identifiers, durable with its outbox row before the answer).
@@ -51,6 +54,7 @@ from monitor.interop.fhir.capability import (
 from monitor.interop.fhir.formats import refused_format
 from monitor.interop.fhir.inbound import MAPPED_TYPES
 from monitor.interop.fhir.problems import IssueCode
+from monitor.interop.fhir.questionnaire import QUESTIONNAIRE_ID, patient_report_questionnaire
 from monitor.interop.fhir.service import (
     FHIR_JSON,
     accept_fhir,
@@ -112,6 +116,20 @@ def metadata(clock: ClockDep, base_url: BaseUrl) -> Response:
 )
 def summary_definition(clock: ClockDep) -> Response:
     return Response(monitor_summary_definition(clock.now()).model_dump_json(), media_type=FHIR_JSON)
+
+
+@router.get(
+    f"/fhir/r4/Questionnaire/{QUESTIONNAIRE_ID}",
+    summary="FHIR Questionnaire of the patient report (public)",
+    response_class=Response,
+    openapi_extra=PUBLIC,
+    responses={
+        200: {"content": FHIR_OBJECT, "description": "a Questionnaire"},
+        **NOT_ACCEPTABLE,
+    },
+)
+def patient_report_form() -> Response:
+    return Response(patient_report_questionnaire().model_dump_json(), media_type=FHIR_JSON)
 
 
 @router.post(

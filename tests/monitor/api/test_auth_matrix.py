@@ -83,6 +83,8 @@ PAGES |= {("GET", "/auth/options")}
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/cds-services")}
 # FHIR's description of the server: what FHIR clients read before anything else
 PUBLIC |= {("GET", "/fhir/r4/metadata"), ("GET", "/fhir/r4/OperationDefinition/monitor-summary")}
+# ... and the patient report's Questionnaire (a form: no patient data)
+PUBLIC |= {("GET", "/fhir/r4/Questionnaire/bipn-patient-report")}
 PUBLIC |= PAGES
 # What a permitted call answers (the fixture makes each one succeed).
 SUCCESS = {

@@ -12,7 +12,8 @@ ids and is a no-op.
 The package, in the order a request goes through it: `bundle` walks the Bundle (or the lone
 resource) and dispatches each entry by resourceType; `parse` validates an entry's JSON with its
 fhir.resources model; `observation`, `adverse_event`, `medication_request`,
-`medication_administration` and `procedure` map one resource type each, and `medication` finds
+`medication_administration`, `procedure` and `questionnaire_response` (a patient's report) map
+one resource type each, and `medication` finds
 the drug an order or administration is about (inline, contained, or a Medication entry of the
 Bundle); `subject` turns a subject into the pseudonymous patient id (a Patient entry of the
 Bundle, an identifier under MONITOR_PATIENT_ID_KEY); `body_size` gives administrations and

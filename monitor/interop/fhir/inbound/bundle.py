@@ -19,6 +19,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.procedure import Procedure
+from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from monitor.interop.fhir.inbound.adverse_event import _adverse_event
 from monitor.interop.fhir.inbound.body_size import (
@@ -41,6 +42,7 @@ from monitor.interop.fhir.inbound.medication_request import _request
 from monitor.interop.fhir.inbound.observation import _Grading, _join_gradings, _observation
 from monitor.interop.fhir.inbound.parse import _parse
 from monitor.interop.fhir.inbound.procedure import _procedure
+from monitor.interop.fhir.inbound.questionnaire_response import _questionnaire_response
 from monitor.interop.fhir.inbound.subject import _Subjects
 from monitor.interop.fhir.inbound.validation import _validate
 from monitor.interop.fhir.problems import FhirProblems
@@ -52,6 +54,7 @@ MAPPED_TYPES = (
     "MedicationRequest",
     "MedicationAdministration",
     "Procedure",
+    "QuestionnaireResponse",
 )
 # read only as what the mapped resources of the same Bundle reference: no event of their own
 LOOKUP_TYPES = ("Medication", "Patient")
@@ -185,6 +188,8 @@ def _map_sources(
                 used_medications |= _referenced(source.resource)
             elif isinstance(source.resource, Procedure):
                 drafts.append(_procedure(source, source.resource, settings, subjects))
+            elif isinstance(source.resource, QuestionnaireResponse):
+                drafts.append(_questionnaire_response(source, source.resource, subjects))
             else:
                 problems.append(_unsupported(source))
         except FhirProblems as exc:

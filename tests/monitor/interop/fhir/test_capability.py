@@ -74,7 +74,8 @@ def test_metadata_lists_create_for_exactly_the_mapped_types(api: Api) -> None:
     if "Patient" not in MAPPED_TYPES:  # then Patient is neither created nor read here
         assert "interaction" not in resources["Patient"]
     assert [i["code"] for i in resources["OperationDefinition"]["interaction"]] == ["read"]
-    assert set(resources) == {*MAPPED_TYPES, "Patient", "OperationDefinition"}
+    assert [i["code"] for i in resources["Questionnaire"]["interaction"]] == ["read"]
+    assert set(resources) == {*MAPPED_TYPES, "Patient", "OperationDefinition", "Questionnaire"}
 
 
 def test_a_type_added_to_the_mapper_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,6 +91,7 @@ def test_a_type_added_to_the_mapper_is_listed(monkeypatch: pytest.MonkeyPatch) -
         "AdverseEvent",
         "Patient",
         "OperationDefinition",
+        "Questionnaire",
     ]
     patient = resources[2]
     assert [i["code"] for i in patient["interaction"]] == ["create"]
@@ -130,7 +132,12 @@ def test_the_operation_definition_is_served_and_named_by_the_statement(api: Api)
 
 
 @pytest.mark.parametrize(
-    "path", ["/fhir/r4/metadata", "/fhir/r4/OperationDefinition/monitor-summary"]
+    "path",
+    [
+        "/fhir/r4/metadata",
+        "/fhir/r4/OperationDefinition/monitor-summary",
+        "/fhir/r4/Questionnaire/bipn-patient-report",
+    ],
 )
 def test_the_descriptions_are_public_for_reading_only(api: Api, path: str) -> None:
     """Public by GET; any other method still needs a token (it reads nothing either way)."""

@@ -138,7 +138,7 @@ def test_every_mapped_type_has_its_create(api: Api, resource_type: str) -> None:
     response = create(api, resource_type, {"resourceType": resource_type})
     assert response.status_code != 404, response.text
     assert response.headers["content-type"] == FHIR
-    if response.status_code == 422:  # the four types of today
+    if response.status_code == 422:  # each type of today
         assert issues(response)[-1] == ("informational", "nothing was stored")
 
 

@@ -2,7 +2,8 @@
 free port (issue 15, item 7): an independent client, with its own R4 models that parse
 strictly, reads what the service writes. `prepare()` reads `/fhir/r4/metadata` (public) and
 finds an open server (no OAuth endpoints are claimed: tokens are the service's own, sent as a
-header), then the OperationDefinition, a create and the `$monitor-summary` go through it.
+header), then the OperationDefinition, the patient report's Questionnaire, a create and the
+`$monitor-summary` go through it.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from fhirclient import client as fhir_client
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
 from fhirclient.models.operationdefinition import OperationDefinition
+from fhirclient.models.questionnaire import Questionnaire
 from fhirclient.server import FHIRNotFoundException, FHIRUnauthorizedException
 
 from monitor.app import create_app
 from monitor.auth.roles import Role
 from monitor.interop.fhir.inbound import MAPPED_TYPES
+from monitor.interop.fhir.questionnaire import QUESTIONNAIRE_URL
 from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from tests.common.service import rows
@@ -61,6 +64,24 @@ def test_prepare_reads_the_capability_statement(base_url: str) -> None:
     definition = OperationDefinition.read("monitor-summary", client.server)
     assert operation.definition == definition.url
     assert (definition.instance, definition.type, definition.system) == (True, False, False)
+
+
+def test_the_patient_report_questionnaire_through_the_client(base_url: str) -> None:
+    """Read without a token and parsed by the client's strict R4 models."""
+    client = smart_client(base_url)
+    assert client.prepare() is True
+    [rest] = client.server.capabilityStatement.rest
+    [entry] = [r for r in rest.resource if r.type == "Questionnaire"]
+    assert [i.code for i in entry.interaction] == ["read"]
+    form = Questionnaire.read("bipn-patient-report", client.server)
+    assert form.url == QUESTIONNAIRE_URL
+    assert [i.linkId for i in form.item] == [
+        "numbness-tingling-severity",
+        "numbness-tingling-interference",
+        "new-weakness",
+        "comment",
+    ]
+    assert form.item[1].enableWhen[0].answerCoding.code == "0"
 
 
 def test_a_create_and_the_summary_through_the_client(

@@ -1,6 +1,7 @@
 """Everything the FHIR endpoint writes validates against the official FHIR R4 JSON schema
 (issue 15, item 7; `tests.common.fhir_schema`: HL7's fhir.schema.json, draft-06, applied with
-jsonschema): the CapabilityStatement, the OperationDefinition, each kind of OperationOutcome,
+jsonschema): the CapabilityStatement, the OperationDefinition, the patient report's
+Questionnaire, each kind of OperationOutcome,
 the transaction and batch answers, what a create answers, and the `$monitor-summary` Bundle
 with every resource in it. A judge independent of fhir.resources, which builds them.
 """
@@ -30,6 +31,7 @@ from tests.monitor.interop.fhir.test_inbound import (
     order,
     procedure,
 )
+from tests.monitor.interop.fhir.test_questionnaire import report
 from tests.monitor.interop.fhir.test_summary_router import PF_EVENTS, PO_EVENTS
 
 FHIR = "application/fhir+json"
@@ -84,6 +86,22 @@ def test_the_descriptions_are_valid_r4(api: Api, schema: FhirSchema) -> None:
     assert statement["resourceType"] == "CapabilityStatement"
     definition = valid(schema, api.client.get("/fhir/r4/OperationDefinition/monitor-summary"), 200)
     assert definition["resourceType"] == "OperationDefinition"
+    form = valid(schema, api.client.get("/fhir/r4/Questionnaire/bipn-patient-report"), 200)
+    assert form["resourceType"] == "Questionnaire"
+    assert [r for r in statement["rest"][0]["resource"] if r["type"] == "Questionnaire"]
+
+
+def test_the_schema_catches_a_bad_questionnaire(schema: FhirSchema) -> None:
+    """What the Questionnaire check above could miss is found: an item type not in R4's value
+    set, an enableWhen operator not in its own, an answer option of an element R4 lacks."""
+    item = {"linkId": "a", "type": "likert", "enableWhen": [{"question": "b", "operator": "<>"}]}
+    item["answerOption"] = [{"valueText": "None"}]
+    found = schema.errors({"resourceType": "Questionnaire", "status": "active", "item": [item]})
+    assert [e.split(":")[0] for e in found] == [
+        "item/0/type",
+        "item/0/enableWhen/0/operator",
+        "item/0/answerOption/0",
+    ], found
 
 
 def test_every_kind_of_operation_outcome_is_valid_r4(
@@ -156,6 +174,7 @@ def test_the_transaction_and_batch_answers_are_valid_r4(api: Api, schema: FhirSc
         ("MedicationRequest", lambda: as_json(order())),
         ("MedicationAdministration", lambda: as_json(given())),
         ("Procedure", lambda: as_json(procedure(Coding(system=ATC, code="J06BA02")))),
+        ("QuestionnaireResponse", lambda: report(comment="worse at night")),
     ],
 )
 def test_what_a_create_answers_is_valid_r4(
