@@ -11,9 +11,11 @@ from prometheus_client import CollectorRegistry
 
 from monitor.admin.router import router as admin_router
 from monitor.alerts.router import router as alerts_router
+from monitor.api.cors import CdsCors
 from monitor.api.docs import add_api_pages
 from monitor.api.errors import add_error_handlers
 from monitor.api.guard import RequestGuard, RequestLog, leaf_routes, route_template
+from monitor.api.http_metrics import instrument_http
 from monitor.api.json_body import StrictJsonRoute
 from monitor.api.openapi import openapi_document
 from monitor.auth.router import router as auth_router
@@ -21,12 +23,10 @@ from monitor.chair.router import router as chair_router
 from monitor.ingest.router import OPENAPI_COMPONENTS as EVENT_COMPONENTS
 from monitor.ingest.router import router as ingest_router
 from monitor.intake.router import router as intake_router
-from monitor.interop.cds.cors import CdsCors
 from monitor.interop.cds.jwt_auth import JwtVerifier
 from monitor.interop.cds.router import OPENAPI_COMPONENTS as CDS_COMPONENTS
 from monitor.interop.cds.router import router as cds_router
 from monitor.interop.fhir.router import router as fhir_router
-from monitor.operations.http_metrics import instrument_http
 from monitor.operations.metrics import DatabaseCollector
 from monitor.operations.router import router as operations_router
 from monitor.operations.tracing import trace_app

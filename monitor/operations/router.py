@@ -68,6 +68,6 @@ def metrics(request: Request) -> Response:
     scrape: CollectorRegistry = request.app.state.database_metrics
     http: CollectorRegistry | None = getattr(request.app.state, "http_metrics", None)
     body = generate_latest(REGISTRY) + generate_latest(scrape)
-    if http is not None:  # this app's requests (monitor.operations.http_metrics)
+    if http is not None:  # this app's requests (monitor.api.http_metrics)
         body += generate_latest(http)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -243,7 +243,9 @@ def test_one_deadline_bounds_the_whole_attempt(services: Services) -> None:
     finally:
         trickle.close()
     assert result.outcome == "retry"
-    assert took < 1.8, took
+    # the whole answer takes 40 x 0.3 = 12 s: the attempt ends near its 1 s deadline (the bound
+    # leaves room for a loaded machine; the error below says the deadline, not a read, ended it)
+    assert took < 6, took
     [attempt] = attempts(services, delivery_id)
     assert attempt["error"] == "no complete answer within 1 s"
 
