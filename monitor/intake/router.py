@@ -51,6 +51,18 @@ LINK_EXPIRED = "This link has expired; ask your care team for a new one."
 LINK_REVOKED = "This link is no longer valid; ask your care team for a new one."
 LINK_UNKNOWN = "This link is not valid; ask your care team for a new one."
 
+# A patient report must never act as a clinician's grading (POLICY V9): where the pack would
+# take it as one (version 1), the intake is closed rather than let a report stop a drug.
+NOT_ADVISORY = (
+    "patient reports are taken only under a pack where they advise and clinicians decide "
+    "(POLICY V9: default@2, label@2, or a site file with patient_reports_advise_only = true); "
+    "this service decides with {pack}, which would treat a report as a clinician's grading"
+)
+REPORTS_CLOSED = (
+    "Your care team cannot take reports through this link at the moment. Please call them "
+    "to tell them how you are."
+)
+
 
 def _patient_unit(
     services: Services, principal: Principal, patient_id: str, action: str, now: Any
@@ -83,6 +95,9 @@ def post_invite(
     now = clock.now()
     action = f"POST {INVITES}"
     unit = _patient_unit(services, principal, patient_id, action, now)
+    if not services.pack.patient_reports_advise_only:
+        services.audit.record(principal, action, f"patient:{patient_id}", 409, now)
+        raise HTTPException(409, NOT_ADVISORY.format(pack=services.pack.label))
     days = services.settings.intake_link_days
     new = create_invite(services.sessions, patient_id, unit, principal.name, now, days)
     services.audit.record(principal, action, f"patient:{patient_id} invite:{new.row.id}", 201, now)
@@ -186,6 +201,10 @@ def _store_report(
     """Stored with its outbox row (the worker folds it) before the 201, as `POST /v1/events`."""
     assert invite.id is not None
     now = clock.now()
+    if not services.pack.patient_reports_advise_only:  # the pack changed since the invite
+        services.audit.record_invite(invite.id, REPORT_ACTION, f"patient:{invite.patient_id}",
+                                     409, now)  # fmt: skip
+        raise HTTPException(409, REPORTS_CLOSED)
     event = report_event(form, invite.patient_id, now)
     with services.sessions.begin() as session:
         result = store_in(session, [event], now)

@@ -88,12 +88,38 @@ def _accept(
     services: Services, payload: Any, principal: Principal, action: str
 ) -> tuple[int, Bundle | OperationOutcome, FhirMapping]:
     mapping = map_fhir(payload, services.settings)
+    if not services.pack.patient_reports_advise_only:
+        mapping = _without_patient_reports(mapping, services.pack.label)
     if mapping.kind in ("resource", "transaction"):
         status, what, resource = _all_or_nothing(services, mapping)
     else:
         status, what, resource = _each_entry(services, mapping)
     services.audit.record(principal, action, what, status, services.settings.now())
     return status, resource, mapping
+
+
+def _without_patient_reports(mapping: FhirMapping, pack: str) -> FhirMapping:
+    """A patient's report (a QuestionnaireResponse) is refused where the pack would take it as
+    a clinician's grading (version 1, POLICY V9 off): it must never stop a drug by itself."""
+    kept: list[MappedEvent] = []
+    refused: list[EntryProblem] = []
+    for mapped in mapping.events:
+        if mapped.event.type != "assessment" or mapped.event.source != "patient":
+            kept.append(mapped)
+            continue
+        entry = mapped.entries[0] if mapped.entries else None
+        where = f"Bundle.entry[{entry}].resource" if entry is not None else "QuestionnaireResponse"
+        refused.append(
+            EntryProblem(entry, where, "not-supported", f"patient reports are taken only under a "
+                         f"pack where they advise and clinicians decide (POLICY V9); this "
+                         f"service decides with {pack}, which would treat it as a clinician's "
+                         "grading")
+        )  # fmt: skip
+    if not refused:
+        return mapping
+    return FhirMapping(
+        mapping.kind, mapping.entry_count, kept, [*mapping.problems, *refused], mapping.consumed
+    )
 
 
 def _store(services: Services, events: list[MappedEvent]) -> IngestResult:

@@ -13,6 +13,7 @@ import pytest
 
 from monitor.auth.tokens import create_token
 from monitor.intake.invites import hash_secret
+from monitor.policy_file import load_pack
 from monitor.settings import Settings
 from tests.common import factories as f
 from tests.common.service import RunningService, rows, running_service
@@ -25,7 +26,9 @@ REPORT = {"numbness_tingling_severity": 3, "numbness_tingling_interference": 2,
 
 @pytest.fixture
 def running(tmp_path: Any) -> Iterator[RunningService]:
-    with running_service(tmp_path, care_team_phone="+44 20 7946 0000") as service:
+    with running_service(
+        tmp_path, care_team_phone="+44 20 7946 0000", policy="default@2"
+    ) as service:
         bodies = [
             f.enrollment(FIXED_NOW - 20 * DAY, "R1", "r1-e", unit="u7"),
             f.enrollment(FIXED_NOW - 20 * DAY, "R9", "r9-e", unit="u9"),
@@ -245,7 +248,7 @@ def test_an_expired_link_is_401_with_a_kind_message(running: RunningService) -> 
 
 
 def test_the_link_days_come_from_the_settings(tmp_path: Any) -> None:
-    with running_service(tmp_path, intake_link_days=3) as service:
+    with running_service(tmp_path, intake_link_days=3, policy="default@2") as service:
         enrol = f.enrollment(FIXED_NOW - DAY, "R3", "r3-e", unit="u7")
         assert service.api.post_events(enrol).status_code == 202
         created = _invite(service, "R3")
@@ -318,3 +321,24 @@ def test_the_care_team_phone_must_look_like_a_number(number: str) -> None:
     with pytest.raises(ValueError, match="care_team_phone"):
         Settings(care_team_phone=number)
     assert Settings(care_team_phone="+1 (555) 010-0199").care_team_phone == "+1 (555) 010-0199"
+
+
+def test_no_invite_under_a_pack_that_would_take_a_report_as_a_clinicians_grading(
+    running: RunningService,
+) -> None:
+    """Version 1 packs fold a patient report like any grading (POLICY V9 off): a report could
+    stop the drug by itself, so the intake is closed there, and says why."""
+    secret = _secret(_invite(running))  # invited while the pack is default@2
+    running.services.pack = load_pack("default@1", None)
+    refused = _invite(running)
+    assert refused.status_code == 409
+    assert "this service decides with default@1" in refused.json()["detail"]
+    closed = _report(running, secret)
+    assert closed.status_code == 409
+    assert closed.json()["detail"].startswith("Your care team cannot take reports")
+    assert rows(running.services, "SELECT event_id FROM event WHERE event_id LIKE 'pr-%'") == []
+    audited = rows(running.services, "SELECT action, status_code FROM audit_log ORDER BY id")
+    assert audited[-2:] == [
+        {"action": "POST /v1/patients/{patient_id}/invites", "status_code": 409},
+        {"action": "POST /v1/patient-reports", "status_code": 409},
+    ]

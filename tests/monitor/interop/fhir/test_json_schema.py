@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from monitor.app import create_app
 from monitor.auth.roles import Role
+from monitor.policy_file import load_pack
 from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from monitor.settings import ATC
@@ -178,8 +179,9 @@ def test_the_transaction_and_batch_answers_are_valid_r4(api: Api, schema: FhirSc
     ],
 )
 def test_what_a_create_answers_is_valid_r4(
-    api: Api, schema: FhirSchema, resource_type: str, resource: Any
+    api: Api, services: Services, schema: FhirSchema, resource_type: str, resource: Any
 ) -> None:
+    services.pack = load_pack("default@2", None)  # where patient reports are taken (V9)
     ingest = api.headers("ingest") | {"Content-Type": FHIR}
     path = f"/fhir/r4/{resource_type}"
     created = valid(schema, api.client.post(path, json=resource(), headers=ingest), 201)

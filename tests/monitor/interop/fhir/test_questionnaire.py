@@ -23,6 +23,7 @@ from monitor.interop.fhir.questionnaire import (
     QUESTIONNAIRE_URL,
     SEVERITY_SYSTEM,
 )
+from monitor.policy_file import load_pack
 from monitor.services import Services
 from monitor.settings import Settings
 from tests.common.service import Api, row_counts, rows
@@ -525,6 +526,12 @@ def test_a_refused_answer_is_not_also_called_missing() -> None:
 # --- over HTTP ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def sqlite_settings(sqlite_settings: Settings) -> Settings:
+    """Patient reports are taken under a pack where they advise only (POLICY V9)."""
+    return sqlite_settings.model_copy(update={"policy": "default@2"})
+
+
 def stored(services: Services) -> list[dict[str, Any]]:
     found = rows(services, "SELECT event_id, type, body FROM event ORDER BY event_id")
     return [{**r, "body": json.loads(r["body"])} for r in found]
@@ -549,6 +556,22 @@ def test_a_report_is_created_once(api: Api, services: Services) -> None:
     assert again.status_code == 200, again.text
     assert again.headers["location"] == location
     assert row_counts(services, ["event", "outbox"]) == before
+
+
+@pytest.mark.parametrize("policy", ["default@1", "label@1"])
+def test_a_report_is_refused_where_the_pack_would_take_it_as_a_clinicians_grading(
+    api: Api, services: Services, policy: str
+) -> None:
+    """Under version 1 a patient report would stop a drug by itself: refused, nothing stored."""
+    services.pack = load_pack(policy, None)
+    headers = api.headers("ingest") | {"Content-Type": FHIR}
+    response = api.client.post("/fhir/r4/QuestionnaireResponse", json=report(), headers=headers)
+    assert response.status_code == 422, response.text
+    issue, nothing = response.json()["issue"]
+    assert issue["code"] == "not-supported"
+    assert f"this service decides with {policy}" in issue["diagnostics"]
+    assert nothing["diagnostics"] == "nothing was stored"
+    assert stored(services) == []
 
 
 def test_a_bad_report_is_a_422_naming_the_element(api: Api, services: Services) -> None:
