@@ -31,6 +31,7 @@ from monitor.operations.router import router as operations_router
 from monitor.operations.tracing import trace_app
 from monitor.patients.router import router as patients_router
 from monitor.policy.router import router as policy_router
+from monitor.report_windows.router import router as report_windows_router
 from monitor.reports.router import router as reports_router
 from monitor.services import Services
 from monitor.web.router import STATIC_DIR
@@ -43,6 +44,7 @@ ROUTERS = (
     ingest_router,  # events in
     patients_router,  # what was decided
     chair_router,  # the infusion chair
+    report_windows_router,  # ... and who has not reported this week
     alerts_router,  # who is told
     webhooks_router,  # ... and which systems
     reports_router,  # were the recommendations followed
