@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from monitor.report_windows.windows import (
@@ -31,6 +32,9 @@ from policies.decisions import utc_text, utc_text_or_none
 # the canonical body's text of a patient report (`canonical_body`: sorted keys, ", " and ": "),
 # to narrow the events read; each one found is still parsed and checked
 PATIENT_SOURCE = '"source": "patient"'
+# how long after a window ended a report back-dated into it is still looked for: the job does
+# not read every missed window of every past course at each tick for ever
+LATE_REPORT_DAYS = 28
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +71,24 @@ def open_windows(session: Session, now: dt.datetime) -> list[ReportWindowRow]:
     patients = asked_patients(session)
     if not patients:
         return []
-    opened: set[tuple[str, dt.datetime, int]] = {
-        (p, e, k)
+    # windows open in order, all up to the current one: the highest opened says what is left
+    opened_up_to: dict[tuple[str, dt.datetime], int] = {
+        (p, e): k
         for p, e, k in session.execute(
             select(
                 col(ReportWindowRow.patient_id),
                 col(ReportWindowRow.enrolled_at),
-                col(ReportWindowRow.window_index),
-            ).where(col(ReportWindowRow.patient_id).in_([p.patient_id for p in patients]))
+                func.max(col(ReportWindowRow.window_index)),
+            )
+            .where(col(ReportWindowRow.patient_id).in_([p.patient_id for p in patients]))
+            .group_by(col(ReportWindowRow.patient_id), col(ReportWindowRow.enrolled_at))
         ).all()
     }
     values = []
     for patient in patients:
         current = window_at(patient.enrolled_at, now)
-        for index in range(current.index + 1):
-            if (patient.patient_id, patient.enrolled_at, index) in opened:
-                continue
+        first = opened_up_to.get((patient.patient_id, patient.enrolled_at), -1) + 1
+        for index in range(first, current.index + 1):
             week = window(patient.enrolled_at, index)
             values.append(
                 {
@@ -112,11 +118,13 @@ def open_windows(session: Session, now: dt.datetime) -> list[ReportWindowRow]:
 def mark_reported(session: Session, now: dt.datetime) -> int:
     """Set `reported_at` on open windows that now hold a patient report (the first one's
     time): a report is a stored, not quarantined `assessment` with `source: patient` whose
-    `occurred_at` falls in the window. Returns how many windows were marked."""
+    `occurred_at` falls in the window. Windows that ended more than `LATE_REPORT_DAYS` ago
+    stay as they are. Returns how many windows were marked."""
     unreported = list(
         session.execute(
             select(ReportWindowRow).where(
                 col(ReportWindowRow.reported_at).is_(None),
+                col(ReportWindowRow.window_end) > now - dt.timedelta(days=LATE_REPORT_DAYS),
                 col(ReportWindowRow.window_start) <= now,
             )
         ).scalars()

@@ -244,7 +244,7 @@ class ReportWindowRow(SQLModel, table=True):
     __tablename__ = "report_window"
     __table_args__ = (
         UniqueConstraint("patient_id", "enrolled_at", "window_index", name="uq_report_window"),
-        Index("ix_report_window_open", "reported_at", "window_start"),
+        Index("ix_report_window_open", "reported_at", "window_end"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

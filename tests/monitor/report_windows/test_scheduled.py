@@ -206,3 +206,21 @@ def test_the_scheduler_tick_runs_the_job(services: Services) -> None:
     counts = run_jobs(services, SchedulerLease(services.sessions, 30.0))
     assert counts is not None
     assert counts["open_report_windows"] == 6
+
+
+def test_a_report_back_dated_long_after_its_window_ended_is_not_looked_for(
+    services: Services,
+) -> None:
+    courses(services)
+    move_clock(services, FIXED_NOW + 40 * DAY)
+    open_report_windows(services)
+    fold(
+        services,
+        # window 0 ended 53 days ago: past LATE_REPORT_DAYS (28)
+        patient_report(FIXED_NOW - 17 * DAY, "WATCH"),
+        # window 5 ([+15, +22) days) ended 18 days ago: still looked for
+        patient_report(FIXED_NOW + 16 * DAY, "WATCH"),
+    )
+    open_report_windows(services)
+    reported = [w["window_index"] for w in windows(services, "WATCH") if w["reported_at"]]
+    assert reported == [5]

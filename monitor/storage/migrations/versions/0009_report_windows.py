@@ -49,9 +49,7 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_report_window_patient_id"), ["patient_id"], unique=False
         )
-        batch_op.create_index(
-            "ix_report_window_open", ["reported_at", "window_start"], unique=False
-        )
+        batch_op.create_index("ix_report_window_open", ["reported_at", "window_end"], unique=False)
     with op.batch_alter_table("webhook_endpoint", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("types", sa.Text(), server_default='["alert"]', nullable=False)
