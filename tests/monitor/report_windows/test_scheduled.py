@@ -13,8 +13,10 @@ from monitor.report_windows.scheduled import open_report_windows
 from monitor.scheduler.lease import SchedulerLease
 from monitor.scheduler.runner import run_jobs
 from monitor.services import Services
+from monitor.storage.models import WebhookEndpointRow, WebhookSecretRow
+from monitor.webhooks.signing import new_secret
 from tests.common import factories as f
-from tests.common.service import rows
+from tests.common.service import RecordingDispatcher, rows
 from tests.conftest import FIXED_NOW
 from tests.monitor.report_windows.conftest import fold, move_clock, patient_report
 
@@ -178,6 +180,17 @@ def test_two_runs_at_once_open_and_notify_each_window_once(services: Services) -
     """The lease bypassed: threads run the job at the same instant (a barrier); the unique
     (patient, course, window) key keeps every window to one row and one notification."""
     courses(services)
+    with services.sessions.begin() as session:
+        endpoint = WebhookEndpointRow(
+            name="messaging", url="https://h.example/x", types='["report_due"]',
+            created_at=FIXED_NOW,
+        )  # fmt: skip
+        session.add(endpoint)
+        session.flush()
+        assert endpoint.id is not None
+        session.add(
+            WebhookSecretRow(endpoint_id=endpoint.id, secret=new_secret(), created_at=FIXED_NOW)
+        )
     threads = 4
     barrier = threading.Barrier(threads)
     opened: list[int] = []
@@ -199,6 +212,12 @@ def test_two_runs_at_once_open_and_notify_each_window_once(services: Services) -
     assert sum(opened) == 6  # each window opened by exactly one of the runs
     assert len(windows(services)) == 6
     assert sum(1 for w in windows(services) if w["notified_at"] is not None) == 3
+    sent = rows(services, "SELECT report_window_id FROM webhook_delivery")
+    assert len(sent) == 3
+    assert len({d["report_window_id"] for d in sent}) == 3
+    dispatcher = services.dispatcher
+    assert isinstance(dispatcher, RecordingDispatcher)
+    assert len(dispatcher.deliveries) == 3  # each handed to the sender once
 
 
 def test_the_scheduler_tick_runs_the_job(services: Services) -> None:
