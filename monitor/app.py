@@ -32,6 +32,7 @@ from monitor.operations.router import router as operations_router
 from monitor.operations.tracing import trace_app
 from monitor.patients.router import router as patients_router
 from monitor.policy.router import router as policy_router
+from monitor.report_windows.router import router as report_windows_router
 from monitor.reports.router import router as reports_router
 from monitor.services import Services
 from monitor.web.router import STATIC_DIR
@@ -45,6 +46,7 @@ ROUTERS = (
     patients_router,  # what was decided
     chair_router,  # the infusion chair
     intake_router,  # patients' own reports, by invite link
+    report_windows_router,  # ... and who has not reported this week
     alerts_router,  # who is told
     webhooks_router,  # ... and which systems
     reports_router,  # were the recommendations followed

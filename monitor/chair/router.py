@@ -44,7 +44,8 @@ ChairTeam = Annotated[Principal, Depends(require("nurse", "infusion"))]
 NOON = dt.time(12, 0, tzinfo=dt.UTC)
 
 
-def _in_scope(principal: Principal, unit: str) -> None:
+def in_unit_scope(principal: Principal, unit: str) -> None:
+    """A unit outside the token's units is answered as unknown (404)."""
     if not principal.sees_unit(unit):
         raise HTTPException(404, f"no unit {unit!r} in this token's scope")
 
@@ -68,7 +69,7 @@ def get_chair(
     today = now.astimezone(dt.UTC).date()
     day = date or today
     at = now if day == today else dt.datetime.combine(day, NOON)
-    _in_scope(principal, unit)
+    in_unit_scope(principal, unit)
     with services.sessions() as session:
         patients = chair_list(session, unit, at)
     services.audit.record(principal, "GET /v1/units/{unit}/chair", f"unit:{unit}", 200, now)
@@ -103,7 +104,7 @@ def post_administration(
     now = clock.now()
     action = "POST /v1/units/{unit}/chair/{patient_id}/administrations"
     resource = f"patient:{patient_id}"
-    _in_scope(principal, unit)
+    in_unit_scope(principal, unit)
     try:
         event, result = record_administration(
             services, unit, patient_id, form.model_dump(exclude_none=True), now
@@ -139,7 +140,7 @@ def post_assessment(
     now = clock.now()
     action = "POST /v1/units/{unit}/chair/{patient_id}/assessments"
     resource = f"patient:{patient_id}"
-    _in_scope(principal, unit)
+    in_unit_scope(principal, unit)
     try:
         event, result = record_assessment(
             services, unit, patient_id, form.model_dump(exclude_none=True), "nurse", now

@@ -7,6 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.patients.schemas import ClearanceView
+from monitor.report_windows.schemas import WeeklyReport
 from policies.events import ClinicalTime, Cycle, Day, DoseMgM2, Grades, Route
 
 
@@ -32,6 +33,9 @@ class ChairPatient(BaseModel):
     last_dose_at: str | None
     next_dose_not_before: str | None
     reassessment: Reassessment | None
+    weekly_report: WeeklyReport | None = Field(
+        description="this week's patient symptom report: due or reported, and missed weeks"
+    )
 
 
 class ChairList(BaseModel):

@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from monitor.ingest.service import IngestResult, store_in
 from monitor.patients.service import load_patient
 from monitor.processing.service import lock_patient
+from monitor.report_windows.service import weekly_statuses
 from monitor.services import Services
 from monitor.storage.models import PatientRow
 from policies.clearance import clearance
@@ -55,7 +56,8 @@ def _reassessment(state: dict[str, Any]) -> dict[str, Any] | None:
 
 def chair_list(session: Session, unit: str, at: dt.datetime) -> list[dict[str, Any]]:
     """The unit's patients on treatment (active or held), by id, each with its clearance at
-    `at`, the current regimen, the last dose and the interval, and the reassessment."""
+    `at`, the current regimen, the last dose and the interval, the reassessment, and the
+    weekly patient report (`monitor.report_windows`)."""
     marker = f'"unit": {json.dumps(unit)}'  # the stored state is json.dumps'd: the same text
     rows = session.execute(
         select(col(PatientRow.patient_id))
@@ -63,11 +65,13 @@ def chair_list(session: Session, unit: str, at: dt.datetime) -> list[dict[str, A
         .order_by(col(PatientRow.patient_id))
     ).scalars()
     patients = []
+    states = {}
     for patient_id in list(rows):
         record = load_patient(session, patient_id)
         state = record.state()
         if state.get("unit") != unit:
             continue
+        states[patient_id] = state
         patients.append(
             {
                 "patient_id": patient_id,
@@ -79,7 +83,8 @@ def chair_list(session: Session, unit: str, at: dt.datetime) -> list[dict[str, A
                 "reassessment": _reassessment(state),
             }
         )
-    return patients
+    weekly = weekly_statuses(session, states, at)
+    return [{**p, "weekly_report": weekly[p["patient_id"]]} for p in patients]
 
 
 def _locked_state(session: Session, unit: str, patient_id: str) -> tuple[dict[str, Any], Any]:

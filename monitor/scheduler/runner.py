@@ -4,6 +4,8 @@ domain's periodic jobs in turn, each safe to run twice:
 - processing: re-drive the outbox, fire due timers (`monitor.processing.scheduled`);
 - alerts: reminders before a reassessment, escalation of unacknowledged urgent alerts
   (`monitor.alerts.scheduled`);
+- weekly reports: open each patient's report window, mark reported ones, `report_due`
+  webhooks (`monitor.report_windows.scheduled`);
 - webhooks: re-drive deliveries whose task was lost (`monitor.webhooks.scheduled`);
 - audit: checkpoint the chain's signed head outside the table (`monitor.auth.scheduled`).
 """
@@ -23,6 +25,7 @@ from monitor.operations import tracing
 from monitor.operations.clock import wall_now
 from monitor.processing.jobs import TRANSIENT_ERRORS
 from monitor.processing.scheduled import fire_due_timers, redrive_outbox
+from monitor.report_windows.scheduled import open_report_windows
 from monitor.scheduler.lease import SchedulerLease
 from monitor.services import Services
 from monitor.webhooks.scheduled import redrive_deliveries
@@ -35,6 +38,7 @@ JOBS: tuple[Callable[[Services], int], ...] = (
     fire_due_timers,
     send_reminders,
     escalate_alerts,
+    open_report_windows,
     redrive_deliveries,
     checkpoint_audit,
 )

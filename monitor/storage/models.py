@@ -181,6 +181,11 @@ class WebhookEndpointRow(SQLModel, table=True):
     audiences: str = Field(default="[]", sa_type=Text)
     units: str = Field(default="[]", sa_type=Text)
     kinds: str = Field(default="[]", sa_type=Text)
+    # the event types sent (`alert`, `report_due`); endpoints registered before there was a
+    # choice get alerts only
+    types: str = Field(
+        default='["alert"]', sa_type=Text, sa_column_kwargs={"server_default": '["alert"]'}
+    )
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     disabled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -200,7 +205,8 @@ class WebhookSecretRow(SQLModel, table=True):
 
 
 class WebhookDeliveryRow(SQLModel, table=True):
-    """One alert to one endpoint: written with the alert (an outbox), sent by a task.
+    """One event to one endpoint: an alert (`alert_id`) or a weekly report coming due
+    (`report_window_id`), written in the transaction that raised it (an outbox), sent by a task.
 
     status: `pending` (to send; `next_attempt_at` says when), `delivered`, `failed` (retries
     exhausted or refused for good: shown to `admin`, who may retry it)."""
@@ -208,11 +214,15 @@ class WebhookDeliveryRow(SQLModel, table=True):
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("alert_id", "endpoint_id", name="uq_delivery_alert_endpoint"),
+        UniqueConstraint(
+            "report_window_id", "endpoint_id", name="uq_delivery_report_window_endpoint"
+        ),
         Index("ix_delivery_open", "status", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    alert_id: int = Field(foreign_key="alert.id")
+    alert_id: int | None = Field(default=None, foreign_key="alert.id")
+    report_window_id: int | None = Field(default=None, foreign_key="report_window.id")
     endpoint_id: int = Field(foreign_key="webhook_endpoint.id", index=True)
     status: str = Field(default="pending", max_length=16)
     attempts: int = 0
@@ -222,6 +232,31 @@ class WebhookDeliveryRow(SQLModel, table=True):
     created_at: dt.datetime = Field(sa_type=UTCDateTime)
     delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     failed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ReportWindowRow(SQLModel, table=True):
+    """One week in which a patient on a course is asked to report their symptoms (issue 16):
+    window k of the course enrolled at `enrolled_at` is [enrolled_at + 7k days, + 7 days).
+    Opened by the scheduler while the course is on treatment, held or in the coasting watch;
+    `reported_at` is the time of the first patient report in it, `notified_at` when its
+    `report_due` webhooks were written (unset: reported before it opened, or opened late)."""
+
+    __tablename__ = "report_window"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "enrolled_at", "window_index", name="uq_report_window"),
+        Index("ix_report_window_open", "reported_at", "window_end"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    patient_id: str = Field(max_length=64, index=True)
+    unit: str | None = Field(default=None, max_length=64)
+    enrolled_at: dt.datetime = Field(sa_type=UTCDateTime)
+    window_index: int
+    window_start: dt.datetime = Field(sa_type=UTCDateTime)
+    window_end: dt.datetime = Field(sa_type=UTCDateTime)
+    reported_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    notified_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
 class WebhookAttemptRow(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""Webhooks: alerts pushed to integration endpoints, signed, retried, every attempt recorded.
+"""Webhooks: alerts (and weekly reports coming due, `report_due`) pushed to integration
+endpoints, signed, retried, every attempt recorded.
 
 Deliveries are written in the transaction that raises the alert (an outbox) and sent by a task
 (`monitor.deliver_webhook`, or the embedded worker's delivery thread) after the commit. Each
@@ -26,10 +27,11 @@ from monitor.operations.clock import wall_now
 from monitor.operations.metrics import WEBHOOK_ATTEMPTS
 from monitor.services import Services
 from monitor.settings import Settings
-from monitor.storage.database import is_postgresql
+from monitor.storage.database import insert_for, is_postgresql
 from monitor.storage.models import (
     AlertAckRow,
     AlertRow,
+    ReportWindowRow,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookEndpointRow,
@@ -85,6 +87,7 @@ def endpoint_view(endpoint: WebhookEndpointRow, secrets: list[WebhookSecretRow])
             "audience": json.loads(endpoint.audiences),
             "unit": json.loads(endpoint.units),
             "kind": json.loads(endpoint.kinds),
+            "type": json.loads(endpoint.types),
         },
         "created_at": utc_text(endpoint.created_at),
         "active": endpoint.disabled_at is None,
@@ -92,18 +95,26 @@ def endpoint_view(endpoint: WebhookEndpointRow, secrets: list[WebhookSecretRow])
     }
 
 
+def _allowed(values: str, *candidates: str | None) -> bool:
+    wanted: list[str] = json.loads(values)
+    return not wanted or any(c in wanted for c in candidates)
+
+
+def takes(endpoint: WebhookEndpointRow, event_type: str) -> bool:
+    """The endpoint chose this event type (`filters.type`)."""
+    chosen: list[str] = json.loads(endpoint.types)
+    return event_type in chosen
+
+
 def matches(endpoint: WebhookEndpointRow, alert: AlertRow) -> bool:
-    """Each filter that is set must match; an empty filter matches every alert."""
-
-    def allowed(values: str, *candidates: str | None) -> bool:
-        wanted: list[str] = json.loads(values)
-        return not wanted or any(c in wanted for c in candidates)
-
+    """The endpoint takes alerts, and each filter that is set matches; an empty filter matches
+    every alert."""
     return (
-        allowed(endpoint.severities, alert.severity)
-        and allowed(endpoint.kinds, alert.kind)
-        and allowed(endpoint.units, alert.unit)
-        and allowed(endpoint.audiences, *audiences(alert))
+        takes(endpoint, "alert")
+        and _allowed(endpoint.severities, alert.severity)
+        and _allowed(endpoint.kinds, alert.kind)
+        and _allowed(endpoint.units, alert.unit)
+        and _allowed(endpoint.audiences, *audiences(alert))
     )
 
 
@@ -129,6 +140,57 @@ def fan_out(session: Session, alerts: list[AlertRow], wall: dt.datetime) -> list
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows if row.id is not None]
+
+
+def matches_report_due(endpoint: WebhookEndpointRow, window: ReportWindowRow) -> bool:
+    """The endpoint takes `report_due`, for the window's unit (the only filter that applies:
+    severity, audience and kind describe alerts)."""
+    return takes(endpoint, "report_due") and _allowed(endpoint.units, window.unit)
+
+
+def fan_out_report_due(
+    session: Session, windows: list[ReportWindowRow], wall: dt.datetime
+) -> list[int]:
+    """One delivery row per (report window, matching active endpoint), in the caller's
+    transaction; a pair already written is left alone (unique), so a second run adds none."""
+    if not windows:
+        return []
+    endpoints = list(
+        session.execute(
+            select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
+        ).scalars()
+    )
+    values = [
+        {
+            "report_window_id": window.id,
+            "endpoint_id": endpoint.id,
+            "next_attempt_at": wall,
+            "created_at": wall,
+        }
+        for window in windows
+        for endpoint in endpoints
+        if window.id is not None and matches_report_due(endpoint, window)
+    ]
+    if not values:
+        return []
+    inserted = session.execute(
+        insert_for(session)(WebhookDeliveryRow)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(col(WebhookDeliveryRow.id))
+    ).scalars()
+    return sorted(inserted)
+
+
+def report_due_view(window: ReportWindowRow) -> dict[str, Any]:
+    """The `report_due` payload: whom to remind, for which week (no other patient data)."""
+    return {
+        "patient_id": window.patient_id,
+        "unit": window.unit,
+        "window_start": utc_text(window.window_start),
+        "window_end": utc_text(window.window_end),
+        "window": window.window_index,
+    }
 
 
 def backoff_s(settings: Settings, attempts: int) -> float:
@@ -158,6 +220,7 @@ class _Claimed:
     attempt_number: int
     attempts_this_round: int
     body: bytes
+    event_type: str = "alert"
 
 
 def deliver(services: Services, delivery_id: int) -> DeliveryResult:
@@ -211,13 +274,9 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
         delivery = session.get(WebhookDeliveryRow, delivery_id)
         assert delivery is not None
         endpoint = session.get(WebhookEndpointRow, delivery.endpoint_id)
-        alert = session.get(AlertRow, delivery.alert_id)
         assert endpoint is not None
-        assert alert is not None
         keys = active_secrets(session, [delivery.endpoint_id])[delivery.endpoint_id]
-        ack = session.execute(
-            select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
-        ).scalar_one_or_none()
+        event_type, content = _content(session, delivery)
         # an attempt still `sending` belongs to a worker that died with the claim held
         session.execute(
             update(WebhookAttemptRow)
@@ -241,7 +300,7 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
         session.add(attempt)
         session.flush()
         assert attempt.id is not None
-        payload = {"type": "alert", "delivery_id": delivery_id, "alert": alert_view(alert, ack)}
+        payload = {"type": event_type, "delivery_id": delivery_id, event_type: content}
         return _Claimed(
             url=endpoint.url,
             secrets=tuple(k.secret for k in keys),
@@ -250,7 +309,23 @@ def _claim(services: Services, delivery_id: int) -> _Claimed | None:
             attempt_number=number,
             attempts_this_round=delivery.attempts + 1,
             body=json.dumps(payload, separators=(",", ":")).encode(),
+            event_type=event_type,
         )
+
+
+def _content(session: Session, delivery: WebhookDeliveryRow) -> tuple[str, dict[str, Any]]:
+    """What the delivery carries: its event type and that event's object, read at send time
+    (an alert's acknowledgement as of now)."""
+    if delivery.report_window_id is not None:
+        window = session.get(ReportWindowRow, delivery.report_window_id)
+        assert window is not None
+        return "report_due", report_due_view(window)
+    alert = session.get(AlertRow, delivery.alert_id)
+    assert alert is not None
+    ack = session.execute(
+        select(AlertAckRow).where(col(AlertAckRow.alert_id) == alert.id)
+    ).scalar_one_or_none()
+    return "alert", alert_view(alert, ack)
 
 
 def _send(settings: Settings, delivery_id: int, claimed: _Claimed) -> Sent:
@@ -264,7 +339,7 @@ def _send(settings: Settings, delivery_id: int, claimed: _Claimed) -> Sent:
         "Content-Type": "application/json",
         "User-Agent": "bipn-monitor-webhooks/1",
         **signing.headers(claimed.secrets, str(delivery_id), int(time.time()), claimed.body),
-        EVENT_HEADER: "alert",
+        EVENT_HEADER: claimed.event_type,
     }
     try:
         answer = egress.post(
@@ -377,7 +452,9 @@ def delivery_view(
 ) -> dict[str, Any]:
     return {
         "id": delivery.id,
+        "type": "alert" if delivery.report_window_id is None else "report_due",
         "alert_id": delivery.alert_id,
+        "report_window_id": delivery.report_window_id,
         "endpoint_id": delivery.endpoint_id,
         "status": delivery.status,
         "attempts": delivery.attempts,

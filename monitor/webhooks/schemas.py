@@ -9,9 +9,17 @@ from monitor.alerts.service import AlertAudience, AlertKind
 from monitor.webhooks import signing
 from policies.decisions import Severity
 
+# what an endpoint may be sent: alerts, and weekly patient reports coming due (issue 16)
+EventType = Literal["alert", "report_due"]
+
+
+def _alerts_only() -> list[EventType]:
+    return ["alert"]
+
 
 class WebhookFilters(BaseModel):
-    """Which alerts go to the endpoint; an empty list means all."""
+    """Which events go to the endpoint: the event types (default alerts only), and which
+    alerts; an empty alert filter means all. `unit` applies to `report_due` too."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -19,6 +27,15 @@ class WebhookFilters(BaseModel):
     audience: list[AlertAudience] = []
     unit: list[Unit] = []
     kind: list[AlertKind] = []
+    type: Annotated[list[EventType], Field(min_length=1)] = Field(
+        default_factory=_alerts_only,
+        description="the event types sent: `alert`, `report_due` (default: alerts only)",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _once_each(cls, value: list[EventType]) -> list[EventType]:
+        return list(dict.fromkeys(value))
 
 
 class WebhookRegistration(BaseModel):
@@ -56,6 +73,7 @@ class EndpointFilters(BaseModel):
     audience: list[str]
     unit: list[str]
     kind: list[str]
+    type: list[str]
 
 
 class SecretView(BaseModel):
@@ -105,7 +123,9 @@ class AttemptView(BaseModel):
 
 class DeliveryView(BaseModel):
     id: int
-    alert_id: int
+    type: str  # alert | report_due
+    alert_id: int | None
+    report_window_id: int | None
     endpoint_id: int
     status: str
     attempts: int

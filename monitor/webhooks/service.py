@@ -60,6 +60,7 @@ def register_endpoint(
         audiences=json.dumps(filters.audience),
         units=json.dumps(filters.unit),
         kinds=json.dumps(filters.kind),
+        types=json.dumps(filters.type),
         created_at=now,
     )
     session.add(row)

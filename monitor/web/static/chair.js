@@ -42,6 +42,16 @@ function reassessmentDue(patient) {
   return Boolean(r && (r.overdue || (r.due_at && chair.asOf && Date.parse(r.due_at) <= Date.parse(chair.asOf))));
 }
 
+// The patient's own symptom report this week (GET /v1/units/{unit}/reports has the unit's list):
+// said in words, colour only repeats it.
+function weeklyReport(w) {
+  if (!w) return "not asked";
+  const missed = w.missed ? `; ${w.missed} week(s) missed` : "";
+  return w.state === "reported"
+    ? el("span", {}, "reported ", timeNode(w.reported_at), missed)
+    : el("span", { class: w.missed ? "overdue" : "due" }, "not yet this week (due by ", timeNode(w.window_end), ")", missed);
+}
+
 // The part of a card that a re-check replaces (the forms below it stay as typed).
 function renderSummary(patient) {
   const c = patient.clearance, reg = patient.regimen || {};
@@ -57,6 +67,7 @@ function renderSummary(patient) {
       : "no recent dose"),
     ...fact("reassessment", r ? el("span", { class: r.overdue ? "overdue" : reassessmentDue(patient) ? "due" : "" },
       r.overdue ? "overdue, was due " : reassessmentDue(patient) ? "due now, since " : "next due ", timeNode(r.due_at)) : "none pending"),
+    ...fact("weekly report", weeklyReport(patient.weekly_report)),
   ];
   return el("div", { class: "chair-summary" },
     el("p", { class: `verdict ${c.cleared ? "cleared" : "refused"}` }, c.cleared ? "Cleared" : "Not cleared"),

@@ -555,6 +555,7 @@ def test_run_jobs_does_nothing_without_the_lease(
         "fire_due_timers": 0,
         "send_reminders": 0,
         "escalate_alerts": 0,
+        "open_report_windows": 0,
         "redrive_deliveries": 0,
         "checkpoint_audit": 0,  # the first tick wrote one; nothing new since
     }

@@ -43,6 +43,7 @@ ALLOWED: dict[tuple[str, str], set[Role]] = {
     # a patient's invite link only (tests/monitor/intake): every token, admin's too, is refused
     ("POST", "/v1/patient-reports"): set(),
     ("GET", "/v1/units/{unit}/chair"): {"infusion", "nurse"},
+    ("GET", "/v1/units/{unit}/reports"): CARE,
     ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): {"infusion"},
     ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): {"infusion", "nurse"},
     ("GET", "/v1/alerts"): CARE,
@@ -100,6 +101,7 @@ SUCCESS = {
     ("DELETE", "/v1/patients/{patient_id}/invites/{invite_id}"): 200,
     ("POST", "/v1/patient-reports"): 201,
     ("GET", "/v1/units/{unit}/chair"): 200,
+    ("GET", "/v1/units/{unit}/reports"): 200,
     ("POST", "/v1/units/{unit}/chair/{patient_id}/administrations"): 201,
     ("POST", "/v1/units/{unit}/chair/{patient_id}/assessments"): 201,
     ("GET", "/v1/alerts"): 200,

@@ -152,3 +152,71 @@ def test_0007_moves_each_endpoint_secret_to_its_whsec_form_and_back(engine: Engi
     with engine.connect() as connection:
         back = connection.execute(text("SELECT id, secret FROM webhook_endpoint")).all()
     assert [tuple(row) for row in back] == [(1, old)]
+
+
+def test_0009_keeps_endpoints_on_alerts_and_drops_report_due_deliveries_going_back(
+    engine: Engine,
+) -> None:
+    """Endpoints registered before the event-type filter get alerts only; downgrading removes
+    the report-due deliveries (and their attempts) and keeps the alerts' deliveries."""
+    at = "2026-10-01 12:00:00.000000"
+    _upgrade_to(engine, "0008")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO webhook_endpoint (id, name, url, severities, audiences, units, "
+                "kinds, created_at) VALUES (1, 'pager', 'https://h.example/x', '[]', '[]', "
+                "'[]', '[]', :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO alert (id, decision_id, kind, action, patient_id, severity, "
+                "audience, message, created_at) VALUES (1, 'd-1', 'new', 'discontinue', 'P1', "
+                "'urgent', '[\"nurse\"]', 'm', :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO webhook_delivery (id, alert_id, endpoint_id, status, attempts, "
+                "next_attempt_at, created_at) VALUES (1, 1, 1, 'pending', 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+    upgrade(engine)
+    with engine.begin() as connection:
+        types = connection.execute(text("SELECT types FROM webhook_endpoint")).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO report_window (id, patient_id, enrolled_at, window_index, "
+                "window_start, window_end, created_at) VALUES (1, 'P1', :at, 0, :at, :at, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO webhook_delivery (id, report_window_id, endpoint_id, status, "
+                "attempts, next_attempt_at, created_at) VALUES (2, 1, 1, 'pending', 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO webhook_attempt (delivery_id, attempt, at, outcome, duration_ms) "
+                "VALUES (2, 1, :at, 'retry', 1.0)"
+            ),
+            {"at": at},
+        )
+    assert json.loads(types) == ["alert"]
+
+    with engine.begin() as connection:
+        config = alembic_config(engine)
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    with engine.connect() as connection:
+        kept = connection.execute(text("SELECT id, alert_id FROM webhook_delivery")).all()
+        attempts = connection.execute(text("SELECT count(*) FROM webhook_attempt")).scalar_one()
+    assert [tuple(row) for row in kept] == [(1, 1)]
+    assert attempts == 0

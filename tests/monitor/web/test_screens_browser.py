@@ -332,6 +332,8 @@ def test_the_chair_list_for_each_role(
         verdict = "Cleared" if patient["clearance"]["cleared"] else "Not cleared"
         assert card.locator(".verdict").inner_text() == verdict
         assert card.locator(".reasons li").all_inner_texts() == patient["clearance"]["reasons"]
+        weekly = card.locator("dt:text-is('weekly report') + dd").inner_text()
+        assert weekly.startswith("not yet this week (due by ")  # the job has not marked any
         due = patient["reassessment"] is not None and patient["reassessment"]["overdue"]
         grading = card.locator("details:has(.grading-form)")
         if due:

@@ -227,6 +227,7 @@ def test_registration_shows_the_secret_once_and_the_list_never(api: Api) -> None
         "audience": [],
         "unit": ["ward-3"],
         "kind": [],
+        "type": ["alert"],  # the default: alerts only
     }
     assert [s["created_at"] for s in given["secrets"]] == ["2026-10-01T12:00:00Z"]
     generated = register(api, "https://hooks.example.org/other", secret=None)
