@@ -34,6 +34,8 @@ TABLES = {
     "webhook_delivery",
     "webhook_endpoint",
     "webhook_secret",
+    "patient_invite",
+    "report_window",
     "event",
     "outbox",
     "patient",
