@@ -210,6 +210,7 @@ def test_the_headline_figures_are_the_report_s_numbers_formatted(
     rec, rea, esc, dev = (
         result[k] for k in ("recommendations", "reassessments", "escalations", "deviations")
     )
+    pr = result["patient_reports"]
     shown = figures(parse(offline_html))
     expected = {
         "recommendations.rate": pct(rec["followed"] / (rec["followed"] + rec["deviated"])),
@@ -230,6 +231,9 @@ def test_the_headline_figures_are_the_report_s_numbers_formatted(
         "escalations.median_days_to_therapy": f"{esc['median_days_to_therapy']:.2f} d",
         "deviations.total": str(dev["total"]),
         "alerts.acknowledged": DASH,  # offline: no alert section
+        # the example has no patient report: every week due went unreported
+        "patient_reports.completion_rate": pct(pr["weekly_reports"]["completion_rate"]),
+        "patient_reports.reviews_per_patient_week": str(pr["reviews"]["per_patient_week"]),
         **{f"deviations.{reason}": str(n) for reason, n in dev["by_reason"].items()},
     }
     assert shown == expected
