@@ -10,6 +10,8 @@ import datetime as dt
 import json
 from typing import Any
 
+from sqlmodel import col, select
+
 from monitor.alerts.service import add_alerts
 from monitor.services import Services
 from monitor.storage.models import AlertRow, DecisionRow
@@ -51,7 +53,9 @@ def store_decision(
     raised_at: dt.datetime | None = None,
 ) -> str:
     """A current decision of `kind` (D9, D8_RESPONSE, D8_NO_RESPONSE) triggered by `trigger`
-    at `at`, and its `new` alert raised at `raised_at` (default: `at`); its id."""
+    at `at`, and its `new` alert raised at `raised_at` (default: `at`); its id. When the fold
+    has already made that decision (the same id: after the core implements D8/D9), it is left
+    as the fold made it."""
     policy = services.pack.label
     reason = kind["reason"]
     found = decision_id(
@@ -80,6 +84,10 @@ def store_decision(
         **({"reason": reason} if reason else {}),
     }
     with services.sessions.begin() as session:
+        if session.execute(
+            select(col(DecisionRow.id)).where(col(DecisionRow.decision_id) == found)
+        ).first():
+            return found
         session.add(
             DecisionRow(
                 decision_id=found,
