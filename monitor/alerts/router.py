@@ -15,6 +15,7 @@ from fastapi import Depends, Header, HTTPException, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
+from monitor.alerts.patient_reports import with_patient_reports
 from monitor.alerts.schemas import AcknowledgedAlert, AckRequest, AlertPage, FeedQuery, Unit
 from monitor.alerts.service import (
     AckBeforeAlertError,
@@ -97,6 +98,7 @@ def get_alerts(
         alerts = list_alerts(
             session, scoped(feed, principal), before=cursor, after=after, limit=limit
         )
+        alerts = with_patient_reports(session, alerts)
         last = last_alert_id(session)
     services.audit.record(principal, "GET /v1/alerts", "alerts", 200, clock.now())
     full = len(alerts) == limit
@@ -179,7 +181,8 @@ def _last_id(services: Services) -> int:
 
 def _after(services: Services, where: AlertFilter, position: int) -> list[dict[str, Any]]:
     with services.sessions() as session:
-        return list_alerts(session, where, after=position, limit=STREAM_BATCH)
+        alerts = list_alerts(session, where, after=position, limit=STREAM_BATCH)
+        return with_patient_reports(session, alerts)
 
 
 @router.post(
@@ -233,4 +236,6 @@ def ack_alert(
         services.audit.record(principal, action, resource, 404, current)
         raise HTTPException(404, f"no alert {alert_id}") from None
     services.audit.record(principal, action, resource, 200, current)
+    with services.sessions() as session:
+        [alert] = with_patient_reports(session, [alert])
     return {**alert, "already_acknowledged": not recorded}

@@ -54,6 +54,19 @@ class AckView(BaseModel):
     recorded_at: str
 
 
+class PatientReportView(BaseModel):
+    """The patient report behind a `patient_reported_change` review (D9): when, the composite
+    sensory grade (PRO-CTCAE, 0-3), the answers (0-4), new weakness, the patient's own words."""
+
+    event_id: str
+    reported_at: str
+    sensory_grade: int | None
+    numbness_tingling_severity: int | None
+    numbness_tingling_interference: int | None
+    new_weakness: bool
+    comment: str | None
+
+
 class AlertView(BaseModel):
     """An alert as the feed, the stream and webhooks show it."""
 
@@ -72,6 +85,8 @@ class AlertView(BaseModel):
     created_at: str  # when it was raised
     acknowledged: bool
     ack: AckView | None
+    # the feed's answers only (not webhooks): what the patient reported, for a D9 review
+    patient_report: PatientReportView | None = None
 
 
 class AlertPage(BaseModel):

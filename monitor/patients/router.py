@@ -151,7 +151,8 @@ def get_clearance(
 
 @router.get(
     "/v1/patients/{patient_id}/history",
-    summary="Grades per domain over time, doses given and dose decisions (for charts)",
+    summary="Grades per domain over time (patient reports marked), doses given, dose decisions, "
+    "immunotherapy episodes and response measures (for charts)",
     response_model=HistoryView,
 )
 def get_history(
@@ -175,7 +176,7 @@ def get_history(
     )
     if not bodies:
         raise HTTPException(404, f"no events for patient {patient_id!r}")
-    return history(patient_id, bodies, decisions)
+    return history(patient_id, bodies, decisions, clock.now())
 
 
 @router.get(

@@ -118,9 +118,37 @@ class DoseDecisionPoint(BaseModel):
     rule: str
 
 
+class ImmunotherapyEpisode(BaseModel):
+    """One immunotherapy episode (POLICY V10: a therapy's events up to 7 days after its first)
+    and its D8 response check, due 28 days after the first: `response`, `no_response` (the D8
+    decision, `decision_id`, made at `checked_at`), `pending` (not yet due), `not_done` (due and
+    passed without one) or `no_baseline` (no clinician or nurse grading before the therapy)."""
+
+    therapy: str
+    started_at: str
+    last_at: str
+    events: int
+    check_due_at: str
+    outcome: Literal["response", "no_response", "pending", "not_done", "no_baseline"]
+    decision_id: str | None
+    checked_at: str | None
+
+
+class MeasurePoint(Open):
+    """A clinician's or nurse's assessment with response measures: whichever of
+    `mrc_sum_score`, `incat` and `rankin` it carries."""
+
+    at: str
+
+
 class HistoryView(BaseModel):
+    """A patient report's grade point has `source: patient`, `new_weakness` and `pro_ctcae`
+    (the answers); a clinician's has no `source`."""
+
     patient_id: str
     grades: list[GradePoint]
     doses: list[DosePoint]
     dose_decisions: list[DoseDecisionPoint]
+    immunotherapy: list[ImmunotherapyEpisode]
+    response_measures: list[MeasurePoint]
     unreadable_events: list[str]

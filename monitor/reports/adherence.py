@@ -16,13 +16,16 @@ import bisect
 import dataclasses
 import datetime as dt
 import json
-import statistics
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
+from monitor.reports.patient_reports import PatientReportSection, PatientReportTally
+from monitor.reports.stats import median as _median
+from monitor.reports.stats import p90 as _p90
+from monitor.reports.stats import rate as _rate
 from policies.decisions import utc_text, utc_text_or_none
 
 RECOMMENDATIONS = ("reduce_dose", "hold", "discontinue")
@@ -65,6 +68,8 @@ class AuditEvent:
     unit: str | None = None  # enrollment
     dose_mg: float | None = None  # administration: a dose given in mg
     bsa_m2: float | None = None  # administration's own; enrollment's (given, or Mosteller's)
+    source: str | None = None  # assessment: `patient` for a patient report (V9)
+    therapy: str | None = None  # immunotherapy (V10's episodes)
 
     @property
     def dose_not_comparable(self) -> bool:
@@ -518,22 +523,6 @@ def _escalation(
 # --- the report -------------------------------------------------------------------------------
 
 
-def _rate(good: int, total: int) -> float | None:
-    return round(good / total, 4) if total else None
-
-
-def _median(values: Sequence[float]) -> float | None:
-    return round(statistics.median(values), 2) if values else None
-
-
-def _p90(values: Sequence[float]) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 2)
-    return round(statistics.quantiles(values, n=10, method="inclusive")[8], 2)
-
-
 @dataclass
 class _Section:
     """Outcome counts of one group (a unit, a month, a patient, or the whole report)."""
@@ -612,6 +601,7 @@ class AdherenceReport:
         self._deviations: Counter[str] = Counter()
         self._policies: Counter[str] = Counter()  # audited items by the pack that decided
         self._monitored_s = 0.0  # patient-time monitored in the period (alert burden)
+        self._patient_reports = PatientReportSection()
         # Per-patient entries, written out as JSON lines as they come (spooled to disk past
         # 8 MB): the report's memory does not grow with the number of patients.
         self._patients = tempfile.SpooledTemporaryFile(  # noqa: SIM115  (closed by close())
@@ -633,8 +623,11 @@ class AdherenceReport:
         items: Iterable[AuditItem],
         deviations: Iterable[tuple[AuditDecision, str | None]] = (),
         monitored_s: float = 0.0,
+        patient_reports: PatientReportTally | None = None,
     ) -> None:
         self._monitored_s += monitored_s
+        if patient_reports is not None:
+            self._patient_reports.add(patient_reports)
         patient = _Section()
         review: list[AuditItem] = []
         units: set[str] = set()
@@ -682,6 +675,10 @@ class AdherenceReport:
         if acknowledged_at is not None:
             bucket["acknowledged"] += 1
             bucket["minutes"].append(max((acknowledged_at - created_at).total_seconds(), 0) / 60)
+
+    def add_review_ack(self, decision_id: str, acknowledged_at: dt.datetime) -> None:
+        """A review's alert acknowledged: counted when the review is a patient report's."""
+        self._patient_reports.acknowledge(decision_id, acknowledged_at)
 
     def add_cds_card(self, indicator: str, outcome: str | None, reason: str | None) -> None:
         """A CDS Hooks card issued in the period, with its latest feedback (`accepted`,
@@ -739,6 +736,7 @@ class AdherenceReport:
             "escalations": escalations,
             "alerts": self._alert_section() if self.with_alerts else None,
             **({"cds": self._cds_section()} if self.with_cds else {}),
+            "patient_reports": self._patient_reports.result(self._monitored_s, self.with_alerts),
             "deviations": {
                 "total": sum(self._deviations.values()),
                 "by_reason": dict(sorted(self._deviations.items())),
@@ -752,6 +750,7 @@ class AdherenceReport:
         return {
             "hours_to_action": list(self._hours),
             "days_to_therapy": list(self._days),
+            "hours_to_review_ack": self._patient_reports.hours_to_ack(),
             "minutes_to_ack": {s: list(b["minutes"]) for s, b in self._alerts.items()},
         }
 

@@ -43,6 +43,7 @@ from monitor.reports.adherence import (
     audit_patient,
     monitored_seconds,
 )
+from monitor.reports.patient_reports import tally_patient
 from monitor.services import Services
 from monitor.storage.models import (
     AlertAckRow,
@@ -54,11 +55,21 @@ from monitor.storage.models import (
 )
 from policies.decisions import Decision
 from policies.engine import evaluate_patient, unique_events
-from policies.events import Administration, Enrollment, Event, TreatmentChange
+from policies.events import (
+    Administration,
+    Assessment,
+    Enrollment,
+    Event,
+    Immunotherapy,
+    TreatmentChange,
+)
 from policies.packs import PackError, PolicyPack, builtin_pack
 
 STREAM_ROWS = 5_000
-BODY_TYPES = ("administration", "treatment_change", "enrollment")
+BODY_TYPES = ("administration", "treatment_change", "enrollment", "assessment", "immunotherapy")
+# the decisions the `patient_reports` section reads besides the audited ones
+SECTION_ACTIONS = ("review_required", "immunotherapy_response", "watch_closed")
+READ_ACTIONS = (*AUDITED_ACTIONS, *SECTION_ACTIONS)
 
 
 def pack_rules(in_use: PolicyPack) -> PackRules:
@@ -117,7 +128,8 @@ def report_from_database(
                 rules,
             )
             monitored = monitored_seconds(patient_events, period)
-            report.add_patient(patient_id, items, deviations, monitored)
+            tally = tally_patient(patient_events, decisions, period)
+            report.add_patient(patient_id, items, deviations, monitored, tally)
         created: Any = col(AlertRow.created_at)
         acknowledged: Any = col(AlertAckRow.acknowledged_at)
         if utc:  # psycopg already gives aware UTC datetimes: no conversion per value
@@ -136,7 +148,20 @@ def report_from_database(
         for severity, created_at, acknowledged_at in rows:
             report.add_alert(severity, created_at, acknowledged_at)
         _add_cds_cards(connection, report, period)
+        _add_review_acks(connection, report)
     return report
+
+
+def _add_review_acks(connection: Connection, report: AdherenceReport) -> None:
+    """The acknowledgements of the reviews' alerts (`new`, `review_required`): the report keeps
+    those of the patient reports' reviews in the period (their time to acknowledgement)."""
+    acks = connection.execution_options(stream_results=True, yield_per=STREAM_ROWS).execute(
+        select(col(AlertRow.decision_id), col(AlertAckRow.acknowledged_at))
+        .join(AlertAckRow, col(AlertAckRow.alert_id) == col(AlertRow.id))
+        .where(col(AlertRow.kind) == "new", col(AlertRow.action) == "review_required")
+    )
+    for decision_id, acknowledged_at in acks:
+        report.add_review_ack(decision_id, acknowledged_at)
 
 
 def _add_cds_cards(connection: Connection, report: AdherenceReport, period: Period) -> None:
@@ -208,7 +233,7 @@ _PATIENTS_COPY = f"""
 COPY (
   SELECT patient_id, array_agg(k), array_agg(id), array_agg(kind), array_agg(at),
     array_agg(due_at), array_agg(f1), array_agg(f2), array_agg(f3), array_agg(raw),
-    array_agg(pol), array_agg(ff), array_agg(su)
+    array_agg(pol), array_agg(ff), array_agg(su), array_agg(f4)
   FROM (
     SELECT e.patient_id COLLATE "C" AS patient_id, 0 AS k, e.event_id AS id, e.type AS kind,
       e.occurred_at AS at, NULL::timestamptz AS due_at,
@@ -218,14 +243,17 @@ COPY (
         THEN e.body::json ->> 'action' END AS f2,
       CASE WHEN e.type = 'enrollment' AND {_PLAIN_E} THEN e.body::json ->> 'unit' END AS f3,
       CASE WHEN e.type IN ('administration', 'treatment_change', 'enrollment')
-        AND {_RAW_E} THEN e.body END AS raw,
-      NULL AS pol, NULL::timestamptz AS ff, NULL::timestamptz AS su
+        AND {_RAW_E} THEN e.body
+        WHEN e.type IN ('assessment', 'immunotherapy') AND NOT {_PLAIN_E} THEN e.body END AS raw,
+      NULL AS pol, NULL::timestamptz AS ff, NULL::timestamptz AS su,
+      CASE WHEN e.type = 'assessment' AND {_PLAIN_E} THEN e.body::json ->> 'source'
+        WHEN e.type = 'immunotherapy' AND {_PLAIN_E} THEN e.body::json ->> 'therapy' END AS f4
     FROM event AS e
     WHERE e.occurred_at <= %(end)s
     UNION ALL
     SELECT d.patient_id COLLATE "C", 1, d.decision_id, d.action, d.at, d.due_at,
       r.trigger, r.dose_mg_m2, r.reason, CASE WHEN NOT {_PLAIN_D} THEN d.body END,
-      d.policy, d.in_force_from, d.superseded_at
+      d.policy, d.in_force_from, d.superseded_at, NULL
     FROM decision AS d
     LEFT JOIN LATERAL json_to_record(CASE WHEN {_PLAIN_D} THEN d.body::json END)
       AS r(trigger text, dose_mg_m2 text, reason text) ON true
@@ -251,6 +279,7 @@ _PATIENTS_TYPES = [
     "text[]",
     "timestamptz[]",
     "timestamptz[]",
+    "text[]",
 ]
 
 
@@ -264,21 +293,34 @@ def _patients_copied(connection: Connection, period: Period) -> PatientRows:
     """
     driver = connection.connection.driver_connection
     assert isinstance(driver, psycopg.Connection)
-    params = {"end": period.end, "actions": list(AUDITED_ACTIONS)}
+    params = {"end": period.end, "actions": list(READ_ACTIONS)}
     try:
         with driver.cursor() as cursor, cursor.copy(_PATIENTS_COPY, params) as copy:
             copy.set_types(_PATIENTS_TYPES)
             for patient_id, ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, *ends in copy.rows():
                 events: list[AuditEvent] = []
                 decisions: list[AuditDecision] = []
-                for k, key, kind, at, due_at, f1, f2, f3, raw, pol, since, until in zip(
+                for k, key, kind, at, due_at, f1, f2, f3, raw, pol, since, until, f4 in zip(
                     ks, ids, kinds, ats, dues, f1s, f2s, f3s, raws, *ends, strict=True
                 ):
                     if k == 0:
                         if raw is not None:
                             events.append(_audit_event(key, kind, at, raw))
                         else:
-                            events.append(AuditEvent(key, kind, at, _number(f1), f2, f3))
+                            source = f4 if kind == "assessment" else None
+                            therapy = f4 if kind == "immunotherapy" else None
+                            events.append(
+                                AuditEvent(
+                                    key,
+                                    kind,
+                                    at,
+                                    _number(f1),
+                                    f2,
+                                    f3,
+                                    source=source,
+                                    therapy=therapy,
+                                )
+                            )
                     elif raw is not None:
                         decisions.append(
                             _audit_decision(key, kind, at, due_at, raw, pol, since, until)
@@ -351,6 +393,8 @@ def _audit_event(event_id: str, kind: str, at: dt.datetime, raw: str | None) -> 
         unit=fields.get("unit"),
         dose_mg=fields.get("dose_mg"),
         bsa_m2=_bsa(fields) if kind == "enrollment" else fields.get("bsa_m2"),
+        source=fields.get("source") if kind == "assessment" else None,
+        therapy=fields.get("therapy") if kind == "immunotherapy" else None,
     )
 
 
@@ -384,7 +428,7 @@ def _patients_decisions(
                 col(DecisionRow.superseded_at).is_(None),
                 col(DecisionRow.superseded_reason) == "policy_change",
             ),
-            col(DecisionRow.action).in_(AUDITED_ACTIONS),
+            col(DecisionRow.action).in_(READ_ACTIONS),
         )
         .order_by(_by_patient(connection, col(DecisionRow.patient_id)))
     )
@@ -445,12 +489,18 @@ def report_from_events(
     for patient_id in sorted(by_patient):
         patient_events = by_patient.pop(patient_id)
         outcome = evaluate_patient(pack, patient_id, patient_events, period.end)
-        decisions = [audit_decision(d) for d in outcome.decisions if d.action in AUDITED_ACTIONS]
+        decisions = [audit_decision(d) for d in outcome.decisions if d.action in READ_ACTIONS]
         audit_events = [audit_event(e) for e in patient_events]
         items, deviations = audit_patient(
             patient_id, audit_events, decisions, period, grace, pack.dose_tolerance_mg_m2
         )
-        report.add_patient(patient_id, items, deviations)
+        report.add_patient(
+            patient_id,
+            items,
+            deviations,
+            monitored_seconds(audit_events, period),
+            tally_patient(audit_events, decisions, period),
+        )
     return report
 
 
@@ -486,4 +536,8 @@ def audit_event(event: Event) -> AuditEvent:
         return AuditEvent(
             event.event_id, event.type, at, unit=event.unit, bsa_m2=event.body_surface_area()
         )
+    if isinstance(event, Assessment):
+        return AuditEvent(event.event_id, event.type, at, source=event.source)
+    if isinstance(event, Immunotherapy):
+        return AuditEvent(event.event_id, event.type, at, therapy=event.therapy)
     return AuditEvent(event.event_id, event.type, at)

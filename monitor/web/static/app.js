@@ -20,22 +20,52 @@ function alertMatches(alert) {
   return true;
 }
 
+// PRO-CTCAE's answer words (POLICY V9): severity and interference of numbness or tingling.
+const PRO_SEVERITY = ["none", "mild", "moderate", "severe", "very severe"];
+const PRO_INTERFERENCE = ["not at all", "a little bit", "somewhat", "quite a bit", "very much"];
+
+// What the patient reported, in words, beside the review it raised (D9).
+function renderPatientReport(report) {
+  const answered = report.numbness_tingling_severity !== null && report.numbness_tingling_severity !== undefined;
+  const interference = report.numbness_tingling_interference;
+  const numbness = !answered ? "not answered"
+    : `${PRO_SEVERITY[report.numbness_tingling_severity]}${report.numbness_tingling_severity > 0 && interference !== null && interference !== undefined
+      ? `, interfering with daily activities ${PRO_INTERFERENCE[interference]}` : ""}`;
+  const rows = [
+    ["Reported", timeNode(report.reported_at)],
+    ["Numbness or tingling", numbness],
+    ["Sensory grade (PRO-CTCAE composite)", report.sensory_grade === null ? "—" : `grade ${report.sensory_grade}`],
+    ["New weakness, falls or trouble walking", report.new_weakness ? "yes, reported" : "none reported"],
+  ];
+  const box = el("div", { class: "patient-report", "data-patient-report": report.event_id },
+    el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k),
+      el("dd", { class: k.startsWith("New weakness") && report.new_weakness ? "weakness" : null }, v)])));
+  if (report.comment) {
+    box.append(el("p", { class: "comment-label" }, "In the patient's words:"),
+      el("blockquote", { class: "patient-comment" }, report.comment));
+  }
+  return box;
+}
+
 function renderAlert(alert) {
-  const item = el("li", { class: `alert ${alert.severity}${alert.acknowledged ? " acknowledged" : ""}`, "data-alert-id": String(alert.id) });
+  const report = alert.patient_report;
+  const item = el("li", { class: `alert ${alert.severity}${alert.acknowledged ? " acknowledged" : ""}${report ? " from-patient" : ""}`, "data-alert-id": String(alert.id) });
   const kind = alert.kind === "new" ? "" : ` (${alert.kind})`;
   const titleId = `alert-${alert.id}-title`;
   item.append(
     el("div", { class: "meta" },
       el("span", { class: `badge ${alert.severity}` }, alert.severity),
+      report ? el("span", { class: "badge patient" }, "Patient report") : null,
       el("span", {}, `#${alert.id}`),
       el("a", { href: `/patients/${encodeURIComponent(alert.patient_id)}` }, alert.patient_id),
       alert.unit ? el("span", {}, `unit ${alert.unit}`) : null,
       el("span", {}, `for ${alert.audience.map(words).join(", ")}`)),
-    el("div", { class: "title", id: titleId }, `${words(alert.action)}${kind}`),
+    el("div", { class: "title", id: titleId }, `${report ? "Patient-reported change: " : ""}${words(alert.action)}${kind}`),
     el("div", { class: "times" },
       el("span", { class: "clinical" }, el("span", { class: "label" }, "about: "),
         alert.clinical_at ? timeNode(alert.clinical_at) : "—"),
       el("span", { class: "raised" }, el("span", { class: "label" }, "raised: "), timeNode(alert.created_at))),
+    ...(report ? [renderPatientReport(report)] : []),
     el("div", { class: "message" }, alert.message),
   );
   const ack = el("div", { class: "ack" });
@@ -252,7 +282,9 @@ async function startPatient() {
     renderCourse(state);
     renderMonitoring(state);
     renderDecisions(decisions.decisions);
+    renderResponse(history);
     renderChart(history, decisions.decisions, state);
+    renderMeasures(history);
     renderComparison(history);
     loadClearance(base, state);
     offerInvite($("patient-actions"), patientId);
@@ -372,6 +404,114 @@ function renderDecisions(decisions) {
     el("div", {}, d.rationale))));
 }
 
+// ---- immunotherapy: the D8 response check of each episode, and the measures it compares ----
+
+const THERAPIES = { ivig: "IVIg", plasma_exchange: "plasma exchange", corticosteroids: "corticosteroids", rituximab: "rituximab", other: "other immunotherapy" };
+const therapyName = (therapy) => THERAPIES[therapy] || words(therapy);
+const RESPONSE_OUTCOMES = {
+  response: { title: "Response", level: "info" },
+  no_response: { title: "No response", level: "urgent" },
+  pending: { title: "Check pending", level: "info" },
+  not_done: { title: "Check not done", level: "warning" },
+  no_baseline: { title: "Cannot be checked", level: "warning" },
+};
+
+function renderResponse(history) {
+  const episodes = history.immunotherapy || [];
+  $("response-check").hidden = !episodes.length;
+  $("response-episodes").replaceChildren(...episodes.slice().reverse().map((e) => {
+    const outcome = RESPONSE_OUTCOMES[e.outcome];
+    const given = `${therapyName(e.therapy)} from ${formatDate(e.started_at)}${e.events > 1 ? ` to ${formatDate(e.last_at)} (${e.events} events)` : ""}`;
+    const detail = {
+      response: ["improved at the check of ", timeNode(e.checked_at)],
+      no_response: ["not improved at the check of ", timeNode(e.checked_at), ": physician and neurology to review the options"],
+      pending: ["due ", timeNode(e.check_due_at), " (28 days after the first event)"],
+      not_done: ["was due ", timeNode(e.check_due_at), "; no clinician or nurse grading since"],
+      no_baseline: ["no clinician or nurse grading before the therapy to compare with"],
+    }[e.outcome];
+    return el("li", { class: `now-card ${outcome.level}`, "data-response": e.outcome, "data-therapy": e.therapy },
+      el("h3", {}, `${outcome.title}: ${therapyName(e.therapy)}`),
+      el("p", { class: "now-main" }, ...detail),
+      el("p", { class: "muted" }, given));
+  }));
+}
+
+const MEASURES = {
+  mrc_sum_score: { label: "MRC sum score", max: 60, better: "higher is stronger", shape: "circle", colour: "#1f63a6" },
+  incat: { label: "INCAT disability", max: 10, better: "lower is better", shape: "square", colour: "#8a4b00" },
+  rankin: { label: "Rankin", max: 5, better: "lower is better", shape: "diamond", colour: "#23802f" },
+};
+
+// A point of a given shape (so the series differ without colour), with its value written.
+function shape(kind, cx, cy, colour) {
+  if (kind === "square") return svg("rect", { x: cx - 4, y: cy - 4, width: 8, height: 8, fill: colour });
+  if (kind === "diamond") return svg("path", { d: `M ${cx} ${cy - 5} L ${cx + 5} ${cy} L ${cx} ${cy + 5} L ${cx - 5} ${cy} Z`, fill: colour });
+  if (kind === "triangle") return svg("path", { d: `M ${cx} ${cy - 6} L ${cx + 6} ${cy + 4} L ${cx - 6} ${cy + 4} Z`, fill: "#fff", stroke: colour, "stroke-width": 2 });
+  return svg("circle", { cx, cy, r: 4, fill: colour });
+}
+
+function renderMeasures(history) {
+  const points = history.response_measures || [];
+  $("measures").hidden = !points.length;
+  $("measure-rows").replaceChildren(...points.map((p) => el("tr", { "data-measure-at": p.at },
+    el("td", { "data-label": "Assessed" }, timeNode(p.at)),
+    ...Object.entries(MEASURES).map(([name, m]) => el("td", { "data-label": m.label }, p[name] ?? "—")))));
+  if (!points.length) return;
+  const chart = $("measures-chart");
+  const width = chart.clientWidth || 640;
+  const shown = Object.keys(MEASURES).filter((name) => points.some((p) => p[name] !== undefined));
+  const panel = 84, pad = { left: 44, right: 24, top: 6, bottom: 40 };
+  const height = pad.top + shown.length * panel + pad.bottom;
+  chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  chart.style.height = `${height}px`;
+  chart.replaceChildren();
+  const episodes = history.immunotherapy || [];
+  const times = [...points.map((p) => Date.parse(p.at)), ...episodes.flatMap((e) => [Date.parse(e.started_at), Date.parse(e.last_at)])];
+  const start = Math.min(...times) - 3 * DAY, end = Math.max(...times) + 3 * DAY;
+  const x = (t) => pad.left + (t - start) / (end - start) * (width - pad.left - pad.right);
+  const bottom = pad.top + shown.length * panel;
+  for (const e of episodes) {
+    const x0 = x(Date.parse(e.started_at)), x1 = Math.max(x(Date.parse(e.last_at)), x0 + 6);
+    const band = svg("g", { class: "episode", "data-episode": e.therapy });
+    band.append(svg("title", {}, `${therapyName(e.therapy)} ${formatDate(e.started_at)}`));
+    band.append(svg("rect", { x: x0, y: pad.top, width: x1 - x0, height: bottom - pad.top, class: "episode-band" }));
+    chart.append(band);
+  }
+  for (const [row, name] of shown.entries()) {
+    const m = MEASURES[name], title = pad.top + row * panel + 12;
+    const top = title + 16, low = pad.top + (row + 1) * panel - 8;
+    const y = (v) => low - v / m.max * (low - top);
+    chart.append(svg("text", { x: 4, y: title, class: "axis-title" }, `${m.label} (0-${m.max}, ${m.better})`));
+    for (const v of [0, m.max]) {
+      chart.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: y(v), y2: y(v), class: "gridline" }));
+      chart.append(svg("text", { x: pad.left - 6, y: y(v) + 4, "text-anchor": "end", class: "tick" }, String(v)));
+    }
+    const series = points.filter((p) => p[name] !== undefined);
+    chart.append(svg("path", { d: series.map((p, i) => `${i ? "L" : "M"} ${x(Date.parse(p.at)).toFixed(1)} ${y(p[name]).toFixed(1)}`).join(" "),
+      fill: "none", stroke: m.colour, "stroke-width": 2, "data-series": name, "data-points": String(series.length) }));
+    for (const p of series) {
+      const px = x(Date.parse(p.at)), py = y(p[name]);
+      const mark = shape(m.shape, px, py, m.colour);
+      mark.append(svg("title", {}, `${m.label} ${p[name]} · ${formatTime(p.at)}`));
+      chart.append(mark);
+      chart.append(svg("text", { x: px + 7, y: py - 5, class: "tick value" }, String(p[name])));
+    }
+  }
+  chart.append(svg("line", { x1: pad.left, x2: width - pad.right, y1: bottom, y2: bottom, class: "axis" }));
+  let lastYear = null;
+  for (const t of ticks(start, end, width - pad.left - pad.right, 58)) {
+    const date = new Date(t), year = date.getUTCFullYear();
+    chart.append(svg("text", { x: x(t), y: bottom + 16, "text-anchor": "middle", class: "tick" }, `${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]}`));
+    if (year !== lastYear) chart.append(svg("text", { x: x(t), y: bottom + 30, "text-anchor": "middle", class: "tick year" }, String(year)));
+    lastYear = year;
+  }
+  chart.setAttribute("aria-label", `Response measures (${shown.map((n) => MEASURES[n].label).join(", ")}) over time, `
+    + `from ${formatDate(points[0].at)} to ${formatDate(points.at(-1).at)}, with the immunotherapy episodes shaded. The table below lists the same values.`);
+  $("measures-legend").replaceChildren(
+    ...shown.map((n) => el("span", { class: `legend measure-${n}` }, `${{ circle: "●", square: "■", diamond: "◆" }[MEASURES[n].shape]} ${MEASURES[n].label}`)),
+    ...(episodes.length ? [el("span", { class: "legend episode" }, "▒ immunotherapy episode")] : []));
+}
+
 // Each dose decision (and the enrolment's dose) beside the first dose given after it.
 function renderComparison(history) {
   const given = history.doses.filter((d) => d.source === "given");
@@ -471,7 +611,11 @@ function renderChart(history, decisions, state) {
   chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
   chart.replaceChildren();
   const escalations = decisions.filter((d) => d.action === "escalate_immunotherapy");
-  const points = [...history.grades, ...history.doses, ...history.dose_decisions, ...escalations];
+  const episodes = history.immunotherapy || [];
+  const graded = history.grades.filter((g) => g.source !== "patient");
+  const reports = history.grades.filter((g) => g.source === "patient");
+  const points = [...history.grades, ...history.doses, ...history.dose_decisions, ...escalations,
+    ...episodes.flatMap((e) => [{ at: e.started_at }, { at: e.last_at }])];
   const times = points.map((p) => Date.parse(p.at));
   if (!times.length) { chart.append(svg("text", { x: 20, y: 30 }, "No grades or doses yet")); return; }
   const cycle = (state.cycle_length_days || 21) * DAY;
@@ -554,6 +698,15 @@ function renderChart(history, decisions, state) {
     }
     chart.append(svg("path", { d: path.trim(), class: "dose-level", "data-series": "dose" }));
   }
+  // immunotherapy episodes: a shaded band from the first event to the last, labelled
+  for (const e of episodes) {
+    const x0 = x(e.started_at), x1 = Math.max(x(e.last_at), x0 + 6);
+    const band = svg("g", { class: "episode", "data-episode": e.therapy });
+    band.append(svg("title", {}, `${therapyName(e.therapy)} ${formatDate(e.started_at)}${e.events > 1 ? ` to ${formatDate(e.last_at)}` : ""}`));
+    band.append(svg("rect", { x: x0, y: pad.top, width: x1 - x0, height: bottom - pad.top, class: "episode-band" }));
+    band.append(svg("text", { x: x0 + 2, y: bottom - 4, class: "tick episode-label" }, "IT"));
+    chart.append(band);
+  }
   // doses given: squares on the dose axis
   for (const d of history.doses.filter((d) => d.source === "given" && typeof d.dose_mg_m2 === "number")) {
     const mark = svg("rect", { x: x(d.at) - 4, y: yDose(d.dose_mg_m2) - 4, width: 8, height: 8, class: "dose-given", "data-series": "given" });
@@ -562,21 +715,31 @@ function renderChart(history, decisions, state) {
   }
   // grades: one path per domain, broken at each gap
   for (const [domain, colour] of Object.entries(DOMAINS)) {
-    const graded = history.grades.filter((g) => g[domain] !== undefined && g[domain] !== null);
-    if (!graded.length) continue;
+    const domainGraded = graded.filter((g) => g[domain] !== undefined && g[domain] !== null);
+    if (!domainGraded.length) continue;
     let path = "", previous = null;
-    for (const g of graded) {
+    for (const g of domainGraded) {
       const t = Date.parse(g.at);
       const joined = previous !== null && partOf(previous) === partOf(t);
       path += `${joined ? " L" : " M"} ${x(g.at).toFixed(1)} ${yGrade(g[domain]).toFixed(1)}`;
       previous = t;
     }
-    chart.append(svg("path", { d: path.trim(), fill: "none", stroke: colour, "stroke-width": 2, "data-series": domain, "data-points": String(graded.length) }));
-    for (const g of graded) {
+    chart.append(svg("path", { d: path.trim(), fill: "none", stroke: colour, "stroke-width": 2, "data-series": domain, "data-points": String(domainGraded.length) }));
+    for (const g of domainGraded) {
       const dot = svg("circle", { cx: x(g.at), cy: yGrade(g[domain]), r: 3.5, fill: colour });
       dot.append(svg("title", {}, `${domain} G${g[domain]} · ${formatTime(g.at)}`));
       chart.append(dot);
     }
+  }
+  // patient reports: hollow triangles at the composite sensory grade (not joined to the
+  // clinicians' line: they advise, clinicians decide), "W" above one that reports new weakness
+  for (const r of reports) {
+    const rx = x(r.at), ry = yGrade(r.sensory ?? 0);
+    const mark = svg("g", { class: "patient-report-mark", "data-patient-report": r.new_weakness ? "weakness" : "report" });
+    mark.append(svg("title", {}, `patient report ${formatTime(r.at)}: sensory G${r.sensory ?? "—"} (PRO-CTCAE composite)${r.new_weakness ? ", new weakness" : ""}`));
+    mark.append(shape("triangle", rx, ry, DOMAINS.sensory));
+    if (r.new_weakness) mark.append(svg("text", { x: rx, y: ry - 9, "text-anchor": "middle", class: "marker-glyph weakness" }, "W"));
+    chart.append(mark);
   }
   // decision markers: a line and a glyph at the top
   for (const d of [...history.dose_decisions, ...escalations]) {
@@ -589,14 +752,17 @@ function renderChart(history, decisions, state) {
     group.append(svg("text", { x: mx, y: pad.top - 6, "text-anchor": "middle", class: "marker-glyph" }, marker.glyph));
     chart.append(group);
   }
-  const shown = Object.keys(DOMAINS).filter((d) => history.grades.some((g) => g[d] !== undefined));
+  const shown = Object.keys(DOMAINS).filter((d) => graded.some((g) => g[d] !== undefined));
   chart.setAttribute("aria-label", `Neuropathy grades (${shown.join(", ") || "none"}) on a 0 to 4 scale, and the dose in mg/m² on its own scale, `
+    + `${reports.length ? `${reports.length} patient report(s) marked apart, ` : ""}${episodes.length ? `${episodes.length} immunotherapy episode(s) shaded, ` : ""}`
     + `from ${formatDate(new Date(parts[0].start + 3 * DAY).toISOString())} to ${formatDate(new Date(parts.at(-1).end - 3 * DAY).toISOString())}`
     + `${parts.length > 1 ? `, with ${parts.length - 1} gap(s) in the record` : ""}. The tables below list the same decisions and doses.`);
   $("chart-legend").replaceChildren(
     ...shown.map((d) => el("span", { class: `legend ${d}` }, `— ${d} grade`)),
     el("span", { class: "legend dose" }, "┅ recommended dose (right axis)"),
     el("span", { class: "legend given" }, "■ dose given"),
+    ...(reports.length ? [el("span", { class: "legend pro-report" }, "△ patient report (sensory, PRO-CTCAE composite; W new weakness)")] : []),
+    ...(episodes.length ? [el("span", { class: "legend episode" }, "▒ IT immunotherapy episode")] : []),
     el("span", { class: "legend markers" }, "markers: ↓ reduce · H hold · R resume · ✕ discontinue · E escalation · // gap"));
 }
 

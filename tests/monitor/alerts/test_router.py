@@ -47,6 +47,7 @@ VIEW_FIELDS = {
     "created_at",
     "acknowledged",
     "ack",
+    "patient_report",  # the feed's own: what a patient reported, for a D9 review
 }
 NOW_TEXT = "2026-10-01T12:00:00Z"
 CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"

@@ -58,6 +58,7 @@ TOP_KEYS = {
     "reassessments",
     "escalations",
     "alerts",
+    "patient_reports",
     "deviations",
     "by_unit",
     "by_month",
@@ -996,6 +997,22 @@ def test_an_empty_period_gives_zeros_nulls_and_no_rows() -> None:
                 "by_severity": {"urgent": None, "warning": None, "info": None},
             },
         },
+        "patient_reports": {
+            "weekly_reports": {"expected": 0, "reported": 0, "missed": 0, "completion_rate": None},
+            "reviews": {"total": 0, "patient_weeks": 0.0, "per_patient_week": None},
+            "acknowledgement": {
+                "acknowledged": 0,
+                "unacknowledged": 0,
+                "median_hours_to_ack": None,
+                "p90_hours_to_ack": None,
+            },
+            "immunotherapy_response": {
+                "responses": 0,
+                "non_responses": 0,
+                "checks_not_done": 0,
+                "without_baseline": 0,
+            },
+        },
         "deviations": {"total": 0, "by_reason": {}},
         "by_unit": {},
         "by_month": {},
@@ -1370,8 +1387,10 @@ def from_database(services: Services, period: Period) -> tuple[dict[str, Any], l
 
 
 def without_alerts(result: dict[str, Any]) -> dict[str, Any]:
-    """The report but its database-only sections: alerts and CDS Hooks cards."""
-    return {k: v for k, v in result.items() if k not in ("alerts", "cds")}
+    """The report but its database-only parts: alerts, CDS Hooks cards, and the patient
+    reports' review acknowledgements."""
+    kept = {k: v for k, v in result.items() if k not in ("alerts", "cds")}
+    return kept | {"patient_reports": {**result["patient_reports"], "acknowledgement": None}}
 
 
 def test_database_excludes_decisions_superseded_by_a_late_event(

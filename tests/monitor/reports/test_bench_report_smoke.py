@@ -105,6 +105,7 @@ def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
         )
         assert reduced.rowcount > 0
         given_in_mg(conn)
+        patient_reports(conn)
         deviation = conn.execute(
             "SELECT id, body FROM decision WHERE action = 'adherence_deviation' ORDER BY id LIMIT 1"
         ).fetchone()
@@ -139,6 +140,48 @@ def filled(postgres: None) -> Iterator[tuple[str, bench_report.Filled]]:
             "WHERE action = 'reduce_dose' AND superseded_at IS NULL ORDER BY id LIMIT 1"
         )
         yield url, filled
+
+
+def patient_reports(conn: psycopg.Connection[Any]) -> None:
+    """Forty assessments become patient reports (every other one with a comment json.dumps
+    escapes, so its body goes whole to Python), each with a D9 review (`review_required`,
+    `patient_reported_change`), half of them acknowledged: the `patient_reports` section must
+    read alike on both paths (the generated immunotherapy and `watch_closed` are there too)."""
+    found = conn.execute(
+        "SELECT id, event_id, patient_id, occurred_at, body FROM event "
+        "WHERE type = 'assessment' ORDER BY id LIMIT 40"
+    ).fetchall()
+    assert len(found) == 40
+    for number, (row_id, event_id, patient, at, text) in enumerate(found):
+        body = json.loads(text) | {"source": "patient"}
+        if number % 2:
+            body["findings"] = {**(body.get("findings") or {}), "patient_comment": "Füße taub"}
+        conn.execute("UPDATE event SET body = %s WHERE id = %s", (json.dumps(body), row_id))
+        decision = f"d-pr{number:022d}"
+        review = {"decision_id": decision, "patient_id": patient, "trigger": event_id,
+                  "action": "review_required", "reason": "patient_reported_change"}  # fmt: skip
+        conn.execute(
+            "INSERT INTO decision (decision_id, patient_id, at, action, severity, rule, policy, "
+            "body, created_at) VALUES (%s, %s, %s, 'review_required', 'warning', 'D9', "
+            "'default@2', %s, %s)",
+            (decision, patient, at, json.dumps(review), at),
+        )
+        alert = conn.execute(
+            "UPDATE alert_sequence SET value = value + 1 WHERE name = 'alert' RETURNING value"
+        ).fetchone()
+        assert alert is not None
+        conn.execute(
+            "INSERT INTO alert (id, decision_id, kind, action, patient_id, severity, audience, "
+            "message, created_at) VALUES (%s, %s, 'new', 'review_required', %s, 'warning', "
+            "'[\"nurse\"]', 'review', %s)",
+            (alert[0], decision, patient, at),
+        )
+        if number % 4 < 2:
+            conn.execute(
+                "INSERT INTO alert_ack (alert_id, acknowledged_by, token_name, acknowledged_at, "
+                "recorded_at) VALUES (%s, 'nurse', 'nurse', %s + interval '3 hours', %s)",
+                (alert[0], at, at),
+            )
 
 
 def given_in_mg(conn: psycopg.Connection[Any]) -> None:
@@ -228,6 +271,11 @@ def test_copy_path_reads_what_the_generic_path_reads(
     assert any(p["patient_id"] == "PT-0" for p in whole[0]["patients"])  # decisions, no events
     assert "onc-süd" in whole[0]["by_unit"]  # from a body kept whole
     assert set(whole[0]["policies"]) == {"default@1", "default@2"}  # each under its own pack
+    reports = whole[0]["patient_reports"]
+    assert reports["weekly_reports"]["reported"] > 0
+    assert reports["reviews"]["total"] == 40
+    assert reports["acknowledgement"]["acknowledged"] == 20
+    assert reports["acknowledgement"]["median_hours_to_ack"] == 3.0
     doses = [
         item["evidence"]["dose_mg_m2"]
         for patient in whole[0]["patients"]

@@ -210,6 +210,7 @@ def test_the_headline_figures_are_the_report_s_numbers_formatted(
     rec, rea, esc, dev = (
         result[k] for k in ("recommendations", "reassessments", "escalations", "deviations")
     )
+    pr = result["patient_reports"]
     shown = figures(parse(offline_html))
     expected = {
         "recommendations.rate": pct(rec["followed"] / (rec["followed"] + rec["deviated"])),
@@ -230,6 +231,9 @@ def test_the_headline_figures_are_the_report_s_numbers_formatted(
         "escalations.median_days_to_therapy": f"{esc['median_days_to_therapy']:.2f} d",
         "deviations.total": str(dev["total"]),
         "alerts.acknowledged": DASH,  # offline: no alert section
+        # the example has no patient report: every week due went unreported
+        "patient_reports.completion_rate": pct(pr["weekly_reports"]["completion_rate"]),
+        "patient_reports.reviews_per_patient_week": str(pr["reviews"]["per_patient_week"]),
         **{f"deviations.{reason}": str(n) for reason, n in dev["by_reason"].items()},
     }
     assert shown == expected
@@ -655,3 +659,67 @@ def test_the_offline_report_shows_the_alert_note_in_chromium(
         page.context.close()
     assert blocked == []
     assert console.unexpected() == [], console.errors
+
+
+def patient_reports_section(*, online: bool) -> dict[str, Any]:
+    """A `patient_reports` section from a real AdherenceReport: 5 weekly windows, 3 reported,
+    two reviews (one acknowledged 3.5 h after its report), one D8 check not done."""
+    from monitor.reports.adherence import AuditDecision, AuditEvent
+    from monitor.reports.patient_reports import tally_patient
+
+    start = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
+    period = Period(start, start + dt.timedelta(days=40))
+    day = dt.timedelta(days=1)
+    events = [
+        AuditEvent("e0", "enrollment", start),
+        AuditEvent("a0", "assessment", start),
+        *(AuditEvent(f"r{d}", "assessment", start + d * day, source="patient") for d in (1, 8, 22)),
+        AuditEvent("iv", "immunotherapy", start + day, therapy="ivig"),
+    ]
+    decisions = [
+        AuditDecision(f"d-{d}", "review_required", start + d * day, f"r{d}",
+                      reason="patient_reported_change")
+        for d in (1, 8)
+    ]  # fmt: skip
+    report = AdherenceReport(period, "default@2", with_alerts=online)
+    report.add_patient("P1", [], [], 40 * 86400.0, tally_patient(events, decisions, period))
+    report.add_review_ack("d-1", start + day + dt.timedelta(hours=3.5))
+    section: dict[str, Any] = report.result()["patient_reports"]
+    report.close()
+    return section
+
+
+def test_the_patient_reports_section_shows_completion_reviews_acks_and_d8(
+    sample: tuple[dict[str, Any], dict[str, Any]],
+) -> None:
+    result, distributions = copy.deepcopy(sample)
+    result["patient_reports"] = patient_reports_section(online=True)
+    doc = parse(render_html(result, distributions))
+    section = doc.one("section", data_section="patient-reports")
+    shown = figures(section)
+    assert shown["patient_reports.completion_rate"] == "60.0%"  # 3 of 5
+    assert shown["patient_reports.reviews_per_patient_week"] == "0.35"  # 2 / (40 / 7)
+    table = {
+        r.attrs["data-row"]: r.one("td").text()
+        for r in section.one("table", data_table="patient-reports").rows()
+    }
+    assert (table["expected"], table["reported"], table["missed"], table["reviews"]) == (
+        "5",
+        "3",
+        "2",
+        "2",
+    )
+    assert (table["median-to-ack"], table["unacknowledged"]) == ("3.50 h", "1")
+    d8 = {
+        r.attrs["data-row"]: r.one("td").text()
+        for r in section.one("table", data_table="immunotherapy-response").rows()
+    }
+    assert d8 == {"responses": "0", "non-responses": "0", "not-done": "1", "without-baseline": "0"}
+
+    result["patient_reports"] = patient_reports_section(online=False)
+    offline = parse(render_html(result, distributions)).one(
+        "section", data_section="patient-reports"
+    )
+    rows = {r.attrs["data-row"] for r in offline.one("table", data_table="patient-reports").rows()}
+    assert "median-to-ack" not in rows
+    assert "offline" in offline.one("tr", data_row="acknowledgement").text()
