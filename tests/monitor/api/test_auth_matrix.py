@@ -144,7 +144,8 @@ CHAIR_PATIENTS = 60
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    with running_service(tmp_path_factory.mktemp("auth")) as service:
+    # default@2: patient reports (and so invites) are taken only where they advise (V9)
+    with running_service(tmp_path_factory.mktemp("auth"), policy="default@2") as service:
         body = f.enrollment(f.at(0), patient="P1", event_id="auth-e0")
         assert service.api.post_events(body).status_code == 202
         assert service.worker.wait_idle()
