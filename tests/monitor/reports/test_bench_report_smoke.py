@@ -147,6 +147,22 @@ def patient_reports(conn: psycopg.Connection[Any]) -> None:
     escapes, so its body goes whole to Python), each with a D9 review (`review_required`,
     `patient_reported_change`), half of them acknowledged: the `patient_reports` section must
     read alike on both paths (the generated immunotherapy and `watch_closed` are there too)."""
+    # the cohort's own patient reports, and the D9 reviews the fold made of them, go first: the
+    # counts below are of the forty written here
+    conn.execute(
+        "DELETE FROM alert_ack WHERE alert_id IN (SELECT a.id FROM alert a JOIN decision d ON "
+        "d.decision_id = a.decision_id WHERE d.body LIKE '%patient_reported_change%')"
+    )
+    conn.execute(
+        "DELETE FROM alert WHERE decision_id IN (SELECT decision_id FROM decision "
+        "WHERE body LIKE '%patient_reported_change%')"
+    )
+    conn.execute("DELETE FROM decision WHERE body LIKE '%patient_reported_change%'")
+    for written in ('"source": "patient"', '"source":"patient"'):
+        conn.execute(
+            "UPDATE event SET body = replace(body, %s, %s) WHERE type = 'assessment'",
+            (written, written.replace("patient", "nurse")),
+        )
     found = conn.execute(
         "SELECT id, event_id, patient_id, occurred_at, body FROM event "
         "WHERE type = 'assessment' ORDER BY id LIMIT 40"
