@@ -210,6 +210,21 @@ def test_a_nurse_invites_and_the_patient_reports_by_keyboard_on_a_phone(
     }
     assert rows(unit.services, "SELECT count(*) AS n FROM dead_letter") == [{"n": 0}]
 
+    # the nurse's feed shows the review (D9), apart; the report itself changes no dose (V9)
+    page.goto(f"{unit.url}/")
+    page.locator(".badge.patient", has_text="Patient report").first.wait_for(state="visible")
+    check_screen(page, tmp_path, "intake-7-nurse-feed")
+    [review] = [a for a in unit.alerts_after(0) if a.get("patient_report")]
+    assert (review["patient_id"], review["action"], review["severity"]) == (
+        "PT-R",
+        "review_required",
+        "urgent",  # new weakness
+    )
+    decisions = unit.get("/v1/patients/PT-R/decisions", role="admin")["decisions"]
+    assert [
+        d["action"] for d in decisions if d["action"] in ("reduce_dose", "hold", "discontinue")
+    ] == []
+
 
 def test_no_numbness_skips_a_question_and_a_revoked_link_says_so_kindly(
     phone: Page, unit: Site, console: Console, tmp_path: pathlib.Path
