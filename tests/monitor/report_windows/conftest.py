@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from monitor.ingest.service import store_events
 from monitor.processing.service import process_patient
@@ -20,6 +18,7 @@ from monitor.services import Services, build_services
 from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from policies import parse_event
+from tests.common.databases import throwaway_postgres
 from tests.common.service import RecordingDispatcher
 from tests.conftest import FIXED_NOW, PG_URL, require_server
 
@@ -31,16 +30,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Iter
         return
     url = make_url(PG_URL)
     require_server("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
-    name = f"bipn_rw_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres(PG_URL, "bipn_rw") as database:
+        yield database.render_as_string(hide_password=False)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -25,6 +24,7 @@ from standardwebhooks.webhooks import Webhook
 
 from monitor.storage.migrate import alembic_config, upgrade
 from monitor.storage.models import AlertRow, DecisionRow, PatientRow
+from tests.common.databases import throwaway_postgres
 from tests.conftest import PG_URL, require_server
 
 DUE = "2026-10-21T12:00:00Z"
@@ -39,18 +39,12 @@ def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]
         return
     url = make_url(PG_URL)
     require_server("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
-    name = f"bipn_mig_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    built = create_engine(url.set(database=name), poolclass=NullPool)
-    try:
-        yield built
-    finally:
-        built.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres(PG_URL, "bipn_mig") as database:
+        built = create_engine(database, poolclass=NullPool)
+        try:
+            yield built
+        finally:
+            built.dispose()
 
 
 def _upgrade_to(engine: Engine, revision: str) -> None:

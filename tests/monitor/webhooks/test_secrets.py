@@ -9,16 +9,14 @@ import base64
 import datetime as dt
 import json
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from svix.webhooks import Webhook as SvixWebhook
@@ -31,6 +29,7 @@ from monitor.storage.models import AlertRow, WebhookEndpointRow, WebhookSecretRo
 from monitor.webhooks import service, signing
 from monitor.webhooks.delivery import deliver, fan_out
 from monitor.webhooks.service import MAX_ACTIVE_SECRETS
+from tests.common.databases import throwaway_postgres
 from tests.common.service import Api, rows
 from tests.common.webhook_receiver import Received, Receiver
 from tests.conftest import FIXED_NOW, PG_URL, require_server
@@ -256,19 +255,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]
         return
     url = make_url(PG_URL)
     require_server("PostgreSQL", url.host or "127.0.0.1", url.port or 5432)
-    name = f"bipn_secrets_{secrets.token_hex(4)}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    built = make_engine(Settings(database_url=url.set(database=name).render_as_string(False)))
-    try:
-        SQLModel.metadata.create_all(built)
-        yield built
-    finally:
-        built.dispose()
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres(PG_URL, "bipn_secrets") as database:
+        built = make_engine(Settings(database_url=database.render_as_string(False)))
+        try:
+            SQLModel.metadata.create_all(built)
+            yield built
+        finally:
+            built.dispose()
 
 
 def test_two_retirements_at_once_leave_one_secret(engine: Engine) -> None:
