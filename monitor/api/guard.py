@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor.api.errors import error_content
 from monitor.auth import tokens as auth
 from monitor.auth.oidc import OidcRefusedError, OidcVerifier
-from monitor.intake.invites import is_invite_secret
+from monitor.intake.invites import LINK_UNKNOWN, find_invite, is_invite_secret
 from monitor.interop.cds.jwt_auth import looks_like_jwt
 from monitor.operations.logsafe import current_request_id
 from monitor.services import Services
@@ -237,9 +237,13 @@ class RequestGuard:
         elif scope["path"].startswith(f"{CDS_PREFIX}/") and looks_like_jwt(credentials):
             return None
         elif is_invite_secret(credentials) and (scope["method"], scope["path"]) == INVITE_ROUTE:
-            # a patient's invite link: the report route checks it (monitor/intake/router.py);
-            # anywhere else it is an unknown token
-            return None
+            # a patient's invite link, known before the body is read; the report route checks
+            # its state (expired, revoked: said in words for the patient); anywhere else it is
+            # an unknown token
+            found = await run_in_threadpool(find_invite, self.services.sessions, credentials)
+            if found is not None:
+                return None
+            refused = LINK_UNKNOWN
         elif (oidc := provider_verifier(scope)) is not None and oidc.issued_here(credentials):
             return await self._authenticate_oidc(scope, oidc, credentials)
         else:

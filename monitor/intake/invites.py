@@ -30,6 +30,9 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+LINK_UNKNOWN = "This link is not valid; ask your care team for a new one."
+
+
 def is_invite_secret(credentials: str) -> bool:
     return credentials.startswith(INVITE_PREFIX)
 

@@ -24,6 +24,7 @@ from monitor.api.json_body import StrictJsonRouter
 from monitor.auth.tokens import Principal
 from monitor.ingest.service import dispatch, store_in
 from monitor.intake.invites import (
+    LINK_UNKNOWN,
     create_invite,
     find_invite,
     invite_state,
@@ -49,7 +50,6 @@ REPORT_ACTION = f"POST {REPORTS}"
 # what the report page shows the patient as it is (kind words, no jargon)
 LINK_EXPIRED = "This link has expired; ask your care team for a new one."
 LINK_REVOKED = "This link is no longer valid; ask your care team for a new one."
-LINK_UNKNOWN = "This link is not valid; ask your care team for a new one."
 
 # A patient report must never act as a clinician's grading (POLICY V9): where the pack would
 # take it as one (version 1), the intake is closed rather than let a report stop a drug.

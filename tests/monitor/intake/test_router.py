@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from monitor.app import create_app
 from monitor.auth.tokens import create_token
 from monitor.intake.invites import hash_secret
 from monitor.policy_file import load_pack
@@ -18,6 +19,7 @@ from monitor.settings import Settings
 from tests.common import factories as f
 from tests.common.service import RunningService, rows, running_service
 from tests.conftest import FIXED_NOW
+from tests.monitor.api.test_guard import call_asgi, endless
 
 DAY = dt.timedelta(days=1)
 REPORT = {"numbness_tingling_severity": 3, "numbness_tingling_interference": 2,
@@ -342,3 +344,31 @@ def test_no_invite_under_a_pack_that_would_take_a_report_as_a_clinicians_grading
         {"action": "POST /v1/patients/{patient_id}/invites", "status_code": 409},
         {"action": "POST /v1/patient-reports", "status_code": 409},
     ]
+
+
+def test_an_unknown_link_is_refused_before_any_byte_of_the_body_is_read(
+    running: RunningService,
+) -> None:
+    """The guard looks the invite up before the app reads the body, as it does API tokens."""
+    app = create_app(running.services)
+    headers = {
+        "Content-Type": "application/json",
+        "Content-Length": str(300 * 1024 * 1024),
+        "Authorization": "Bearer bmr_" + "x" * 43,
+    }
+    status, _, body, received = call_asgi(
+        app, "POST", "/v1/patient-reports", headers=headers, body_chunks=endless()
+    )
+    assert status == 401
+    assert json.loads(body) == {
+        "detail": "This link is not valid; ask your care team for a new one."
+    }
+    assert (received.calls, received.bytes) == (0, 0)
+    # a real link goes through to the route (which reads the body and stores the report)
+    headers["Authorization"] = f"Bearer {_secret(_invite(running))}"
+    content = json.dumps(REPORT).encode()
+    headers["Content-Length"] = str(len(content))
+    status, _, body, _ = call_asgi(
+        app, "POST", "/v1/patient-reports", headers=headers, body_chunks=iter([content])
+    )
+    assert status == 201, body
