@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from monitor.app import create_app
 from monitor.auth.roles import Role
-from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from tests.common.browser import launched_browser
-from tests.monitor.web.site import WAIT_MS, Console, Site, Uvicorn, free_port
+from tests.monitor.web.site import WAIT_MS, Console, Site, free_port, serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -29,19 +27,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def site(services: Services, tokens: dict[Role, str]) -> Iterator[Site]:
     services.settings = services.settings.model_copy(update={"stream_poll_s": 0.1})
-    worker = InProcessWorker(services)
-    services.dispatcher = worker
-    worker.start()
-    server = Uvicorn(create_app(services), free_port())
-    server.start()
-    running = Site(server, services, worker, tokens)
-    try:
+    with serving(services, tokens, free_port()) as running:
         yield running
-    finally:
-        running.http.close()
-        server.stop()
-        worker.stop()
-        services.dispatcher = None
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ The fixtures that build these are in tests/monitor/web/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import pathlib
@@ -14,6 +15,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from monitor.app import create_app
 from monitor.auth.roles import Role
 from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
@@ -217,3 +220,21 @@ def log_in_by_keyboard(page: Page, site: Site, path: str, token: str) -> None:
     tab_to(page, "#token")
     page.keyboard.type(token)
     page.keyboard.press("Enter")
+
+
+@contextlib.contextmanager
+def serving(services: Services, tokens: dict[Role, str], port: int) -> Iterator[Site]:
+    """The app under uvicorn on `port`, its in-process worker folding what it stores."""
+    worker = InProcessWorker(services)
+    services.dispatcher = worker
+    worker.start()
+    server = Uvicorn(create_app(services), port)
+    server.start()
+    running = Site(server, services, worker, tokens)
+    try:
+        yield running
+    finally:
+        running.http.close()
+        server.stop()
+        worker.stop()
+        services.dispatcher = None

@@ -16,9 +16,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from monitor.app import create_app
 from monitor.auth.roles import Role
-from monitor.processing.inprocess import InProcessWorker
 from monitor.services import Services
 from monitor.settings import Settings
 from tests.common import factories as f
@@ -26,10 +24,10 @@ from tests.common.service import rows
 from tests.monitor.auth.oidc.provider import RunningProvider, running_provider
 from tests.monitor.web.site import (
     Site,
-    Uvicorn,
     assert_accessible,
     days_ago,
     free_port,
+    serving,
     wait_live,
 )
 
@@ -97,19 +95,8 @@ def sqlite_settings(
 @pytest.fixture
 def site(services: Services, tokens: dict[Role, str]) -> Iterator[Site]:
     """The service on the port the provider's client names in its redirect URIs."""
-    worker = InProcessWorker(services)
-    services.dispatcher = worker
-    worker.start()
-    server = Uvicorn(create_app(services), SERVICE_PORT)
-    server.start()
-    running = Site(server, services, worker, tokens)
-    try:
+    with serving(services, tokens, SERVICE_PORT) as running:
         yield running
-    finally:
-        running.http.close()
-        server.stop()
-        worker.stop()
-        services.dispatcher = None
 
 
 @pytest.fixture(autouse=True)
