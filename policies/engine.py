@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from policies.decisions import Decision, TimerKind
@@ -133,8 +133,31 @@ def evaluate_patient(
     pack: PolicyPack, patient_id: str, events: Sequence[Event], until: dt.datetime
 ) -> PatientOutcome:
     """Fold one patient's (unique) events up to `until` in timeline order, with its timers."""
-    fold = Fold(pack=pack, patient=PatientState(patient_id=patient_id))
-    applied: str | None = None  # the last event applied
+    return fold_from(pack, PatientState(patient_id=patient_id), events, until)
+
+
+EventsDone = Callable[[tuple[dt.datetime, str] | None, PatientState, int], None]
+
+
+def fold_from(
+    pack: PolicyPack,
+    state: PatientState,
+    events: Sequence[Event],
+    until: dt.datetime,
+    last_key: tuple[dt.datetime, str] | None = None,
+    *,
+    on_events_done: EventsDone | None = None,
+) -> PatientOutcome:
+    """The fold from `state` (the state after the event whose timeline key is `last_key`; a
+    new patient's state and None at the start) over `events`, all sorting after it.
+
+    `on_events_done(key, state, n)` is called once, after the last event applied and before
+    the timers up to `until` fire: the key of that event (or `last_key`, if none was), the
+    state then, and how many decisions had been made (policies.checkpoint stores it).
+    """
+    fold = Fold(pack=pack, patient=state)
+    applied = last_key[1] if last_key else None  # the last event applied
+    key = last_key
     for event in sorted(events, key=timeline_order):
         if event.occurred_at > until:
             break
@@ -147,6 +170,9 @@ def evaluate_patient(
         except Exception as exc:
             raise FoldError(event.event_id, "at") from exc
         applied = event.event_id
+        key = timeline_order(event)
+    if on_events_done is not None:
+        on_events_done(key, fold.patient, len(fold.decisions))
     try:
         _fire_timers(fold, before=until, inclusive=True)
     except Exception as exc:

@@ -95,5 +95,7 @@ def reopen_patient(session: Session, patient_id: str, now: dt.datetime) -> None:
             .values(dead_letter_id=None)
         )
     session.execute(
-        update(PatientRow).where(col(PatientRow.patient_id) == patient_id).values(evaluated_at=None)
+        update(PatientRow)
+        .where(col(PatientRow.patient_id) == patient_id)
+        .values(evaluated_at=None, fold_checkpoint=None)
     )

@@ -23,6 +23,7 @@ from monitor.alerts.service import add_alerts
 from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError
 from monitor.operations.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
+from monitor.processing.checkpoints import checkpoint_text, events_after, stored_checkpoint
 from monitor.storage.database import insert_for
 from monitor.storage.models import (
     AlertRow,
@@ -34,8 +35,9 @@ from monitor.storage.models import (
 )
 from monitor.webhooks.delivery import fan_out
 from policies.changeover import TIMER, Changeover, CourseView, plan_changeover
+from policies.checkpoint import FoldResult, fold_patient, resume_patient
 from policies.decisions import Decision, utc_text_or_none
-from policies.engine import PatientOutcome, evaluate_patient, next_timer
+from policies.engine import PatientOutcome, next_timer
 from policies.events import EVENT_ADAPTER, Event
 from policies.packs import PolicyPack
 from policies.state import PatientState
@@ -57,6 +59,7 @@ class ProcessOutcome:
     alerts_new: int = 0
     alerts_corrected: int = 0
     policy_changed: bool = False  # this fold moved the patient to another pack
+    resumed: bool = False  # folded from the stored checkpoint, not from the first event
 
 
 def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[str, object]:
@@ -138,6 +141,50 @@ def _load_events(
     return events, max((pk for pk, _, _ in rows), default=0), unseen
 
 
+def _resumed(
+    session: Session,
+    patient: PatientRow,
+    pack: PolicyPack,
+    new_pks: list[int],
+    now: dt.datetime,
+) -> tuple[FoldResult | None, list[Event], int, set[str]]:
+    """The fold resumed from the patient's checkpoint, with the events it read, the largest
+    event row id and the new events' ids; (None, ...) when a full fold is needed: no
+    checkpoint, a fold made current again by an admin (`evaluated_at` cleared), another pack,
+    a late event, or a backlog too large to name by id."""
+    checkpoint = stored_checkpoint(patient.fold_checkpoint)
+    if (
+        checkpoint is None
+        or patient.evaluated_at is None
+        or patient.evaluated_policy != pack.label
+        or len(new_pks) > OUTBOX_CHUNK
+    ):
+        return None, [], 0, set()
+    events = events_after(session, patient.patient_id, checkpoint, new_pks)
+    if events is None:
+        return None, [], 0, set()
+    result = resume_patient(pack, checkpoint, events, now)
+    max_pk = max([patient.processed_event_pk, *new_pks])
+    return result, events, max_pk, set()
+
+
+def _checkpoint_tail(patient: PatientRow) -> tuple[str, ...]:
+    checkpoint = stored_checkpoint(patient.fold_checkpoint)
+    return checkpoint.tail if checkpoint else ()
+
+
+def _stored_decisions(
+    session: Session, patient_id: str, decision_ids: set[str] | None
+) -> dict[str, DecisionRow]:
+    """The patient's stored decisions, or only those of `decision_ids`."""
+    query = select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+    if decision_ids is not None:
+        if not decision_ids:
+            return {}
+        query = query.where(col(DecisionRow.decision_id).in_(sorted(decision_ids)))
+    return {row.decision_id: row for row in session.execute(query).scalars()}
+
+
 def _next_due(
     pack: PolicyPack, outcome: PatientOutcome, events: Sequence[Event], now: dt.datetime
 ) -> dt.datetime | None:
@@ -183,21 +230,27 @@ def process_patient(
         # ids are not committed in order) may belong to an event the fold did not see; its
         # own task folds it.
         accepted = session.execute(
-            select(col(OutboxRow.id), col(OutboxRow.created_at)).where(
+            select(col(OutboxRow.id), col(OutboxRow.created_at), col(OutboxRow.event_pk)).where(
                 col(OutboxRow.patient_id) == patient_id, col(OutboxRow.processed_at).is_(None)
             )
         ).all()
         if not accepted and _fold_is_current(patient, pack, now):
             return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
-        events, max_pk, unseen = _load_events(session, patient_id, patient.processed_event_pk)
-        outcome = evaluate_patient(pack, patient_id, events, now)
+        result, events, max_pk, unseen = _resumed(
+            session, patient, pack, [event_pk for _, _, event_pk in accepted], now
+        )
+        if result is not None:
+            # the decisions before the checkpoint stand: only the resumed fold's and the
+            # checkpoint's tail (made after its last event, up to the last clock) can change
+            touched = {d.decision_id for d in result.decisions}
+            touched.update(_checkpoint_tail(patient))
+            stored = _stored_decisions(session, patient_id, touched)
+        else:
+            events, max_pk, unseen = _load_events(session, patient_id, patient.processed_event_pk)
+            result = fold_patient(pack, patient_id, events, now)
+            stored = _stored_decisions(session, patient_id, None)
+        outcome = result.outcome
         wanted = {d.decision_id: d for d in outcome.decisions}
-        stored = {
-            row.decision_id: row
-            for row in session.execute(
-                select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
-            ).scalars()
-        }
         change = _changeover(patient, pack, stored, outcome, unseen)
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
@@ -247,10 +300,11 @@ def process_patient(
         pending = outcome.state.course.pending if outcome.state.course else None
         patient.reassessment_due_at = pending.due_at.astimezone(dt.UTC) if pending else None
         patient.processed_event_pk = max_pk
+        patient.fold_checkpoint = checkpoint_text(result.checkpoint)
         patient.evaluated_at = now
         patient.evaluated_policy = pack.label
         patient.version += 1
-        row_ids = [row_id for row_id, _ in accepted]
+        row_ids = [row_id for row_id, _, _ in accepted]
         for start in range(0, len(row_ids), OUTBOX_CHUNK):
             session.execute(
                 update(OutboxRow)
@@ -271,12 +325,13 @@ def process_patient(
         delivery_ids = fan_out(session, add_alerts(session, alerts), wall_now())
     done = len(accepted)
     EVENTS_PROCESSED.inc(done)
-    for _, created_at in accepted:
+    for _, created_at, _ in accepted:
         PROCESSING_LATENCY.observe(max((now - created_at).total_seconds(), 0.0))
     log.info(
         "patient processed",
         extra={
             "events": len(events),
+            "resumed": result.resumed,
             "inserted": inserted,
             "superseded": superseded,
             "revised": revised,
@@ -295,6 +350,7 @@ def process_patient(
         alerts_new=sum(1 for a in alerts if a.kind == "new"),
         alerts_corrected=sum(1 for a in alerts if a.kind == "correction"),
         policy_changed=change is not None,
+        resumed=result.resumed,
     )
 
 

@@ -69,6 +69,8 @@ class PatientRow(SQLModel, table=True):
     timer_enqueued_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     reassessment_due_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     version: int = 0
+    # where the last fold stopped (monitor/processing/checkpoints.py): the next one resumes it
+    fold_checkpoint: str | None = Field(default=None, sa_type=Text)
 
 
 class DecisionRow(SQLModel, table=True):
