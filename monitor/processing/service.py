@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -43,6 +43,8 @@ from policies.packs import PolicyPack
 from policies.state import PatientState
 
 log = logging.getLogger("monitor.processing")
+DecisionTable = DecisionRow.__table__  # type: ignore[attr-defined]  # core INSERTs
+DECISION_CHUNK = 500  # rows per multi-row INSERT (11 parameters each: well under 65,535)
 OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
 
 
@@ -255,16 +257,14 @@ def process_patient(
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
         alerts: list[AlertRow] = []
+        new_rows: list[dict[str, object]] = []  # one multi-row INSERT, no ORM objects
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
             told = (change is None or decision_id in change.alert) and (
                 decision.action not in quiet
             )
             if row is None:
-                row = _decision_row(decision, now)
-                if change is not None:
-                    row.in_force_from = now
-                session.add(row)
+                new_rows.append(_decision_values(decision, now, change is not None))
                 if decision.audience and told:
                     alerts.append(_alert(decision, "new", unit, now))
                 inserted += 1
@@ -289,6 +289,8 @@ def process_patient(
                 row.superseded_by = change.replaced_by.get(decision_id)
                 if decision_id in change.correct:
                     _correct_alert(session, row, unit, now, alerts, policy=pack.label)
+        for start in range(0, len(new_rows), DECISION_CHUNK):
+            session.execute(insert(DecisionTable).values(new_rows[start : start + DECISION_CHUNK]))
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
         patient.state = json.dumps(summary)
@@ -434,6 +436,23 @@ def _without_rationale(body: str) -> dict[str, object]:
     content: dict[str, object] = json.loads(body)
     content.pop("rationale", None)
     return content
+
+
+def _decision_values(decision: Decision, now: dt.datetime, changeover: bool) -> dict[str, object]:
+    """A new decision's column values; with a change of pack it is in force from now."""
+    return {
+        "decision_id": decision.decision_id,
+        "patient_id": decision.patient_id,
+        "at": decision.at,
+        "action": decision.action,
+        "severity": decision.severity,
+        "rule": decision.rule,
+        "policy": decision.policy,
+        "body": decision.model_dump_json(exclude_none=True),
+        "due_at": decision.due_at.astimezone(dt.UTC) if decision.due_at else None,
+        "created_at": now,
+        "in_force_from": now if changeover else None,
+    }
 
 
 def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
