@@ -19,7 +19,13 @@ from monitor.settings import Settings
 from monitor.storage.migrate import upgrade
 from monitor.storage.models import AlertRow
 from tests.conftest import FIXED_NOW
-from tests.integration.conftest import _admin_dsn, wait_until
+from tests.integration.conftest import StackFactory, _admin_dsn, post_batches, wait_until
+from tests.integration.test_alerts_production import (
+    alerts_after,
+    open_stream,
+    role_token,
+    urgent_course,
+)
 
 POLL_S = 10.0
 
@@ -89,3 +95,22 @@ def test_an_alert_reaches_a_waiting_stream_by_notify_and_again_after_a_reconnect
         assert took < 2.0
     finally:
         listener.stop()
+
+
+def test_through_the_api_process_an_alert_reaches_an_open_stream_before_a_10_s_poll(
+    make_stack: StackFactory,
+) -> None:
+    stack = make_stack("alerts-push", extra_env={"MONITOR_STREAM_POLL_S": str(POLL_S)})
+    stack.start(workers=1)
+    nurse = role_token(stack, "nurse")
+    took: list[float] = []
+    with stack.client() as client, open_stream(stack, nurse) as stream:
+        for n in range(5):
+            started = time.monotonic()
+            post_batches(client, urgent_course(f"PT-{n}"), 2)
+            stream.alerts(1)
+            took.append(time.monotonic() - started)
+            stream_drain = alerts_after(client, nurse, 0)  # the rest of this course's alerts
+            stream.alerts(len([a for a in stream_drain if a["patient_id"] == f"PT-{n}"]) - 1)
+    print(f"POST -> first alert on the stream (poll {POLL_S} s), s: {took}")
+    assert max(took) < 2.0
