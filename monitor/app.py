@@ -2,6 +2,8 @@
 router, in the order an event flows; nothing else. A route lives in its domain's `router.py`.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 
 from monitor.admin.router import router as admin_router
+from monitor.alerts.push import WAKEUP, Listener
 from monitor.alerts.router import router as alerts_router
 from monitor.api.cors import CdsCors
 from monitor.api.docs import add_api_pages
@@ -62,8 +65,29 @@ ROUTERS = (
 EXTRA_COMPONENTS: dict[str, Any] = {**EVENT_COMPONENTS, **CDS_COMPONENTS}
 
 
+def alert_push(services: Services) -> Any:
+    """The lifespan: one LISTEN per API process wakes its SSE streams (PostgreSQL only)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        settings = services.settings
+        listener = None
+        if settings.stream_push and not settings.is_sqlite:
+            listener = Listener(settings.database_url, WAKEUP)
+            listener.start()
+        _app.state.alert_listener = listener
+        try:
+            yield
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    return lifespan
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
+        lifespan=alert_push(services),
         title="bipn-monitor",
         version="0.1.0",
         description="Bortezomib-induced peripheral neuropathy monitor (CONTRACT.md).",

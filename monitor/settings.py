@@ -239,6 +239,11 @@ class Settings(BaseSettings):
     stream_poll_s: Annotated[float, Field(gt=0, le=60)] = Field(
         default=1.0, description="how often the SSE feed looks for new alerts"
     )
+    stream_push: bool = Field(
+        default=True,
+        description="on PostgreSQL, the SSE feed is woken by LISTEN/NOTIFY when alerts are "
+        "stored (the poll stays as the fallback); off: polling only",
+    )
     stream_max_s: Annotated[float, Field(gt=0)] = Field(
         default=300.0,
         description="an SSE stream ends after this long; clients reconnect with "

@@ -16,6 +16,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from monitor.alerts.patient_reports import with_patient_reports
+from monitor.alerts.push import WAKEUP
 from monitor.alerts.schemas import AcknowledgedAlert, AckRequest, AlertPage, FeedQuery, Unit
 from monitor.alerts.service import (
     AckBeforeAlertError,
@@ -171,7 +172,8 @@ async def stream_alerts(
         if anyio.current_time() >= ends:
             return  # the client reconnects with Last-Event-ID (and its token is re-checked)
         if len(alerts) < STREAM_BATCH:
-            await anyio.sleep(services.settings.stream_poll_s)
+            # woken by a notice of new alerts (monitor.alerts.push), or polls
+            await WAKEUP.wait(services.settings.stream_poll_s)
 
 
 def _last_id(services: Services) -> int:

@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import and_, exists, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from monitor.alerts.push import CHANNEL as ALERTS_CHANNEL
 from monitor.settings import Settings
 from monitor.storage.database import insert_for, is_postgresql
 from monitor.storage.models import (
@@ -63,6 +64,12 @@ def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
         ).first()
         if done is not None:
             inserted.append(alert)
+    if inserted and is_postgresql(session):
+        # delivered at commit: wakes the SSE streams (monitor.alerts.push)
+        session.execute(
+            text("SELECT pg_notify(:channel, :id)"),
+            {"channel": ALERTS_CHANNEL, "id": str(max(a.id or 0 for a in inserted))},
+        )
     return inserted
 
 
