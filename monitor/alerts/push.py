@@ -9,6 +9,7 @@ listener (it reconnects with bounded backoff) only means the poll's latency agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 
@@ -32,7 +33,8 @@ class Wakeup:
         with self._lock:
             waiters = list(self._waiters)
         for loop, event in waiters:
-            if not loop.is_closed():
+            # a loop closed since (its stream gone) raises RuntimeError: nothing to wake there
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
     async def wait(self, timeout: float) -> bool:
