@@ -54,15 +54,19 @@ def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
         .returning(col(AlertSequenceRow.value))
     ).scalar_one()
     insert = insert_for(session)
-    inserted: list[AlertRow] = []
     for offset, alert in enumerate(alerts):
         alert.id = last - len(alerts) + 1 + offset
-        values = alert.model_dump()
-        done = session.execute(
-            insert(AlertRow).values(**values).on_conflict_do_nothing().returning(AlertRow.id)
-        ).first()
-        if done is not None:
-            inserted.append(alert)
+    # one statement for the batch (a round trip per alert was the cost); RETURNING's row order
+    # is not promised, so the inserted ones are picked by id, in the order given
+    done = set(
+        session.execute(
+            insert(AlertRow)
+            .values([alert.model_dump() for alert in alerts])
+            .on_conflict_do_nothing()
+            .returning(AlertRow.id)
+        ).scalars()
+    )
+    inserted = [alert for alert in alerts if alert.id in done]
     return inserted
 
 
