@@ -36,6 +36,7 @@ AlertKind = Literal["new", "correction", "reminder", "escalation", "monitoring"]
 AlertAudience = Literal[Audience, "admin"]
 MONITORING_AUDIENCE = ("admin", "physician")
 SCAN_BATCH = 500
+ALERT_INSERT_CHUNK = 500  # alerts per multi-row INSERT (about 15 parameters each)
 
 
 def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
@@ -55,15 +56,23 @@ def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
         .returning(col(AlertSequenceRow.value))
     ).scalar_one()
     insert = insert_for(session)
-    inserted: list[AlertRow] = []
     for offset, alert in enumerate(alerts):
         alert.id = last - len(alerts) + 1 + offset
-        values = alert.model_dump()
-        done = session.execute(
-            insert(AlertRow).values(**values).on_conflict_do_nothing().returning(AlertRow.id)
-        ).first()
-        if done is not None:
-            inserted.append(alert)
+    # one statement for the batch (a round trip per alert was the cost); RETURNING's row order
+    # is not promised, so the inserted ones are picked by id, in the order given
+    # (in chunks: a statement's parameters are bounded, 65,535 on PostgreSQL)
+    done: set[int] = set()
+    for start in range(0, len(alerts), ALERT_INSERT_CHUNK):
+        chunk = alerts[start : start + ALERT_INSERT_CHUNK]
+        done.update(
+            session.execute(
+                insert(AlertRow)
+                .values([alert.model_dump() for alert in chunk])
+                .on_conflict_do_nothing()
+                .returning(AlertRow.id)
+            ).scalars()
+        )
+    inserted = [alert for alert in alerts if alert.id in done]
     if inserted and is_postgresql(session):
         # delivered at commit: wakes the SSE streams (monitor.alerts.push)
         session.execute(
