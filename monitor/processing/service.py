@@ -149,9 +149,9 @@ def _resumed(
     pack: PolicyPack,
     new_pks: list[int],
     now: dt.datetime,
-) -> tuple[FoldResult | None, list[Event], int, set[str]]:
+) -> tuple[FoldResult, list[Event], int, tuple[str, ...]] | None:
     """The fold resumed from the patient's checkpoint, with the events it read, the largest
-    event row id and the new events' ids; (None, ...) when a full fold is needed: no
+    event row id and the checkpoint's tail; None when a full fold is needed: no
     checkpoint, a fold made current again by an admin (`evaluated_at` cleared), another pack,
     a late event, or a backlog too large to name by id."""
     checkpoint = stored_checkpoint(patient.fold_checkpoint)
@@ -161,18 +161,12 @@ def _resumed(
         or patient.evaluated_policy != pack.label
         or len(new_pks) > OUTBOX_CHUNK
     ):
-        return None, [], 0, set()
+        return None
     events = events_after(session, patient.patient_id, checkpoint, new_pks)
-    if events is None:
-        return None, [], 0, set()
-    result = resume_patient(pack, checkpoint, events, now)
-    max_pk = max([patient.processed_event_pk, *new_pks])
-    return result, events, max_pk, set()
-
-
-def _checkpoint_tail(patient: PatientRow) -> tuple[str, ...]:
-    checkpoint = stored_checkpoint(patient.fold_checkpoint)
-    return checkpoint.tail if checkpoint else ()
+    result = None if events is None else resume_patient(pack, checkpoint, events, now)
+    if events is None or result is None:
+        return None
+    return result, events, max([patient.processed_event_pk, *new_pks]), checkpoint.tail
 
 
 def _stored_decisions(
@@ -238,14 +232,14 @@ def process_patient(
         ).all()
         if not accepted and _fold_is_current(patient, pack, now):
             return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
-        result, events, max_pk, unseen = _resumed(
-            session, patient, pack, [event_pk for _, _, event_pk in accepted], now
-        )
-        if result is not None:
+        resumed = _resumed(session, patient, pack, [event_pk for _, _, event_pk in accepted], now)
+        unseen: set[str] = set()  # read only with a change of pack, never a resumed fold
+        if resumed is not None:
+            result, events, max_pk, tail = resumed
             # the decisions before the checkpoint stand: only the resumed fold's and the
             # checkpoint's tail (made after its last event, up to the last clock) can change
             touched = {d.decision_id for d in result.decisions}
-            touched.update(_checkpoint_tail(patient))
+            touched.update(tail)
             stored = _stored_decisions(session, patient_id, touched)
         else:
             events, max_pk, unseen = _load_events(session, patient_id, patient.processed_event_pk)
@@ -456,18 +450,7 @@ def _decision_values(decision: Decision, now: dt.datetime, changeover: bool) -> 
 
 
 def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
-    return DecisionRow(
-        decision_id=decision.decision_id,
-        patient_id=decision.patient_id,
-        at=decision.at,
-        action=decision.action,
-        severity=decision.severity,
-        rule=decision.rule,
-        policy=decision.policy,
-        body=decision.model_dump_json(exclude_none=True),
-        due_at=decision.due_at.astimezone(dt.UTC) if decision.due_at else None,
-        created_at=now,
-    )
+    return DecisionRow.model_validate(_decision_values(decision, now, changeover=False))
 
 
 def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) -> AlertRow:
