@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, exists, or_, text, update
+from sqlalchemy import String, and_, cast, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -36,7 +36,6 @@ AlertKind = Literal["new", "correction", "reminder", "escalation", "monitoring"]
 AlertAudience = Literal[Audience, "admin"]
 MONITORING_AUDIENCE = ("admin", "physician")
 SCAN_BATCH = 500
-ALERT_INSERT_CHUNK = 500  # alerts per multi-row INSERT (about 15 parameters each)
 
 
 def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
@@ -49,37 +48,29 @@ def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
     """
     if not alerts:
         return []
-    last = session.execute(
-        update(AlertSequenceRow)
-        .where(col(AlertSequenceRow.name) == "alert")
-        .values(value=col(AlertSequenceRow.value) + len(alerts))
-        .returning(col(AlertSequenceRow.value))
-    ).scalar_one()
+    sequence = AlertSequenceRow.__table__  # type: ignore[attr-defined]  # core: every fold
+    returned: list[Any] = [sequence.c.value]
+    if is_postgresql(session):
+        # the notice, delivered at commit, wakes the SSE streams (monitor.alerts.push); sent
+        # in the same round trip (if every alert was a duplicate, a stream wakes up to nothing)
+        returned.append(func.pg_notify(ALERTS_CHANNEL, cast(sequence.c.value, String)))
+    counter = (
+        update(sequence)
+        .where(sequence.c.name == "alert")
+        .values(value=sequence.c.value + len(alerts))
+        .returning(*returned)
+    )
+    connection = session.connection()
+    last: int = connection.execute(counter).scalars().one()
+    table = AlertRow.__table__  # type: ignore[attr-defined]
     insert = insert_for(session)
     for offset, alert in enumerate(alerts):
         alert.id = last - len(alerts) + 1 + offset
-    # one statement for the batch (a round trip per alert was the cost); RETURNING's row order
-    # is not promised, so the inserted ones are picked by id, in the order given
-    # (in chunks: a statement's parameters are bounded, 65,535 on PostgreSQL)
-    done: set[int] = set()
-    for start in range(0, len(alerts), ALERT_INSERT_CHUNK):
-        chunk = alerts[start : start + ALERT_INSERT_CHUNK]
-        done.update(
-            session.execute(
-                insert(AlertRow)
-                .values([alert.model_dump() for alert in chunk])
-                .on_conflict_do_nothing()
-                .returning(AlertRow.id)
-            ).scalars()
-        )
-    inserted = [alert for alert in alerts if alert.id in done]
-    if inserted and is_postgresql(session):
-        # delivered at commit: wakes the SSE streams (monitor.alerts.push)
-        session.execute(
-            text("SELECT pg_notify(:channel, :id)"),
-            {"channel": ALERTS_CHANNEL, "id": str(max(a.id or 0 for a in inserted))},
-        )
-    return inserted
+    # executemany: SQLAlchemy batches the rows into multi-row statements ("insertmanyvalues",
+    # a cached statement per page); RETURNING names the ones inserted, picked by id
+    statement = insert(table).on_conflict_do_nothing().returning(table.c.id)
+    done = set(connection.execute(statement, [alert.model_dump() for alert in alerts]).scalars())
+    return [alert for alert in alerts if alert.id in done]
 
 
 def audiences(alert: AlertRow) -> list[str]:

@@ -8,7 +8,8 @@ import json
 from collections.abc import Sequence
 
 from pydantic import ValidationError
-from sqlmodel import Session, col, or_, select
+from sqlalchemy import or_, select
+from sqlmodel import Session
 
 from monitor.storage.models import EventRow
 from policies.checkpoint import Checkpoint
@@ -54,11 +55,12 @@ def events_after(
     yet, or folded by a fold that could not close their rows) and those after the checkpoint's
     last event (dated after the clock then), validated: only these, the folded ones are in the
     checkpoint. None: one of them does not validate (the full fold names it)."""
-    where = [col(EventRow.patient_id) == patient_id, col(EventRow.quarantined_at).is_(None)]
+    table = EventRow.__table__  # type: ignore[attr-defined]  # core: read on every fold
+    where = [table.c.patient_id == patient_id, table.c.quarantined_at.is_(None)]
     last = checkpoint.last_key
     if last is not None:
-        where.append(or_(col(EventRow.id).in_(list(new_pks)), col(EventRow.occurred_at) >= last[0]))
-    rows = session.execute(select(col(EventRow.id), col(EventRow.body)).where(*where)).all()
+        where.append(or_(table.c.id.in_(list(new_pks)), table.c.occurred_at >= last[0]))
+    rows = session.connection().execute(select(table.c.id, table.c.body).where(*where)).all()
     wanted = set(new_pks)
     events = []
     for pk, body in rows:

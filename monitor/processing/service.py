@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -43,8 +43,12 @@ from policies.packs import PolicyPack
 from policies.state import PatientState
 
 log = logging.getLogger("monitor.processing")
-DecisionTable = DecisionRow.__table__  # type: ignore[attr-defined]  # core INSERTs
-DECISION_CHUNK = 500  # rows per multi-row INSERT (11 parameters each: well under 65,535)
+# the tables, for core statements (the hot path: no ORM unit of work, no autoflush)
+DecisionTable = DecisionRow.__table__  # type: ignore[attr-defined]
+PatientTable = PatientRow.__table__  # type: ignore[attr-defined]
+OutboxTable = OutboxRow.__table__  # type: ignore[attr-defined]
+EventTable = EventRow.__table__  # type: ignore[attr-defined]
+DeadLetterTable = DeadLetterRow.__table__  # type: ignore[attr-defined]
 OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
 
 
@@ -100,15 +104,64 @@ def course_summary(state: PatientState, next_due: dt.datetime | None) -> dict[st
     }
 
 
-def lock_patient(session: Session, patient_id: str) -> PatientRow:
-    """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL); SQLite holds the write lock."""
-    session.execute(
-        insert_for(session)(PatientRow).values(patient_id=patient_id).on_conflict_do_nothing()
+@dataclass(frozen=True, slots=True)
+class LockedPatient:
+    """The patient row as the fold reads it, under its lock (written back by one UPDATE)."""
+
+    patient_id: str
+    state: str
+    next_timer_at: dt.datetime | None
+    processed_event_pk: int
+    evaluated_at: dt.datetime | None
+    evaluated_policy: str | None
+    fold_checkpoint: str | None
+
+
+# Built once: the hot path's statements (a statement built per call cost more CPU than its
+# round trip); SQLAlchemy caches their compiled form, psycopg prepares them on the server.
+_LOCK_PATIENT = (
+    select(*(PatientTable.c[name] for name in LockedPatient.__slots__))
+    .where(PatientTable.c.patient_id == bindparam("patient_id"))
+    .with_for_update()
+)
+_OPEN_OUTBOX = select(OutboxTable.c.id, OutboxTable.c.created_at, OutboxTable.c.event_pk).where(
+    OutboxTable.c.patient_id == bindparam("patient_id"), OutboxTable.c.processed_at.is_(None)
+)
+# the SET clause comes from the parameters' keys; `key` names the row
+_SAVE_PATIENT = (
+    update(PatientTable)
+    .where(PatientTable.c.patient_id == bindparam("key"))
+    .values(version=PatientTable.c.version + 1)
+)
+_CLOSE_OUTBOX = (
+    update(OutboxTable)
+    .where(OutboxTable.c.id.in_(bindparam("ids", expanding=True)))
+    .values(processed_at=bindparam("now"))
+)
+_ANSWER_DEAD_LETTERS = (
+    update(DeadLetterTable)
+    .where(
+        DeadLetterTable.c.patient_id == bindparam("key"),
+        DeadLetterTable.c.retried_at.is_(None),
     )
-    row: PatientRow = session.execute(
-        select(PatientRow).where(col(PatientRow.patient_id) == patient_id).with_for_update()
-    ).scalar_one()
-    return row
+    .values(retried_at=bindparam("now"))
+)
+_INSERT_DECISIONS = insert(DecisionTable)  # executemany: batched into multi-row statements
+
+
+def lock_patient(session: Session, patient_id: str) -> LockedPatient:
+    """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL; SQLite's transactions hold
+    the write lock from BEGIN). The row is made on the patient's first event. Core statements:
+    this runs for every fold, and the ORM's per-statement cost was most of a fold's."""
+    connection = session.connection()
+    key = {"patient_id": patient_id}
+    row = connection.execute(_LOCK_PATIENT, key).one_or_none()
+    if row is None:
+        connection.execute(
+            insert_for(session)(PatientTable).values(patient_id=patient_id).on_conflict_do_nothing()
+        )
+        row = connection.execute(_LOCK_PATIENT, key).one()
+    return LockedPatient(**row._mapping)
 
 
 class StoredEventError(SafeMessageError):
@@ -125,11 +178,15 @@ def _load_events(
 ) -> tuple[list[Event], int, set[str]]:
     """The patient's events, but those an admin quarantined; the largest row id; and the ids
     of the events stored after row `seen_pk` (the last fold's largest)."""
-    rows = session.execute(
-        select(col(EventRow.id), col(EventRow.event_id), col(EventRow.body)).where(
-            col(EventRow.patient_id) == patient_id, col(EventRow.quarantined_at).is_(None)
+    rows = (
+        session.connection()
+        .execute(
+            select(EventTable.c.id, EventTable.c.event_id, EventTable.c.body).where(
+                EventTable.c.patient_id == patient_id, EventTable.c.quarantined_at.is_(None)
+            )
         )
-    ).all()
+        .all()
+    )
     events = []
     unseen: set[str] = set()
     for pk, event_id, body in rows:
@@ -145,7 +202,7 @@ def _load_events(
 
 def _resumed(
     session: Session,
-    patient: PatientRow,
+    patient: LockedPatient,
     pack: PolicyPack,
     new_pks: list[int],
     now: dt.datetime,
@@ -192,7 +249,7 @@ def _next_due(
     return min(candidates).astimezone(dt.UTC) if candidates else None
 
 
-def _fold_is_current(patient: PatientRow, pack: PolicyPack, now: dt.datetime) -> bool:
+def _fold_is_current(patient: LockedPatient, pack: PolicyPack, now: dt.datetime) -> bool:
     """No new event, no timer come, same pack: a fold now would store exactly what is stored
     (everything time-dependent is in `next_timer_at`). Duplicate tasks end here, cheaply."""
     timer_due = patient.next_timer_at is not None and patient.next_timer_at <= now
@@ -225,11 +282,7 @@ def process_patient(
         # committed after this read (PostgreSQL reads each statement at a fresh snapshot, and
         # ids are not committed in order) may belong to an event the fold did not see; its
         # own task folds it.
-        accepted = session.execute(
-            select(col(OutboxRow.id), col(OutboxRow.created_at), col(OutboxRow.event_pk)).where(
-                col(OutboxRow.patient_id) == patient_id, col(OutboxRow.processed_at).is_(None)
-            )
-        ).all()
+        accepted = session.connection().execute(_OPEN_OUTBOX, {"patient_id": patient_id}).all()
         if not accepted and _fold_is_current(patient, pack, now):
             return ProcessOutcome(patient_id, 0, 0, 0, 0, 0, 0)  # nothing new: nothing to do
         resumed = _resumed(session, patient, pack, [event_pk for _, _, event_pk in accepted], now)
@@ -251,7 +304,7 @@ def process_patient(
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
         alerts: list[AlertRow] = []
-        new_rows: list[dict[str, object]] = []  # one multi-row INSERT, no ORM objects
+        new_rows: list[dict[str, object]] = []  # multi-row INSERTs, no ORM objects
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
             told = (change is None or decision_id in change.alert) and (
@@ -283,40 +336,35 @@ def process_patient(
                 row.superseded_by = change.replaced_by.get(decision_id)
                 if decision_id in change.correct:
                     _correct_alert(session, row, unit, now, alerts, policy=pack.label)
-        for start in range(0, len(new_rows), DECISION_CHUNK):
-            session.execute(insert(DecisionTable).values(new_rows[start : start + DECISION_CHUNK]))
+        if new_rows:
+            session.connection().execute(_INSERT_DECISIONS, new_rows)
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
-        patient.state = json.dumps(summary)
-        patient.status = str(summary["status"])
-        patient.next_timer_at = next_due
-        patient.timer_enqueued_at = (
-            None  # this fold answered any fired timer: the next fires on time
-        )
         pending = outcome.state.course.pending if outcome.state.course else None
-        patient.reassessment_due_at = pending.due_at.astimezone(dt.UTC) if pending else None
-        patient.processed_event_pk = max_pk
-        patient.fold_checkpoint = checkpoint_text(result.checkpoint)
-        patient.evaluated_at = now
-        patient.evaluated_policy = pack.label
-        patient.version += 1
+        connection = session.connection()
+        connection.execute(
+            _SAVE_PATIENT,
+            {
+                "key": patient_id,
+                "state": json.dumps(summary),
+                "status": str(summary["status"]),
+                "next_timer_at": next_due,
+                "timer_enqueued_at": None,  # this fold answered any fired timer
+                "reassessment_due_at": pending.due_at.astimezone(dt.UTC) if pending else None,
+                "processed_event_pk": max_pk,
+                "fold_checkpoint": checkpoint_text(result.checkpoint),
+                "evaluated_at": now,
+                "evaluated_policy": pack.label,
+            },
+        )
         row_ids = [row_id for row_id, _, _ in accepted]
         for start in range(0, len(row_ids), OUTBOX_CHUNK):
-            session.execute(
-                update(OutboxRow)
-                .where(col(OutboxRow.id).in_(row_ids[start : start + OUTBOX_CHUNK]))
-                .values(processed_at=now)
+            connection.execute(
+                _CLOSE_OUTBOX, {"ids": row_ids[start : start + OUTBOX_CHUNK], "now": now}
             )
         # a fold that went through ends the patient's stopped monitoring, whatever stopped it
         # (a database outage, an event since quarantined): its dead letters are answered
-        session.execute(
-            update(DeadLetterRow)
-            .where(
-                col(DeadLetterRow.patient_id) == patient_id,
-                col(DeadLetterRow.retried_at).is_(None),
-            )
-            .values(retried_at=now)
-        )
+        connection.execute(_ANSWER_DEAD_LETTERS, {"key": patient_id, "now": now})
         # last: the alert ids' lock is held from here to the commit (see add_alerts)
         delivery_ids = fan_out(session, add_alerts(session, alerts), wall_now())
     done = len(accepted)
@@ -351,7 +399,7 @@ def process_patient(
 
 
 def _changeover(
-    patient: PatientRow,
+    patient: LockedPatient,
     pack: PolicyPack,
     stored: dict[str, DecisionRow],
     outcome: PatientOutcome,
