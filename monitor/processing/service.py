@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import sessionmaker
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from monitor.alerts.service import add_alerts
 from monitor.operations.clock import wall_now
@@ -49,6 +49,7 @@ PatientTable = PatientRow.__table__  # type: ignore[attr-defined]
 OutboxTable = OutboxRow.__table__  # type: ignore[attr-defined]
 EventTable = EventRow.__table__  # type: ignore[attr-defined]
 DeadLetterTable = DeadLetterRow.__table__  # type: ignore[attr-defined]
+AlertTable = AlertRow.__table__  # type: ignore[attr-defined]
 OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
 
 
@@ -149,6 +150,66 @@ _ANSWER_DEAD_LETTERS = (
 _INSERT_DECISIONS = insert(DecisionTable)  # executemany: batched into multi-row statements
 
 
+@dataclass(slots=True)
+class StoredDecision:
+    """A stored decision as the fold compares it (core rows, no ORM object per decision: with
+    long histories, building them was a fifth of a fold). What the fold changes is written
+    back by `_save_decisions`, only for the rows it changed (`dirty`)."""
+
+    decision_id: str
+    patient_id: str
+    at: dt.datetime
+    action: str
+    severity: str
+    rule: str
+    policy: str
+    body: str
+    due_at: dt.datetime | None
+    created_at: dt.datetime
+    superseded_at: dt.datetime | None
+    superseded_reason: str | None
+    superseded_by: str | None
+    in_force_from: dt.datetime | None
+    dirty: bool = False
+
+
+# what a fold may change in a stored decision (all but its id, patient and creation)
+_DECISION_CHANGES = (
+    "at",
+    "action",
+    "severity",
+    "rule",
+    "policy",
+    "body",
+    "due_at",
+    "superseded_at",
+    "superseded_reason",
+    "superseded_by",
+    "in_force_from",
+)
+_STORED_COLUMNS = [DecisionTable.c[name] for name in StoredDecision.__slots__ if name != "dirty"]
+_SAVE_DECISION = (
+    update(DecisionTable)
+    .where(DecisionTable.c.decision_id == bindparam("key"))
+    .values({name: bindparam("new_" + name) for name in _DECISION_CHANGES})
+)
+_ALERT_KINDS = select(AlertTable.c.kind).where(AlertTable.c.decision_id == bindparam("decision_id"))
+
+
+def _save_decisions(session: Session, stored: dict[str, StoredDecision]) -> None:
+    """Write back the stored decisions the fold changed (superseded, revived, revised)."""
+    changed = [
+        {
+            "key": row.decision_id,
+            **{"new_" + name: getattr(row, name) for name in _DECISION_CHANGES},
+        }
+        for row in stored.values()
+        if row.dirty
+    ]
+    if changed:
+        session.connection().execute(_SAVE_DECISION, changed)
+
+
 def lock_patient(session: Session, patient_id: str) -> LockedPatient:
     """The per-patient lock: `SELECT ... FOR UPDATE` (PostgreSQL; SQLite's transactions hold
     the write lock from BEGIN). The row is made on the patient's first event. Core statements:
@@ -228,14 +289,15 @@ def _resumed(
 
 def _stored_decisions(
     session: Session, patient_id: str, decision_ids: set[str] | None
-) -> dict[str, DecisionRow]:
+) -> dict[str, StoredDecision]:
     """The patient's stored decisions, or only those of `decision_ids`."""
-    query = select(DecisionRow).where(col(DecisionRow.patient_id) == patient_id)
+    query = select(*_STORED_COLUMNS).where(DecisionTable.c.patient_id == patient_id)
     if decision_ids is not None:
         if not decision_ids:
             return {}
-        query = query.where(col(DecisionRow.decision_id).in_(sorted(decision_ids)))
-    return {row.decision_id: row for row in session.execute(query).scalars()}
+        query = query.where(DecisionTable.c.decision_id.in_(sorted(decision_ids)))
+    rows = session.connection().execute(query)
+    return {row.decision_id: StoredDecision(**row._mapping) for row in rows}
 
 
 def _next_due(
@@ -321,12 +383,14 @@ def process_patient(
                 row.superseded_reason = row.superseded_by = None
                 if change is not None:  # back with a change of pack: in force from now
                     row.in_force_from = now
+                row.dirty = True
                 revived += 1
             if _revise(session, row, decision, unit, now, alerts):
                 revised += 1
         for decision_id, row in stored.items():
             if decision_id not in wanted and row.superseded_at is None:
                 row.superseded_at = now
+                row.dirty = True
                 superseded += 1
                 if change is None:
                     row.superseded_reason = "later_events"
@@ -338,6 +402,7 @@ def process_patient(
                     _correct_alert(session, row, unit, now, alerts, policy=pack.label)
         if new_rows:
             session.connection().execute(_INSERT_DECISIONS, new_rows)
+        _save_decisions(session, stored)
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
         pending = outcome.state.course.pending if outcome.state.course else None
@@ -401,7 +466,7 @@ def process_patient(
 def _changeover(
     patient: LockedPatient,
     pack: PolicyPack,
-    stored: dict[str, DecisionRow],
+    stored: dict[str, StoredDecision],
     outcome: PatientOutcome,
     unseen: set[str],
 ) -> Changeover | None:
@@ -453,7 +518,7 @@ def _stored_course(state: str) -> CourseView | None:
 
 def _revise(
     session: Session,
-    row: DecisionRow,
+    row: StoredDecision,
     decision: Decision,
     unit: str | None,
     now: dt.datetime,
@@ -468,9 +533,10 @@ def _revise(
         return False
     if _without_rationale(row.body) != _without_rationale(body):
         _correct_alert(session, row, unit, now, alerts)
-    fresh = _decision_row(decision, row.created_at)
+    fresh = _decision_values(decision, row.created_at, changeover=False)
     for name in ("at", "action", "severity", "rule", "policy", "body", "due_at"):
-        setattr(row, name, getattr(fresh, name))
+        setattr(row, name, fresh[name])
+    row.dirty = True
     return True
 
 
@@ -497,10 +563,6 @@ def _decision_values(decision: Decision, now: dt.datetime, changeover: bool) -> 
     }
 
 
-def _decision_row(decision: Decision, now: dt.datetime) -> DecisionRow:
-    return DecisionRow.model_validate(_decision_values(decision, now, changeover=False))
-
-
 def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) -> AlertRow:
     return AlertRow(
         decision_id=decision.decision_id,
@@ -518,7 +580,7 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
 
 def _correct_alert(
     session: Session,
-    row: DecisionRow,
+    row: StoredDecision,
     unit: str | None,
     now: dt.datetime,
     alerts: list[AlertRow],
@@ -528,9 +590,7 @@ def _correct_alert(
     """An alert went out for a decision that no longer holds: say so, once. `policy`: the
     pack it changed to, when that is why."""
     kinds = set(
-        session.execute(
-            select(col(AlertRow.kind)).where(col(AlertRow.decision_id) == row.decision_id)
-        ).scalars()
+        session.connection().execute(_ALERT_KINDS, {"decision_id": row.decision_id}).scalars()
     )
     if "new" not in kinds or "correction" in kinds:
         return
