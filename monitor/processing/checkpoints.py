@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlmodel import Session
 
 from monitor.storage.models import EventRow
@@ -48,6 +48,18 @@ def stored_checkpoint(text: str | None) -> Checkpoint | None:
         return None
 
 
+_EVENTS = EventRow.__table__  # type: ignore[attr-defined]  # core: read on every fold
+_ALL_EVENTS = select(_EVENTS.c.id, _EVENTS.c.body).where(
+    _EVENTS.c.patient_id == bindparam("patient_id"), _EVENTS.c.quarantined_at.is_(None)
+)
+_EVENTS_AFTER = _ALL_EVENTS.where(
+    or_(
+        _EVENTS.c.id.in_(bindparam("new_pks", expanding=True)),
+        _EVENTS.c.occurred_at >= bindparam("since"),
+    )
+)
+
+
 def events_after(
     session: Session, patient_id: str, checkpoint: Checkpoint, new_pks: Sequence[int]
 ) -> list[Event] | None:
@@ -55,12 +67,14 @@ def events_after(
     yet, or folded by a fold that could not close their rows) and those after the checkpoint's
     last event (dated after the clock then), validated: only these, the folded ones are in the
     checkpoint. None: one of them does not validate (the full fold names it)."""
-    table = EventRow.__table__  # type: ignore[attr-defined]  # core: read on every fold
-    where = [table.c.patient_id == patient_id, table.c.quarantined_at.is_(None)]
     last = checkpoint.last_key
-    if last is not None:
-        where.append(or_(table.c.id.in_(list(new_pks)), table.c.occurred_at >= last[0]))
-    rows = session.connection().execute(select(table.c.id, table.c.body).where(*where)).all()
+    params: dict[str, object] = {"patient_id": patient_id}
+    if last is None:
+        query = _ALL_EVENTS
+    else:
+        query = _EVENTS_AFTER
+        params.update(new_pks=list(new_pks), since=last[0])
+    rows = session.connection().execute(query, params).all()
     wanted = set(new_pks)
     events = []
     for pk, body in rows:

@@ -188,6 +188,12 @@ _DECISION_CHANGES = (
     "in_force_from",
 )
 _STORED_COLUMNS = [DecisionTable.c[name] for name in StoredDecision.__slots__ if name != "dirty"]
+_STORED_DECISIONS = select(*_STORED_COLUMNS).where(
+    DecisionTable.c.patient_id == bindparam("patient_id")
+)
+_STORED_DECISIONS_OF = _STORED_DECISIONS.where(
+    DecisionTable.c.decision_id.in_(bindparam("decision_ids", expanding=True))
+)
 _SAVE_DECISION = (
     update(DecisionTable)
     .where(DecisionTable.c.decision_id == bindparam("key"))
@@ -291,12 +297,13 @@ def _stored_decisions(
     session: Session, patient_id: str, decision_ids: set[str] | None
 ) -> dict[str, StoredDecision]:
     """The patient's stored decisions, or only those of `decision_ids`."""
-    query = select(*_STORED_COLUMNS).where(DecisionTable.c.patient_id == patient_id)
+    params: dict[str, object] = {"patient_id": patient_id}
+    query = _STORED_DECISIONS
     if decision_ids is not None:
         if not decision_ids:
             return {}
-        query = query.where(DecisionTable.c.decision_id.in_(sorted(decision_ids)))
-    rows = session.connection().execute(query)
+        query, params["decision_ids"] = _STORED_DECISIONS_OF, sorted(decision_ids)
+    rows = session.connection().execute(query, params)
     return {row.decision_id: StoredDecision(**row._mapping) for row in rows}
 
 

@@ -118,15 +118,15 @@ def matches(endpoint: WebhookEndpointRow, alert: AlertRow) -> bool:
     )
 
 
+# built once: fan_out runs in every fold that raises an alert
+_ACTIVE_ENDPOINTS = select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
+
+
 def fan_out(session: Session, alerts: list[AlertRow], wall: dt.datetime) -> list[int]:
     """One delivery row per (alert, matching active endpoint), in the caller's transaction."""
     if not alerts:
         return []
-    endpoints = list(
-        session.execute(
-            select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
-        ).scalars()
-    )
+    endpoints = list(session.execute(_ACTIVE_ENDPOINTS).scalars())
     rows = [
         WebhookDeliveryRow(
             alert_id=alert.id, endpoint_id=endpoint.id, next_attempt_at=wall, created_at=wall
@@ -155,11 +155,7 @@ def fan_out_report_due(
     transaction; a pair already written is left alone (unique), so a second run adds none."""
     if not windows:
         return []
-    endpoints = list(
-        session.execute(
-            select(WebhookEndpointRow).where(col(WebhookEndpointRow.disabled_at).is_(None))
-        ).scalars()
-    )
+    endpoints = list(session.execute(_ACTIVE_ENDPOINTS).scalars())
     values = [
         {
             "report_window_id": window.id,
