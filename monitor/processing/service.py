@@ -24,7 +24,7 @@ from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError
 from monitor.operations.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
 from monitor.processing.checkpoints import checkpoint_text, events_after, stored_checkpoint
-from monitor.storage.database import insert_for
+from monitor.storage.database import insert_for, is_postgresql
 from monitor.storage.models import (
     AlertRow,
     DeadLetterRow,
@@ -147,6 +147,9 @@ _ANSWER_DEAD_LETTERS = (
     )
     .values(retried_at=bindparam("now"))
 )
+_SAVE_PATIENT_AND_CLOSE = _SAVE_PATIENT.add_cte(_CLOSE_OUTBOX.cte("closed")).add_cte(
+    _ANSWER_DEAD_LETTERS.cte("answered")
+)  # PostgreSQL: each runs once, whether the statement reads it or not
 _INSERT_DECISIONS = insert(DecisionTable)  # executemany: batched into multi-row statements
 
 
@@ -413,30 +416,32 @@ def process_patient(
         next_due = _next_due(pack, outcome, events, now)
         summary = course_summary(outcome.state, next_due)
         pending = outcome.state.course.pending if outcome.state.course else None
-        connection = session.connection()
-        connection.execute(
-            _SAVE_PATIENT,
-            {
-                "key": patient_id,
-                "state": json.dumps(summary),
-                "status": str(summary["status"]),
-                "next_timer_at": next_due,
-                "timer_enqueued_at": None,  # this fold answered any fired timer
-                "reassessment_due_at": pending.due_at.astimezone(dt.UTC) if pending else None,
-                "processed_event_pk": max_pk,
-                "fold_checkpoint": checkpoint_text(result.checkpoint),
-                "evaluated_at": now,
-                "evaluated_policy": pack.label,
-            },
-        )
+        saved = {
+            "key": patient_id,
+            "state": json.dumps(summary),
+            "status": str(summary["status"]),
+            "next_timer_at": next_due,
+            "timer_enqueued_at": None,  # this fold answered any fired timer
+            "reassessment_due_at": pending.due_at.astimezone(dt.UTC) if pending else None,
+            "processed_event_pk": max_pk,
+            "fold_checkpoint": checkpoint_text(result.checkpoint),
+            "evaluated_at": now,
+            "evaluated_policy": pack.label,
+        }
+        # the outbox rows folded are closed, and a fold that went through ends the patient's
+        # stopped monitoring, whatever stopped it (a database outage, an event since
+        # quarantined): its dead letters are answered
         row_ids = [row_id for row_id, _, _ in accepted]
-        for start in range(0, len(row_ids), OUTBOX_CHUNK):
-            connection.execute(
-                _CLOSE_OUTBOX, {"ids": row_ids[start : start + OUTBOX_CHUNK], "now": now}
-            )
-        # a fold that went through ends the patient's stopped monitoring, whatever stopped it
-        # (a database outage, an event since quarantined): its dead letters are answered
-        connection.execute(_ANSWER_DEAD_LETTERS, {"key": patient_id, "now": now})
+        connection = session.connection()
+        if is_postgresql(session) and len(row_ids) <= OUTBOX_CHUNK:
+            # one round trip: the three UPDATEs as one statement (data-modifying CTEs)
+            connection.execute(_SAVE_PATIENT_AND_CLOSE, {**saved, "ids": row_ids, "now": now})
+        else:
+            connection.execute(_SAVE_PATIENT, saved)
+            for start in range(0, len(row_ids), OUTBOX_CHUNK):
+                chunk = row_ids[start : start + OUTBOX_CHUNK]
+                connection.execute(_CLOSE_OUTBOX, {"ids": chunk, "now": now})
+            connection.execute(_ANSWER_DEAD_LETTERS, {"key": patient_id, "now": now})
         # last: the alert ids' lock is held from here to the commit (see add_alerts)
         delivery_ids = fan_out(session, add_alerts(session, alerts), wall_now())
     done = len(accepted)

@@ -124,3 +124,55 @@ def test_a_timer_that_comes_fires_from_the_checkpoint(services: Services) -> Non
     assert outcome.resumed
     assert outcome.inserted >= 1  # the overdue reassessment
     assert stored(services, patient_id) == expected(events, timer)
+
+
+def test_one_fold_saves_the_patient_closes_its_outbox_rows_and_answers_its_dead_letters(
+    services: Services,
+) -> None:
+    """On PostgreSQL the three UPDATEs are one statement: each part still does its work, and
+    touches only this patient's rows."""
+    from sqlalchemy import text
+
+    mine, other = timeline(6, "INC-SAVE-MINE"), timeline(3, "INC-SAVE-OTHER")
+    clock = max(e.occurred_at for e in mine + other).astimezone(dt.UTC) + dt.timedelta(hours=1)
+    store_events(services.sessions, mine + other, clock)
+    with services.engine.begin() as conn:
+        for patient_id in ("INC-SAVE-MINE", "INC-SAVE-OTHER"):
+            conn.execute(
+                text(
+                    "INSERT INTO dead_letter (task, patient_id, reason, error, attempts, "
+                    "created_at) VALUES ('t', :p, 'processing_error', 'e', 1, :now)"
+                ),
+                {"p": patient_id, "now": clock},
+            )
+    outcome = process_patient(services.sessions, PACK, "INC-SAVE-MINE", clock)
+    assert outcome.outbox_done == 6
+    with services.engine.connect() as conn:
+        open_rows = dict(
+            conn.execute(
+                text(
+                    "SELECT patient_id, count(*) FROM outbox WHERE processed_at IS NULL "
+                    "GROUP BY patient_id"
+                )
+            ).all()
+        )
+        answered = dict(
+            conn.execute(
+                text(
+                    "SELECT patient_id, retried_at IS NOT NULL FROM dead_letter "
+                    "WHERE patient_id LIKE 'INC-SAVE-%'"
+                )
+            ).all()
+        )
+        patient = conn.execute(
+            text(
+                "SELECT version, evaluated_at, processed_event_pk FROM patient "
+                "WHERE patient_id = :p"
+            ),
+            {"p": "INC-SAVE-MINE"},
+        ).one()
+    assert open_rows == {"INC-SAVE-OTHER": 3}
+    assert answered == {"INC-SAVE-MINE": True, "INC-SAVE-OTHER": False}
+    assert (patient.version, patient.evaluated_at) == (1, clock)
+    assert patient.processed_event_pk > 0
+    assert stored(services, "INC-SAVE-MINE") == expected(mine, clock)
