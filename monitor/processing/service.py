@@ -202,7 +202,29 @@ _SAVE_DECISION = (
     .where(DecisionTable.c.decision_id == bindparam("key"))
     .values({name: bindparam("new_" + name) for name in _DECISION_CHANGES})
 )
-_ALERT_KINDS = select(AlertTable.c.kind).where(AlertTable.c.decision_id == bindparam("decision_id"))
+_PATIENT_ALERT_KINDS = select(AlertTable.c.decision_id, AlertTable.c.kind).where(
+    AlertTable.c.patient_id == bindparam("patient_id")
+)
+
+
+class _AlertsSent:
+    """Which alerts the patient's decisions have had (`new`, `correction`, ...), read once per
+    fold, on the first correction it considers (a late event may supersede many decisions)."""
+
+    def __init__(self, session: Session, patient_id: str) -> None:
+        self._session = session
+        self._patient_id = patient_id
+        self._kinds: dict[str, set[str]] | None = None
+
+    def kinds(self, decision_id: str) -> set[str]:
+        if self._kinds is None:
+            self._kinds = {}
+            rows = self._session.connection().execute(
+                _PATIENT_ALERT_KINDS, {"patient_id": self._patient_id}
+            )
+            for sent_for, kind in rows:
+                self._kinds.setdefault(sent_for, set()).add(kind)
+        return self._kinds.get(decision_id, set())
 
 
 def _save_decisions(session: Session, stored: dict[str, StoredDecision]) -> None:
@@ -376,6 +398,7 @@ def process_patient(
         inserted = superseded = revived = revised = 0
         unit = outcome.state.course.unit if outcome.state.course else None
         alerts: list[AlertRow] = []
+        sent = _AlertsSent(session, patient_id)
         new_rows: list[dict[str, object]] = []  # multi-row INSERTs, no ORM objects
         for decision_id, decision in wanted.items():
             row = stored.get(decision_id)
@@ -395,7 +418,7 @@ def process_patient(
                     row.in_force_from = now
                 row.dirty = True
                 revived += 1
-            if _revise(session, row, decision, unit, now, alerts):
+            if _revise(sent, row, decision, unit, now, alerts):
                 revised += 1
         for decision_id, row in stored.items():
             if decision_id not in wanted and row.superseded_at is None:
@@ -404,12 +427,12 @@ def process_patient(
                 superseded += 1
                 if change is None:
                     row.superseded_reason = "later_events"
-                    _correct_alert(session, row, unit, now, alerts)
+                    _correct_alert(sent, row, unit, now, alerts)
                     continue
                 row.superseded_reason = "policy_change"
                 row.superseded_by = change.replaced_by.get(decision_id)
                 if decision_id in change.correct:
-                    _correct_alert(session, row, unit, now, alerts, policy=pack.label)
+                    _correct_alert(sent, row, unit, now, alerts, policy=pack.label)
         if new_rows:
             session.connection().execute(_INSERT_DECISIONS, new_rows)
         _save_decisions(session, stored)
@@ -529,7 +552,7 @@ def _stored_course(state: str) -> CourseView | None:
 
 
 def _revise(
-    session: Session,
+    sent: _AlertsSent,
     row: StoredDecision,
     decision: Decision,
     unit: str | None,
@@ -544,7 +567,7 @@ def _revise(
     if row.body == body:
         return False
     if _without_rationale(row.body) != _without_rationale(body):
-        _correct_alert(session, row, unit, now, alerts)
+        _correct_alert(sent, row, unit, now, alerts)
     fresh = _decision_values(decision, row.created_at, changeover=False)
     for name in ("at", "action", "severity", "rule", "policy", "body", "due_at"):
         setattr(row, name, fresh[name])
@@ -591,7 +614,7 @@ def _alert(decision: Decision, kind: str, unit: str | None, now: dt.datetime) ->
 
 
 def _correct_alert(
-    session: Session,
+    sent: _AlertsSent,
     row: StoredDecision,
     unit: str | None,
     now: dt.datetime,
@@ -601,9 +624,7 @@ def _correct_alert(
 ) -> None:
     """An alert went out for a decision that no longer holds: say so, once. `policy`: the
     pack it changed to, when that is why."""
-    kinds = set(
-        session.connection().execute(_ALERT_KINDS, {"decision_id": row.decision_id}).scalars()
-    )
+    kinds = sent.kinds(row.decision_id)
     if "new" not in kinds or "correction" in kinds:
         return
     if any(a.decision_id == row.decision_id and a.kind == "correction" for a in alerts):
