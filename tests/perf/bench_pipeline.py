@@ -628,11 +628,12 @@ def phase_single(
     patients: int,
     count: int,
     seed: int,
+    prefix: str = "",
 ) -> dict[str, Any]:
     """CPU per new event for patients whose timelines already hold `history` events: what a
     resumed fold costs (the target: about the same at 2,000 events as at 20). One event at a
     time, each folded before the next, so that each task run folds exactly one new event."""
-    prefix = f"H{history}"
+    prefix = prefix or f"H{history}"
     lines = timelines(prefix, patients, history + math.ceil(count / patients), seed)
     lines = in_the_past(lines, dt.datetime.now(dt.UTC))
     loaded, tails = split_histories(lines, history)
@@ -725,6 +726,9 @@ def phase_histories(
 ) -> dict[str, Any]:
     """`phase_single` at each history size, and the worker's CPU ratio largest / smallest."""
     args = run.args
+    # not counted: the first single-event task runs of the pool's processes (code paths the
+    # batches did not take) would fall on the first history alone
+    phase_single(run, http, token, min(histories), 1, 5, seed=args.seed + 99, prefix="HWARM")
     out: dict[str, Any] = {}
     for number, history in enumerate(histories):
         print(
