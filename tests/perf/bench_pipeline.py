@@ -30,7 +30,9 @@ after), it starts real processes and measures:
    ratio of the worker's CPU per event at the largest history to that at the smallest;
 4. latency at steady rates (`--rates 50,100`, `--duration` s each, small batches on a fixed
    schedule). Each patient's events are sent in clinical order (patients interleaved), as a
-   feed sends them, so that most events raise their decisions and alerts as they arrive. Per
+   feed sends them, so that most events raise their decisions and alerts as they arrive
+   (`--latency-order shuffled`: mixed within patients too, as before issue 17). Timelines are
+   moved to end just before now (as in 3), so that folds resume as in production. Per
    event: POST start -> a poller sees its outbox row processed (the decision stored; the poll
    interval bounds the error), and from the database's own timestamps (outbox.created_at ->
    processed_at). Per alert: POST start of the event that caused it -> its `event: alert` frame
@@ -1179,9 +1181,9 @@ def bench(args: argparse.Namespace, number: int) -> dict[str, Any]:
                 args.events_per_patient,
                 seed=args.seed + 1 + number_,
             )
-            lines = interleaved(
-                in_the_past(generated, dt.datetime.now(dt.UTC)), seed=args.seed + number_
-            )
+            lines = in_the_past(generated, dt.datetime.now(dt.UTC))
+            if args.latency_order == "clinical":
+                lines = interleaved(lines, seed=args.seed + number_)
             print(
                 f"4/4 latency: {len(lines)} events at {rate:g}/s, SSE client open ...", flush=True
             )
@@ -1464,6 +1466,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--duration", type=float, default=30.0, help="s (each latency phase)")
     parser.add_argument("--steady-batch", type=int, default=10, help="events per POST (latency)")
+    parser.add_argument(
+        "--latency-order",
+        default="clinical",
+        choices=["clinical", "shuffled"],
+        help="latency phases: each patient's events in clinical order (patients interleaved), "
+        "or shuffled across and within patients (what the bench sent before issue 17)",
+    )
     parser.add_argument("--poll-ms", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
@@ -1492,6 +1501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events_per_patient": args.events_per_patient,
         "log_level": args.log_level,
         "quick": args.quick,
+        "latency_order": args.latency_order,
         "targets": {
             "ratio_pipeline_to_noop": f">= {TARGET_RATIO}",
             "worker_cpu_ratio_largest_to_smallest": f"<= {TARGET_CPU_RATIO}",
