@@ -799,6 +799,7 @@ class AlertStream:
         self.base_url, self.token = base_url, token
         self.timeout = httpx.Timeout(10.0, read=read_timeout_s)
         self.received: list[tuple[float, dict[str, Any]]] = []
+        self.wall_offset = time.time() - time.monotonic()  # arrival times in the wall clock
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.stopping = threading.Event()
@@ -864,6 +865,7 @@ class AlertSeen:
     kind: str
     trigger: str | None  # the decision's trigger event
     fold_events: tuple[str, ...]  # the events whose outbox rows the alert's fold processed
+    created_at: float = 0.0  # epoch s: the alert's created_at, the clock its fold read at start
 
 
 def match_alert(
@@ -896,7 +898,8 @@ def alerts_seen(
     rows = conn.execute(
         "SELECT a.id, a.patient_id, a.kind, d.body::json ->> 'trigger', "
         "ARRAY(SELECT e.event_id FROM outbox o JOIN event e ON e.id = o.event_pk "
-        "      WHERE o.patient_id = a.patient_id AND o.processed_at = a.created_at) "
+        "      WHERE o.patient_id = a.patient_id AND o.processed_at = a.created_at), "
+        "extract(epoch FROM a.created_at) "
         "FROM alert a LEFT JOIN decision d ON d.decision_id = a.decision_id "
         "WHERE a.id = ANY(%s)",
         (ids,),
@@ -907,7 +910,9 @@ def alerts_seen(
         row = found.get(int(alert["id"]))
         if row is None:
             continue
-        out.append(AlertSeen(int(row[0]), arrived, row[1], row[2], row[3], tuple(row[4])))
+        out.append(
+            AlertSeen(int(row[0]), arrived, row[1], row[2], row[3], tuple(row[4]), float(row[5]))
+        )
     return out
 
 
@@ -1000,8 +1005,10 @@ def phase_latency(
     ours = [(t, a) for t, a in frames if str(a.get("patient_id", "")).startswith(prefix + "-")]
     matched_by = {"trigger": 0, "fold": 0, "patient": 0}
     alert_ms: list[float] = []
+    fold_to_frame_ms: list[float] = []
     unmatched = 0
     for alert in alerts_seen(conn, ours):
+        fold_to_frame_ms.append((alert.arrived + stream.wall_offset - alert.created_at) * 1000)
         cause = match_alert(alert, sent_at, sent_by_patient)
         if cause is None:
             unmatched += 1
@@ -1031,6 +1038,10 @@ def phase_latency(
         "db_p50_ms": round(percentile(db_ms, 50), 1),
         "db_p99_ms": round(percentile(db_ms, 99), 1),
         **spread(alert_ms, "alert_"),
+        # the alert's fold's start (its created_at, the worker's wall clock) -> the frame read:
+        # the fold and its commit, the push to the stream; a stream that misses its wake-up
+        # waits for its next poll (MONITOR_STREAM_POLL_S, 1 s by default)
+        **spread(fold_to_frame_ms, "fold_to_alert_"),
         "decisions_stored": decisions,
         "alerts_stored": alerts_stored,
         "alerts_received": len(ours),
@@ -1276,6 +1287,8 @@ def figures(histories: Sequence[int], rates: Sequence[float]) -> list[Figure]:
             out.append(Figure(f"POST->SSE alert {name} @{rate:g}/s", f"{at}.alert_{name}_ms",
                               "ms", load, alert_target))  # fmt: skip
         out += [
+            Figure(f"fold->SSE alert p99 @{rate:g}/s", f"{at}.fold_to_alert_p99_ms", "ms", load),
+            Figure(f"fold->SSE alert max @{rate:g}/s", f"{at}.fold_to_alert_max_ms", "ms", load),
             Figure(f"alerts matched @{rate:g}/s", f"{at}.alerts_matched", "", load),
             Figure(f"alerts unmatched @{rate:g}/s", f"{at}.alerts_unmatched", "", load),
             Figure(f"achieved rate @{rate:g}/s", f"{at}.achieved_events_per_s", "events/s", load),
