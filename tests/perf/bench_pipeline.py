@@ -1445,7 +1445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "noop-worker"])
     parser.add_argument("--broker", help="noop-worker: the broker URL")
-    parser.add_argument("--redis-db", type=int, default=12, help="flushed before and after")
+    parser.add_argument("--redis-db", type=int, default=13, help="flushed before and after")
     parser.add_argument("--runs", type=int, default=1, help="the whole bench, this many times")
     parser.add_argument("--noop-tasks", type=int, default=5_000)
     parser.add_argument(
