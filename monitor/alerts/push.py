@@ -27,20 +27,32 @@ class Wakeup:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._generation = 0  # wake-ups so far: a stream reads it before it looks for alerts
+
+    @property
+    def generation(self) -> int:
+        """Read before looking for new alerts and passed to `wait`: a wake-up that comes while
+        the stream looks (no waiter registered yet) is not lost."""
+        with self._lock:
+            return self._generation
 
     def wake(self) -> None:
         """Set each waiting stream's event, in its own loop (thread-safe)."""
         with self._lock:
+            self._generation += 1
             waiters = list(self._waiters)
         for loop, event in waiters:
             # a loop closed since (its stream gone) raises RuntimeError: nothing to wake there
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a wake-up or `timeout` seconds; True when woken."""
+    async def wait(self, timeout: float, since: int | None = None) -> bool:
+        """Wait for a wake-up or `timeout` seconds; True when woken. With `since` (a
+        `generation` read earlier), at once if a wake-up came after that reading."""
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
+            if since is not None and self._generation != since:
+                return True
             self._waiters.add(entry)
         try:
             await asyncio.wait_for(entry[1].wait(), timeout)

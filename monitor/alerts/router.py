@@ -6,6 +6,7 @@ No `from __future__ import annotations`: FastAPI reads the annotations at run ti
 """
 
 import datetime as dt
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Annotated, Any
@@ -154,17 +155,24 @@ async def stream_alerts(
     position = resume if resume is not None else await run_in_threadpool(_last_id, services)
     yield ServerSentEvent(comment="bipn-monitor alert stream", retry=3000)
     ends = anyio.current_time() + services.settings.stream_max_s
+    token_checked = -math.inf
     while True:
         # the token may be revoked, or expire, while the stream is open: it ends then (the
-        # client's reconnect is refused with a 401)
-        if principal.token_id is not None and not await run_in_threadpool(
-            still_valid, services.sessions, principal.token_id, clock.now()
+        # client's reconnect is refused with a 401). Checked at most once per poll interval,
+        # not at every wake-up (at 100 alerts/s that was a query per alert per stream).
+        if principal.token_id is not None and (
+            anyio.current_time() - token_checked >= services.settings.stream_poll_s
         ):
-            yield ServerSentEvent(comment="the token is no longer valid: stream closed")
-            return
+            token_checked = anyio.current_time()
+            if not await run_in_threadpool(
+                still_valid, services.sessions, principal.token_id, clock.now()
+            ):
+                yield ServerSentEvent(comment="the token is no longer valid: stream closed")
+                return
         if principal.expires_at is not None and clock.wall() >= principal.expires_at:
             yield ServerSentEvent(comment="the sign-in has expired: stream closed")
             return
+        seen = WAKEUP.generation  # before the look: a notice during it is not lost
         alerts = await run_in_threadpool(_after, services, where, position)
         for alert in alerts:
             position = alert["id"]
@@ -173,7 +181,7 @@ async def stream_alerts(
             return  # the client reconnects with Last-Event-ID (and its token is re-checked)
         if len(alerts) < STREAM_BATCH:
             # woken by a notice of new alerts (monitor.alerts.push), or polls
-            await WAKEUP.wait(services.settings.stream_poll_s)
+            await WAKEUP.wait(services.settings.stream_poll_s, since=seen)
 
 
 def _last_id(services: Services) -> int:
