@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -178,6 +178,25 @@ class AuditLog:
             resource = f"{resource} ({principal.scope})"
         self._append(principal.name, principal.role, action, resource, status_code, now)
 
+    def record_in(
+        self,
+        connection: Connection,
+        principal: Principal,
+        action: str,
+        resource: str,
+        status_code: int,
+        now: dt.datetime,
+    ) -> None:
+        """`record` inside the caller's transaction (the events' of `POST /v1/events`): the row
+        commits with what it records, or neither does, for one commit instead of two. Call it
+        last in the transaction: the chain's lock is held from here to the commit."""
+        if principal.units is not None:
+            resource = f"{resource} ({principal.scope})"
+        self._secret()
+        self._append_on(
+            connection, principal.name, principal.role, action, resource, status_code, now
+        )
+
     def record_invite(
         self, invite_id: int, action: str, resource: str, status_code: int, now: dt.datetime
     ) -> None:
@@ -207,32 +226,44 @@ class AuditLog:
         SQLite: its write lock is taken at BEGIN; the id is the last one + 1, as SQLite's own
         would be."""
         self._secret()  # before taking the lock: a missing key fails without writing
+        with self._engine().begin() as connection:
+            self._append_on(connection, actor, role, action, resource, status, now)
+
+    def _append_on(
+        self,
+        connection: Connection,
+        actor: str,
+        role: str,
+        action: str,
+        resource: str,
+        status: int,
+        now: dt.datetime,
+    ) -> None:
         actor, role, action, resource = actor[:64], role[:16], action[:128], resource[:256]
         content = _fields(now, actor, role, action, resource, status)
-        with self._engine().begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # one appender at a time, or two rows would chain to the same predecessor
-                connection.execute(_LOCK)
-                row_id, last = connection.execute(_NEXT_POSTGRESQL).one()
-            else:
-                head = connection.execute(_HEAD).first()
-                row_id, last = (1, None) if head is None else (int(head[0] or 0) + 1, head[1])
-            prev_hash = last or GENESIS_HASH
-            connection.execute(
-                _INSERT,
-                {
-                    "id": row_id,
-                    "at": now,
-                    "actor": actor,
-                    "role": role,
-                    "action": action,
-                    "resource": resource,
-                    "status_code": status,
-                    "prev_hash": prev_hash,
-                    "row_hash": self._mac(str(row_id), prev_hash, *content),
-                    "scheme": KEYED_SCHEME,
-                },
-            )
+        if connection.dialect.name == "postgresql":
+            # one appender at a time, or two rows would chain to the same predecessor
+            connection.execute(_LOCK)
+            row_id, last = connection.execute(_NEXT_POSTGRESQL).one()
+        else:
+            head = connection.execute(_HEAD).first()
+            row_id, last = (1, None) if head is None else (int(head[0] or 0) + 1, head[1])
+        prev_hash = last or GENESIS_HASH
+        connection.execute(
+            _INSERT,
+            {
+                "id": row_id,
+                "at": now,
+                "actor": actor,
+                "role": role,
+                "action": action,
+                "resource": resource,
+                "status_code": status,
+                "prev_hash": prev_hash,
+                "row_hash": self._mac(str(row_id), prev_hash, *content),
+                "scheme": KEYED_SCHEME,
+            },
+        )
 
     def _engine(self) -> Engine:
         bind = self._sessions.kw.get("bind")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -42,25 +42,40 @@ def body_hash(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+Then = Callable[[Session, IngestResult], None]
+
+
 def store_events(
-    sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
+    sessions: sessionmaker[Session],
+    events: Sequence[Event],
+    now: dt.datetime,
+    then: Then | None = None,
 ) -> IngestResult:
     """Store new events with their outbox rows, atomically; report duplicates; reject conflicts.
+    `then`: called with the session and the result, last in the same transaction (the API's
+    audit row commits with the events, one commit instead of two); not after a conflict.
 
     Two requests racing on one id: the unique constraint makes one of them fail; it retries
-    once and then sees the other's row (duplicate or conflict).
+    once (`then` too: the first attempt was rolled back) and then sees the other's row
+    (duplicate or conflict).
     """
     try:
-        return _store(sessions, events, now)
+        return _store(sessions, events, now, then)
     except IntegrityError:
-        return _store(sessions, events, now)
+        return _store(sessions, events, now, then)
 
 
 def _store(
-    sessions: sessionmaker[Session], events: Sequence[Event], now: dt.datetime
+    sessions: sessionmaker[Session],
+    events: Sequence[Event],
+    now: dt.datetime,
+    then: Then | None = None,
 ) -> IngestResult:
     with sessions.begin() as session:
-        return store_in(session, events, now)
+        result = store_in(session, events, now)
+        if then is not None:
+            then(session, result)
+        return result
 
 
 def store_in(session: Session, events: Sequence[Event], now: dt.datetime) -> IngestResult:
@@ -174,11 +189,14 @@ def _insert(session: Session, new: list[tuple[Event, str, str]], now: dt.datetim
     )
 
 
-def accept_events(services: Services, events: Sequence[Event], now: dt.datetime) -> IngestResult:
+def accept_events(
+    services: Services, events: Sequence[Event], now: dt.datetime, then: Then | None = None
+) -> IngestResult:
     """Store and count: the one path in for events, the JSON API and FHIR in alike. Raises
     `EventConflictError`, nothing stored. The caller then calls `dispatch` (after its own
-    bookkeeping: in the embedded mode the worker competes for the database at once)."""
-    result = store_events(services.sessions, events, now)
+    bookkeeping: in the embedded mode the worker competes for the database at once). `then`:
+    as for `store_events`."""
+    result = store_events(services.sessions, events, now, then)
     accepted = sum(1 for _, status in result.statuses if status == "accepted")
     EVENTS_ACCEPTED.inc(accepted)
     EVENTS_DUPLICATE.inc(len(result.statuses) - accepted)

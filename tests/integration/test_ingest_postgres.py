@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, text
 
+from monitor.auth.audit import ChainReport
+from monitor.auth.tokens import Principal
 from monitor.ingest.service import EventConflictError, IngestResult, body_hash, store_events
 from monitor.services import Services, build_services
 from monitor.settings import Settings
@@ -143,3 +145,26 @@ def test_concurrent_senders_of_the_same_events_store_them_once(services: Service
         "(SELECT count(*) FROM outbox WHERE patient_id = 'PC-1') AS outbox",
     )
     assert counted == [{"events": 50, "outbox": 50}]
+
+
+def test_audit_rows_in_the_events_transactions_keep_one_chain(services: Services) -> None:
+    """The API's 202 audit row is written last in the events' transaction (the chain's lock
+    held to the commit): concurrent senders, the race retry among them, leave one chain."""
+
+    def audited(session: Any, result: IngestResult) -> None:
+        resource = f"{len(result.statuses)} events"
+        services.audit.record_in(
+            session.connection(), Principal("feed", "ingest"), "POST /v1/events", resource,
+            202, FIXED_NOW,
+        )  # fmt: skip
+
+    def send(n: int) -> IngestResult:
+        shared = f.enrollment(patient="PR-0", event_id="pr-shared")  # every sender has it
+        own = f.enrollment(patient=f"PR-{n}", event_id=f"pr-{n}")
+        return store_events(services.sessions, f.events(shared, own), FIXED_NOW, audited)
+
+    before = services.audit.verify(checkpoints=False).rows
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(send, range(1, 21)))
+    assert sum(s == "accepted" for r in results for _, s in r.statuses) == 21
+    assert services.audit.verify(checkpoints=False) == ChainReport(before + 20, None, None)
