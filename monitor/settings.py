@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_s: Annotated[float, Field(gt=0)] = Field(
         default=60.0, description="how often the scheduler writes an audit checkpoint"
     )
+    token_cache_s: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=2.0,
+        description="how long the API keeps a verified bearer token in memory (0: not at "
+        "all); a revocation in another process is seen within this time",
+    )
     max_batch_events: Annotated[int, Field(ge=1, le=10_000)] = 1_000
     max_body_bytes: Annotated[int, Field(ge=1_024)] = 5_000_000
     task_max_retries: Annotated[int, Field(ge=0, le=50)] = 5

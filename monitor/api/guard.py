@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -247,8 +248,17 @@ class RequestGuard:
         elif (oidc := provider_verifier(scope)) is not None and oidc.issued_here(credentials):
             return await self._authenticate_oidc(scope, oidc, credentials)
         else:
-            sessions, now = self.services.sessions, self.services.settings.now()
-            principal = await run_in_threadpool(auth.authenticate, sessions, credentials, now)
+            sessions, settings = self.services.sessions, self.services.settings
+            now, cache_s = settings.now(), settings.token_cache_s
+            # a cached token is answered here, without the thread hop; a miss reads the row
+            principal = auth.cached_principal(sessions, credentials, now, cache_s)
+            if principal is auth.MISS:
+                principal = await run_in_threadpool(
+                    functools.partial(auth.authenticate, cache_s=cache_s),
+                    sessions,
+                    credentials,
+                    now,
+                )
             if principal is not None:
                 scope.setdefault("state", {})["principal"] = principal
                 return None

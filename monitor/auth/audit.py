@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, insert, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -104,14 +104,29 @@ class Checkpoint:
 
 
 def _content(row: AuditLogRow) -> list[str]:
-    return [
-        row.at.astimezone(dt.UTC).isoformat(),
-        row.actor,
-        row.role,
-        row.action,
-        row.resource,
-        str(row.status_code),
-    ]
+    return _fields(row.at, row.actor, row.role, row.action, row.resource, row.status_code)
+
+
+def _fields(
+    at: dt.datetime, actor: str, role: str, action: str, resource: str, status: int
+) -> list[str]:
+    """The hashed content of a row, from its column values (as written, or as read back)."""
+    return [at.astimezone(dt.UTC).isoformat(), actor, role, action, resource, str(status)]
+
+
+_TABLE = AuditLogRow.__table__  # type: ignore[attr-defined]
+_LOCK = text("SELECT pg_advisory_xact_lock(7301)")
+# a statement of its own after the lock: its snapshot then holds the last holder's row
+_NEXT_POSTGRESQL = text(
+    "SELECT nextval(pg_get_serial_sequence('audit_log', 'id')), "
+    "(SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1)"
+)
+_HEAD = (
+    select(col(AuditLogRow.id), col(AuditLogRow.row_hash))
+    .order_by(col(AuditLogRow.id).desc())
+    .limit(1)
+)
+_INSERT = insert(_TABLE)
 
 
 def _legacy_hash(row: AuditLogRow) -> str:
@@ -163,6 +178,25 @@ class AuditLog:
             resource = f"{resource} ({principal.scope})"
         self._append(principal.name, principal.role, action, resource, status_code, now)
 
+    def record_in(
+        self,
+        connection: Connection,
+        principal: Principal,
+        action: str,
+        resource: str,
+        status_code: int,
+        now: dt.datetime,
+    ) -> None:
+        """`record` inside the caller's transaction (the events' of `POST /v1/events`): the row
+        commits with what it records, or neither does, for one commit instead of two. Call it
+        last in the transaction: the chain's lock is held from here to the commit."""
+        if principal.units is not None:
+            resource = f"{resource} ({principal.scope})"
+        self._secret()
+        self._append_on(
+            connection, principal.name, principal.role, action, resource, status_code, now
+        )
+
     def record_invite(
         self, invite_id: int, action: str, resource: str, status_code: int, now: dt.datetime
     ) -> None:
@@ -185,28 +219,57 @@ class AuditLog:
     def _append(
         self, actor: str, role: str, action: str, resource: str, status: int, now: dt.datetime
     ) -> None:
+        """One row chained to the last, in core statements (no ORM unit of work: this runs at
+        every request). PostgreSQL: the advisory lock, then the next id and the last hash in one
+        statement (after the lock, so it sees the holder before us), then one INSERT with the
+        row's hash: the id is part of the hash, so it is taken before the row is written.
+        SQLite: its write lock is taken at BEGIN; the id is the last one + 1, as SQLite's own
+        would be."""
         self._secret()  # before taking the lock: a missing key fails without writing
-        with self._sessions.begin() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # one appender at a time, or two rows would chain to the same predecessor
-                session.execute(text("SELECT pg_advisory_xact_lock(7301)"))
-            last = session.execute(
-                select(col(AuditLogRow.row_hash)).order_by(col(AuditLogRow.id).desc()).limit(1)
-            ).scalar_one_or_none()
-            row = AuditLogRow(
-                at=now,
-                actor=actor[:64],
-                role=role[:16],
-                action=action[:128],
-                resource=resource[:256],
-                status_code=status,
-                prev_hash=last or GENESIS_HASH,
-                row_hash="",
-                scheme=KEYED_SCHEME,
-            )
-            session.add(row)
-            session.flush()  # the id is part of the hash: a row moved to another id shows
-            row.row_hash = self._row_hash(row)
+        with self._engine().begin() as connection:
+            self._append_on(connection, actor, role, action, resource, status, now)
+
+    def _append_on(
+        self,
+        connection: Connection,
+        actor: str,
+        role: str,
+        action: str,
+        resource: str,
+        status: int,
+        now: dt.datetime,
+    ) -> None:
+        actor, role, action, resource = actor[:64], role[:16], action[:128], resource[:256]
+        content = _fields(now, actor, role, action, resource, status)
+        if connection.dialect.name == "postgresql":
+            # one appender at a time, or two rows would chain to the same predecessor
+            connection.execute(_LOCK)
+            row_id, last = connection.execute(_NEXT_POSTGRESQL).one()
+        else:
+            head = connection.execute(_HEAD).first()
+            row_id, last = (1, None) if head is None else (int(head[0] or 0) + 1, head[1])
+        prev_hash = last or GENESIS_HASH
+        connection.execute(
+            _INSERT,
+            {
+                "id": row_id,
+                "at": now,
+                "actor": actor,
+                "role": role,
+                "action": action,
+                "resource": resource,
+                "status_code": status,
+                "prev_hash": prev_hash,
+                "row_hash": self._mac(str(row_id), prev_hash, *content),
+                "scheme": KEYED_SCHEME,
+            },
+        )
+
+    def _engine(self) -> Engine:
+        bind = self._sessions.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("the audit log's session factory must be bound to an engine")
+        return bind
 
     # --- verifying ------------------------------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""Bearer tokens with roles: created (shown once, stored as a hash), listed, revoked, expiring."""
+"""Bearer tokens with roles: created (shown once, stored as a hash), listed, revoked, expiring.
+
+`authenticate` may answer from a small in-process cache (`MONITOR_TOKEN_CACHE_S`): keyed by
+the token's hash, never the token; the token's own expiry is checked at every hit; a revocation
+in this process (`revoke_tokens`) drops the token from the cache at once, while another process
+still accepts it for at most `token_cache_s` (its cache entry's age). Refusals are not cached:
+a token just created works at once.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,14 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections.abc import Sequence
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import Enum
+from typing import Final, Literal
 
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
@@ -105,18 +117,127 @@ def _usable(row: ApiTokenRow | None, now: dt.datetime) -> bool:
     )
 
 
+CACHE_ENTRIES: Final = 1_024
+
+
+class _Miss(Enum):
+    MISS = "miss"
+
+
+MISS: Final = _Miss.MISS  # not in the cache (or too old): ask the database
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    principal: Principal
+    expires_at: dt.datetime | None  # the token's own expiry, checked at every hit
+    stored: float  # time.monotonic() when read from the database
+
+
+class TokenCache:
+    """Recently verified tokens of one database, by hash: a bounded LRU, safe across threads.
+
+    Only usable tokens are kept. `generation` moves at every revocation, so a look-up that read
+    the row before a revocation committed cannot put the old answer back after it was dropped.
+    """
+
+    def __init__(self, max_entries: int = CACHE_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, digest: str, now: dt.datetime, max_age_s: float) -> Principal | _Miss | None:
+        """The cached principal; None when the cached token has expired by `now`; MISS when
+        absent or older than `max_age_s` (dropped then)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return MISS
+            if time.monotonic() - entry.stored >= max_age_s:
+                del self._entries[digest]
+                return MISS
+            self._entries.move_to_end(digest)
+        if entry.expires_at is not None and entry.expires_at <= now:
+            return None
+        return entry.principal
+
+    def put(
+        self, digest: str, principal: Principal, expires_at: dt.datetime | None, generation: int
+    ) -> None:
+        """Keep a principal read from the database while `generation` was current."""
+        with self._lock:
+            if generation != self.generation:
+                return  # a revocation happened meanwhile: the row read may be stale
+            self._entries[digest] = _Cached(principal, expires_at, time.monotonic())
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget(self, digests: Iterable[str]) -> None:
+        with self._lock:
+            self.generation += 1
+            for digest in digests:
+                self._entries.pop(digest, None)
+
+
+# one cache per session factory (per database), dropped with it
+_caches: weakref.WeakKeyDictionary[sessionmaker[Session], TokenCache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
+
+
+def token_cache(sessions: sessionmaker[Session]) -> TokenCache:
+    """This process's cache of `sessions`' tokens."""
+    with _caches_lock:
+        cache = _caches.get(sessions)
+        if cache is None:
+            cache = _caches[sessions] = TokenCache()
+        return cache
+
+
+def cached_principal(
+    sessions: sessionmaker[Session], token: str, now: dt.datetime, cache_s: float
+) -> Principal | _Miss | None:
+    """`authenticate` from the cache alone, without blocking (the event loop may call it):
+    MISS when the database must be asked."""
+    if cache_s <= 0:
+        return MISS
+    return token_cache(sessions).get(hash_token(token), now, cache_s)
+
+
 def authenticate(
-    sessions: sessionmaker[Session], token: str, now: dt.datetime | None = None
+    sessions: sessionmaker[Session],
+    token: str,
+    now: dt.datetime | None = None,
+    *,
+    cache_s: float = 0.0,
 ) -> Principal | None:
-    """The token's principal, or None when it is unknown, revoked or expired (at `now`)."""
+    """The token's principal, or None when it is unknown, revoked or expired (at `now`).
+
+    `cache_s` > 0: answer from this process's cache when the token was read from the database
+    less than `cache_s` ago (the API's `token_cache_s`); so another process's revocation is
+    seen within `cache_s`, this process's at once. 0: always the database."""
     moment = now or wall_now()
+    digest = hash_token(token)
+    cache = token_cache(sessions) if cache_s > 0 else None
+    if cache is not None:
+        found = cache.get(digest, moment, cache_s)
+        if found is not MISS:
+            return found
+        generation = cache.generation
     with sessions() as session:
         row = session.execute(
-            select(ApiTokenRow).where(col(ApiTokenRow.token_hash) == hash_token(token))
+            select(ApiTokenRow).where(col(ApiTokenRow.token_hash) == digest)
         ).scalar_one_or_none()
     if row is None or not _usable(row, moment):
-        return None
-    return Principal(name=row.name, role=row.role, token_id=row.id, units=token_units(row))
+        return None  # refusals are not cached: a token created a moment later works at once
+    principal = Principal(name=row.name, role=row.role, token_id=row.id, units=token_units(row))
+    if cache is not None:
+        cache.put(digest, principal, row.expires_at, generation)
+    return principal
 
 
 def token_units(row: ApiTokenRow) -> frozenset[str] | None:
@@ -183,7 +304,19 @@ def revoke_tokens(
         rows = list(session.execute(query).scalars())
         for row in rows:
             row.revoked_at = now  # written at the commit
-        return [token_view(row, now) for row in rows]
+        views = [token_view(row, now) for row in rows]
+        digests = [row.token_hash for row in rows]
+    _forget_everywhere(digests)
+    return views
+
+
+def _forget_everywhere(digests: list[str]) -> None:
+    """After the revocation committed: out of every cache of this process (whichever session
+    factory revoked it), so no request here is let in by it again."""
+    with _caches_lock:
+        caches = list(_caches.values())
+    for cache in caches:
+        cache.forget(digests)
 
 
 def find_token(sessions: sessionmaker[Session], token_id: int) -> ApiTokenRow | None:

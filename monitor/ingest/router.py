@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.responses import JSONResponse
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from monitor.api.deps import AUTH_RESPONSES, ClockDep, Ingest, JsonBody, ServicesDep, json_body
@@ -22,7 +23,7 @@ from monitor.ingest.schemas import (
     EventStatus,
     events_of,
 )
-from monitor.ingest.service import EventConflictError, accept_events, dispatch
+from monitor.ingest.service import EventConflictError, IngestResult, accept_events, dispatch
 from monitor.operations.metrics import EVENTS_REJECTED
 from monitor.services import Services
 
@@ -71,8 +72,16 @@ def _accept(
         EVENTS_REJECTED.inc(max(len(items) + sum(p["index"] is not None for p in problems), 1))
         services.audit.record(principal, ACTION, "events", 422, now())
         return problem(422, "invalid events: nothing was stored", errors=problems)
+    at = now()
+
+    def audit_stored(session: Session, _result: IngestResult) -> None:
+        # the 202's audit row commits with the events (one commit, not two): stored and
+        # audited, or neither
+        record = services.audit.record_in
+        record(session.connection(), principal, ACTION, f"{len(items)} events", 202, at)
+
     try:
-        result = accept_events(services, items, now())
+        result = accept_events(services, items, at, audit_stored)
     except EventConflictError as exc:
         EVENTS_REJECTED.inc(len(items))
         services.audit.record(principal, ACTION, "events", 409, now())
@@ -82,8 +91,7 @@ def _accept(
             conflicts=exc.event_ids,
         )
     accepted = sum(1 for _, status in result.statuses if status == "accepted")
-    services.audit.record(principal, ACTION, f"{len(items)} events", 202, now())
-    dispatch(services, result)  # after the audit row: the answer does not wait for the worker
+    dispatch(services, result)  # after the commit: the answer does not wait for the worker
     answer = EventsAccepted(
         accepted=accepted,
         duplicates=len(result.statuses) - accepted,

@@ -600,3 +600,43 @@ def test_get_on_the_events_endpoint_is_405(api: Api) -> None:
 def test_field_problem_shape_is_what_the_api_lists() -> None:
     """The API serialises `FieldProblem` as {field, message}: both names are the contract's."""
     assert set(FieldProblem.model_fields) == {"field", "message"}
+
+
+# --- issue 17: the 202's audit row commits with the events ------------------------------------
+
+
+def test_a_202_is_audited_in_the_events_transaction(api: Api, services: Services) -> None:
+    before = rows(services, "SELECT count(*) AS n FROM audit_log")[0]["n"]
+    body = {
+        "events": [
+            f.enrollment(patient="PA-1", event_id="pa-1"),
+            f.enrollment(patient="PA-2", event_id="pa-2"),
+        ]
+    }
+    assert api.post_events(body).status_code == 202
+    audited = rows(
+        services, "SELECT actor, action, resource, status_code FROM audit_log ORDER BY id"
+    )
+    assert len(audited) == before + 1
+    assert audited[-1] == {
+        "actor": "test-ingest",
+        "action": "POST /v1/events",
+        "resource": "2 events",
+        "status_code": 202,
+    }
+    assert services.audit.verify().broken_at is None
+
+
+def test_when_the_audit_row_fails_the_events_are_not_stored(
+    api: Api, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any) -> str:
+        raise RuntimeError("the audit row cannot be written")
+
+    monkeypatch.setattr(services.audit, "_mac", broken)
+    response = api.post_events(f.enrollment(patient="PA-3", event_id="pa-3"))
+    assert response.status_code == 500
+    assert rows(services, "SELECT count(*) AS n FROM event WHERE event_id = 'pa-3'") == [{"n": 0}]
+    assert rows(services, "SELECT count(*) AS n FROM outbox WHERE patient_id = 'PA-3'") == [
+        {"n": 0}
+    ]

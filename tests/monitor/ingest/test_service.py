@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 import monitor.ingest.service
+from monitor.auth.tokens import Principal
 from monitor.ingest.service import EventConflictError, IngestResult, body_hash, store_events
 from monitor.services import Services
 from policies.events import canonical_body, parse_event
@@ -136,3 +137,37 @@ def test_concurrent_senders_of_the_same_events_store_them_once(services: Service
     assert len(accepted) == 20
     assert sorted(len(r.patients) for r in results) == [0, 0, 0, 1]
     assert row_counts(services, ["event", "outbox"]) == {"event": 20, "outbox": 20}
+
+
+def test_then_commits_with_the_events_or_neither_does(services: Services) -> None:
+    """Issue 17: `then` (the API's audit row) runs last in the events' transaction; it is not
+    called on a conflict."""
+    calls: list[IngestResult] = []
+
+    def audited(session: Any, result: IngestResult) -> None:
+        calls.append(result)
+        services.audit.record_in(
+            session.connection(), Principal("feed", "ingest"), "POST /v1/events", "1 events",
+            202, FIXED_NOW,
+        )  # fmt: skip
+
+    def failing(session: Any, result: IngestResult) -> None:
+        audited(session, result)
+        raise RuntimeError("after the audit row")
+
+    body = f.enrollment(patient="PT", event_id="t-1")
+    with pytest.raises(RuntimeError):
+        store_events(services.sessions, f.events(body), FIXED_NOW, failing)
+    assert row_counts(services, ["event", "outbox", "audit_log"]) == dict.fromkeys(
+        ["event", "outbox", "audit_log"], 0
+    )
+    result = store_events(services.sessions, f.events(body), FIXED_NOW, audited)
+    assert result.statuses == [("t-1", "accepted")]
+    assert row_counts(services, ["event", "outbox", "audit_log"]) == dict.fromkeys(
+        ["event", "outbox", "audit_log"], 1
+    )
+    calls.clear()
+    with pytest.raises(EventConflictError):
+        store_events(services.sessions, f.events({**body, "age": 80}), FIXED_NOW, audited)
+    assert calls == []
+    assert services.audit.verify().broken_at is None
