@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from monitor.api.guard import BodyTooLargeError, route_template
 from monitor.api.json_body import InvalidJsonError, parse_json
@@ -27,7 +28,12 @@ from policies.events import PATIENT_ID_PATTERN
 # --- the process's services -----------------------------------------------------------------
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below are `async def` though they do not await: FastAPI runs a plain `def`
+# dependency in the thread pool, and these run for every request (a dozen thread hand-offs per
+# request were a fifth of a small POST's CPU). Anything that blocks is handed to the pool.
+
+
+async def get_services(request: Request) -> Services:
     """The services the app was built with (`create_app(services)` puts them on `app.state`)."""
     services: Services = request.app.state.services
     return services
@@ -52,10 +58,14 @@ class Clock:
         return wall_now()
 
 
-def get_clock(services: ServicesDep) -> Clock:
+def clock_of(services: Services) -> Clock:
     # read through `services` at each call: a long request (an open stream) sees the settings
     # of the moment, as every other reader does
     return Clock(lambda: services.settings.now())
+
+
+async def get_clock(services: ServicesDep) -> Clock:
+    return clock_of(services)
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
@@ -66,10 +76,7 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 bearer = HTTPBearer(auto_error=False)  # in the OpenAPI document: every protected route's scheme
 
 
-def current_principal(
-    request: Request,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
+def principal_of(request: Request) -> Principal:
     """The caller, authenticated by the guard before the application ran (`monitor.api.guard`);
     none here means a CDS Hooks JWT on a route that does not take one."""
     principal: Principal | None = getattr(request.state, "principal", None)
@@ -80,6 +87,14 @@ def current_principal(
     return principal
 
 
+async def current_principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """`principal_of` as a dependency."""
+    return principal_of(request)
+
+
 class require:  # noqa: N801  # read as a verb in signatures: Depends(require("nurse"))
     """A role check: the caller's role is one of `roles` (admin may do everything); a refusal
     is a 403 naming the roles allowed, and is audited."""
@@ -87,13 +102,22 @@ class require:  # noqa: N801  # read as a verb in signatures: Depends(require("n
     def __init__(self, *roles: Role) -> None:
         self.allowed: tuple[Role, ...] = tuple(dict.fromkeys((*roles, "admin")))
 
-    def __call__(
+    async def __call__(
         self,
         request: Request,
         principal: Annotated[Principal, Depends(current_principal)],
         services: ServicesDep,
         clock: ClockDep,
     ) -> Principal:
+        if principal.role in self.allowed:
+            return principal
+        # the refusal is audited: a database write, off the event loop
+        return await run_in_threadpool(self.check, request, principal, services, clock)
+
+    def check(
+        self, request: Request, principal: Principal, services: Services, clock: Clock
+    ) -> Principal:
+        """The role check, blocking (it may write the audit row): for sync callers."""
         if principal.role not in self.allowed:
             action = f"{request.method} {route_template(request.scope)}"
             services.audit.record(principal, action, "denied", 403, clock.now())
@@ -172,7 +196,7 @@ def json_body(*media_types: str, name: str = "application/json") -> Callable[...
     return read
 
 
-def public_base_url(request: Request, services: ServicesDep) -> str:
+async def public_base_url(request: Request, services: ServicesDep) -> str:
     """The service's own address in links it hands out: configured, else as called."""
     return services.settings.public_base_url or str(request.base_url).rstrip("/")
 

@@ -31,8 +31,8 @@ from monitor.api.deps import (
     JsonBody,
     ServicesDep,
     bearer,
-    current_principal,
     json_body,
+    principal_of,
     require,
 )
 from monitor.api.errors import field_problems, problem
@@ -100,7 +100,7 @@ def _cds_caller(*, feedback: bool) -> Callable[..., Principal]:
             or credentials.scheme.lower() != "bearer"
             or not looks_like_jwt(credentials.credentials)
         ):
-            return bearer_cds(request, current_principal(request, credentials), services, clock)
+            return bearer_cds.check(request, principal_of(request), services, clock)
         service = f"{base_url}/cds-services/{request.path_params['service_id']}"
         audiences = [f"{service}/feedback", service] if feedback else [service]
         try:

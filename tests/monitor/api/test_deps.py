@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRouter
 
 import monitor.app
-from monitor.api.deps import CareTeam, Clock, get_clock, require
+from monitor.api.deps import CareTeam, Clock, clock_of, get_clock, require
 from monitor.app import create_app
 from monitor.auth.tokens import Principal
 from monitor.services import Services
@@ -39,7 +39,7 @@ def test_the_clock_is_overridden_for_every_route(api: Api, services: Services) -
 
 def test_the_clock_reads_the_settings_of_the_moment(api: Api, services: Services) -> None:
     """A long request (an open stream) sees a settings change: the clock is not a snapshot."""
-    clock = get_clock(services)
+    clock = clock_of(services)
     assert clock.now() == FIXED_NOW
     services.settings = services.settings.model_copy(update={"fixed_now": LATER})
     assert clock.now() == LATER
