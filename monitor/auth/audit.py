@@ -129,6 +129,11 @@ _HEAD = (
 _INSERT = insert(_TABLE)
 
 
+def _with_scope(principal: Principal, resource: str) -> str:
+    """The resource as audited: with the caller's units when its token is bound to some."""
+    return resource if principal.units is None else f"{resource} ({principal.scope})"
+
+
 def _legacy_hash(row: AuditLogRow) -> str:
     fields = (row.prev_hash, *_content(row))
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()
@@ -174,8 +179,7 @@ class AuditLog:
     ) -> None:
         """Append one row chained to the last. No clinical payload: who, what, when, result;
         a token bound to units has its scope recorded with the resource."""
-        if principal.units is not None:
-            resource = f"{resource} ({principal.scope})"
+        resource = _with_scope(principal, resource)
         self._append(principal.name, principal.role, action, resource, status_code, now)
 
     def record_in(
@@ -190,8 +194,7 @@ class AuditLog:
         """`record` inside the caller's transaction (the events' of `POST /v1/events`): the row
         commits with what it records, or neither does, for one commit instead of two. Call it
         last in the transaction: the chain's lock is held from here to the commit."""
-        if principal.units is not None:
-            resource = f"{resource} ({principal.scope})"
+        resource = _with_scope(principal, resource)
         self._secret()
         self._append_on(
             connection, principal.name, principal.role, action, resource, status_code, now
