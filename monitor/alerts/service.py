@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import String, and_, cast, exists, func, or_, update
+from sqlalchemy import String, and_, bindparam, cast, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
@@ -38,6 +38,20 @@ MONITORING_AUDIENCE = ("admin", "physician")
 SCAN_BATCH = 500
 
 
+_SEQUENCE = AlertSequenceRow.__table__  # type: ignore[attr-defined]  # core: every fold
+_TAKE_IDS = (
+    update(_SEQUENCE)
+    .where(_SEQUENCE.c.name == "alert")
+    .values(value=_SEQUENCE.c.value + bindparam("n"))
+)
+_RESERVE_IDS = _TAKE_IDS.returning(_SEQUENCE.c.value)
+# PostgreSQL: the notice, delivered at commit, wakes the SSE streams (monitor.alerts.push),
+# sent in the same round trip (if every alert was a duplicate, a stream wakes up to nothing)
+_RESERVE_IDS_AND_NOTIFY = _TAKE_IDS.returning(
+    _SEQUENCE.c.value, func.pg_notify(ALERTS_CHANNEL, cast(_SEQUENCE.c.value, String))
+)
+
+
 def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
     """Insert alerts once each (a second alert for the same decision and kind is dropped) and
     return those inserted.
@@ -48,20 +62,9 @@ def add_alerts(session: Session, alerts: Sequence[AlertRow]) -> list[AlertRow]:
     """
     if not alerts:
         return []
-    sequence = AlertSequenceRow.__table__  # type: ignore[attr-defined]  # core: every fold
-    returned: list[Any] = [sequence.c.value]
-    if is_postgresql(session):
-        # the notice, delivered at commit, wakes the SSE streams (monitor.alerts.push); sent
-        # in the same round trip (if every alert was a duplicate, a stream wakes up to nothing)
-        returned.append(func.pg_notify(ALERTS_CHANNEL, cast(sequence.c.value, String)))
-    counter = (
-        update(sequence)
-        .where(sequence.c.name == "alert")
-        .values(value=sequence.c.value + len(alerts))
-        .returning(*returned)
-    )
+    reserve = _RESERVE_IDS_AND_NOTIFY if is_postgresql(session) else _RESERVE_IDS
     connection = session.connection()
-    last: int = connection.execute(counter).scalars().one()
+    last: int = connection.execute(reserve, {"n": len(alerts)}).scalars().one()
     table = AlertRow.__table__  # type: ignore[attr-defined]
     insert = insert_for(session)
     for offset, alert in enumerate(alerts):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, text
+from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, col, select
 
@@ -195,7 +195,6 @@ class AuditLog:
         commits with what it records, or neither does, for one commit instead of two. Call it
         last in the transaction: the chain's lock is held from here to the commit."""
         resource = _with_scope(principal, resource)
-        self._secret()
         self._append_on(
             connection, principal.name, principal.role, action, resource, status_code, now
         )
@@ -228,9 +227,8 @@ class AuditLog:
         row's hash: the id is part of the hash, so it is taken before the row is written.
         SQLite: its write lock is taken at BEGIN; the id is the last one + 1, as SQLite's own
         would be."""
-        self._secret()  # before taking the lock: a missing key fails without writing
-        with self._engine().begin() as connection:
-            self._append_on(connection, actor, role, action, resource, status, now)
+        with self._sessions.begin() as session:
+            self._append_on(session.connection(), actor, role, action, resource, status, now)
 
     def _append_on(
         self,
@@ -242,6 +240,7 @@ class AuditLog:
         status: int,
         now: dt.datetime,
     ) -> None:
+        self._secret()  # before taking the lock: a missing key fails without writing
         actor, role, action, resource = actor[:64], role[:16], action[:128], resource[:256]
         content = _fields(now, actor, role, action, resource, status)
         if connection.dialect.name == "postgresql":
@@ -267,12 +266,6 @@ class AuditLog:
                 "scheme": KEYED_SCHEME,
             },
         )
-
-    def _engine(self) -> Engine:
-        bind = self._sessions.kw.get("bind")
-        if not isinstance(bind, Engine):
-            raise TypeError("the audit log's session factory must be bound to an engine")
-        return bind
 
     # --- verifying ------------------------------------------------------------------------
 

@@ -49,10 +49,12 @@ def stored_checkpoint(text: str | None) -> Checkpoint | None:
 
 
 _EVENTS = EventRow.__table__  # type: ignore[attr-defined]  # core: read on every fold
-_ALL_EVENTS = select(_EVENTS.c.id, _EVENTS.c.body).where(
+# a patient's events (row id, event id, body), but those an admin quarantined: the full fold's
+# read (monitor.processing.service) and, narrowed, the resumed fold's
+PATIENT_EVENTS = select(_EVENTS.c.id, _EVENTS.c.event_id, _EVENTS.c.body).where(
     _EVENTS.c.patient_id == bindparam("patient_id"), _EVENTS.c.quarantined_at.is_(None)
 )
-_EVENTS_AFTER = _ALL_EVENTS.where(
+_EVENTS_AFTER = PATIENT_EVENTS.where(
     or_(
         _EVENTS.c.id.in_(bindparam("new_pks", expanding=True)),
         _EVENTS.c.occurred_at >= bindparam("since"),
@@ -70,14 +72,14 @@ def events_after(
     last = checkpoint.last_key
     params: dict[str, object] = {"patient_id": patient_id}
     if last is None:
-        query = _ALL_EVENTS
+        query = PATIENT_EVENTS
     else:
         query = _EVENTS_AFTER
         params.update(new_pks=list(new_pks), since=last[0])
     rows = session.connection().execute(query, params).all()
     wanted = set(new_pks)
     events = []
-    for pk, body in rows:
+    for pk, _event_id, body in rows:
         try:
             event = EVENT_ADAPTER.validate_json(body)
         except ValidationError:

@@ -23,13 +23,17 @@ from monitor.alerts.service import add_alerts
 from monitor.operations.clock import wall_now
 from monitor.operations.logsafe import SafeMessageError
 from monitor.operations.metrics import EVENTS_PROCESSED, PROCESSING_LATENCY
-from monitor.processing.checkpoints import checkpoint_text, events_after, stored_checkpoint
+from monitor.processing.checkpoints import (
+    PATIENT_EVENTS,
+    checkpoint_text,
+    events_after,
+    stored_checkpoint,
+)
 from monitor.storage.database import insert_for, is_postgresql
 from monitor.storage.models import (
     AlertRow,
     DeadLetterRow,
     DecisionRow,
-    EventRow,
     OutboxRow,
     PatientRow,
 )
@@ -47,7 +51,6 @@ log = logging.getLogger("monitor.processing")
 DecisionTable = DecisionRow.__table__  # type: ignore[attr-defined]
 PatientTable = PatientRow.__table__  # type: ignore[attr-defined]
 OutboxTable = OutboxRow.__table__  # type: ignore[attr-defined]
-EventTable = EventRow.__table__  # type: ignore[attr-defined]
 DeadLetterTable = DeadLetterRow.__table__  # type: ignore[attr-defined]
 AlertTable = AlertRow.__table__  # type: ignore[attr-defined]
 OUTBOX_CHUNK = 500  # ids per UPDATE ... IN (...): well under any driver's parameter limit
@@ -270,15 +273,7 @@ def _load_events(
 ) -> tuple[list[Event], int, set[str]]:
     """The patient's events, but those an admin quarantined; the largest row id; and the ids
     of the events stored after row `seen_pk` (the last fold's largest)."""
-    rows = (
-        session.connection()
-        .execute(
-            select(EventTable.c.id, EventTable.c.event_id, EventTable.c.body).where(
-                EventTable.c.patient_id == patient_id, EventTable.c.quarantined_at.is_(None)
-            )
-        )
-        .all()
-    )
+    rows = session.connection().execute(PATIENT_EVENTS, {"patient_id": patient_id}).all()
     events = []
     unseen: set[str] = set()
     for pk, event_id, body in rows:
